@@ -1,0 +1,128 @@
+# cython: language_level=3
+"""Thin Cython layer over csrc/executor.c: runs a rank's program, or the MPI
+library's own collective, without the GIL and with a deadline.
+
+Buffers arrive as addresses of memory the caller keeps alive (collectives.communicator
+validates and pins them); this module does no argument checking of its own
+beyond what C needs.
+"""
+
+from libc.stdint cimport int64_t, intptr_t
+
+cdef extern from "mpi.h":
+    ctypedef int MPI_Comm  # only ever handled by C; the real type comes from mpi.h
+    int MPI_MAX_LIBRARY_VERSION_STRING
+    int MPI_Get_library_version(char *version, int *resultlen) nogil
+    int MPI_Get_version(int *version, int *subversion) nogil
+    int MPI_Initialized(int *flag) nogil
+
+cdef extern from "executor.h":
+    ctypedef struct cl_row:
+        pass
+    ctypedef struct cl_result:
+        int status
+        int64_t step
+        int mpi_error
+        int npeers
+        int peers[16]
+        int64_t bytes_outstanding
+        double elapsed
+        int64_t peak_scratch_bytes
+        char message[256]
+    MPI_Comm cl_comm_from_handle(intptr_t handle) nogil
+    intptr_t cl_comm_world_handle() nogil
+    int64_t cl_scratch_needed(const cl_row *rows, int64_t nrows, int itemsize,
+                              int64_t segment_bytes, int inflight) nogil
+    int cl_execute(MPI_Comm comm, const cl_row *rows, int64_t nrows, void **bufs,
+                   int dtype, int op, int64_t segment_bytes, int inflight,
+                   void *scratch, int64_t scratch_bytes, double timeout, int tag_base,
+                   cl_result *res) nogil
+    int cl_native(MPI_Comm comm, int which, const void *sendbuf, void *recvbuf,
+                  int64_t count, const int *recvcounts, int dtype, int op, int root,
+                  double timeout, cl_result *res) nogil
+    double cl_now() nogil
+
+STATUS_OK = 0
+STATUS_TIMEOUT = 1
+STATUS_MPI_ERROR = 2
+STATUS_BAD_PROGRAM = 3
+STATUS_NO_MEMORY = 4
+
+NATIVE = {"allreduce": 0, "alltoall": 1, "reduce_scatter": 2, "allgather": 3,
+          "broadcast": 4, "barrier": 5}
+
+
+def mpi_library_version():
+    """MPI_Get_library_version of the MPI this module was linked against."""
+    cdef char buf[8192]
+    cdef int n = 0
+    MPI_Get_library_version(buf, &n)
+    return buf[:n].decode("utf-8", "replace").rstrip("\x00").strip()
+
+
+def mpi_version():
+    cdef int v = 0, s = 0
+    MPI_Get_version(&v, &s)
+    return (v, s)
+
+
+def comm_world_handle():
+    """MPI_COMM_WORLD's handle as this build sees it (compared with mpi4py's at import)."""
+    return <object>cl_comm_world_handle()
+
+
+def now():
+    """CLOCK_MONOTONIC in seconds."""
+    return cl_now()
+
+
+cdef dict _result(cl_result *r):
+    return {
+        "status": r.status,
+        "step": r.step,
+        "mpi_error": r.mpi_error,
+        "peers": [r.peers[i] for i in range(r.npeers)],
+        "bytes_outstanding": r.bytes_outstanding,
+        "elapsed": r.elapsed,
+        "peak_scratch_bytes": r.peak_scratch_bytes,
+        "message": r.message.decode("utf-8", "replace"),
+    }
+
+
+def scratch_needed(program, int itemsize, int64_t segment_bytes, int inflight):
+    """Bytes of scratch memory cl_execute needs for `program` (a PROGRAM_DTYPE array)."""
+    cdef intptr_t addr = program.__array_interface__["data"][0]
+    return cl_scratch_needed(<const cl_row *>addr, len(program), itemsize, segment_bytes, inflight)
+
+
+def execute(intptr_t comm_handle, program, intptr_t in_addr, intptr_t out_addr, intptr_t tmp_addr,
+            int dtype, int op, int64_t segment_bytes, int inflight,
+            intptr_t scratch_addr, int64_t scratch_bytes, double timeout, int tag_base=0):
+    """Run `program` (C-contiguous PROGRAM_DTYPE array) on the given buffers; returns a result dict."""
+    cdef cl_result res
+    cdef void *bufs[3]
+    bufs[0] = <void *>in_addr
+    bufs[1] = <void *>out_addr
+    bufs[2] = <void *>tmp_addr
+    cdef intptr_t rows = program.__array_interface__["data"][0]
+    cdef int64_t nrows = len(program)
+    cdef MPI_Comm comm = cl_comm_from_handle(comm_handle)
+    with nogil:
+        cl_execute(comm, <const cl_row *>rows, nrows, bufs, dtype, op, segment_bytes, inflight,
+                   <void *>scratch_addr, scratch_bytes, timeout, tag_base, &res)
+    return _result(&res)
+
+
+def native(intptr_t comm_handle, str which, intptr_t send_addr, intptr_t recv_addr, int64_t count,
+           recvcounts, int dtype, int op, int root, double timeout):
+    """Run the MPI library's own collective (non-blocking, polled up to the deadline)."""
+    cdef cl_result res
+    cdef int w = NATIVE[which]
+    cdef intptr_t counts_addr = 0
+    if recvcounts is not None:
+        counts_addr = recvcounts.__array_interface__["data"][0]
+    cdef MPI_Comm comm = cl_comm_from_handle(comm_handle)
+    with nogil:
+        cl_native(comm, w, <const void *>send_addr, <void *>recv_addr, count,
+                  <const int *>counts_addr, dtype, op, root, timeout, &res)
+    return _result(&res)

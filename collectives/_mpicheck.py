@@ -1,0 +1,32 @@
+"""Import-time check that the compiled core and mpi4py use one and the same MPI library."""
+
+from __future__ import annotations
+
+from .errors import BuildMismatch
+
+_REBUILD = (
+    "Rebuild collectives against the MPI that mpi4py uses: for the default MPICH wheel, "
+    "`pip install --force-reinstall --no-cache-dir mpich mpi4py .`; for a system MPI, "
+    "`MPICC=/path/to/mpicc pip install --no-binary=mpi4py --force-reinstall --no-cache-dir mpi4py .`"
+)
+
+
+def load_core():
+    """Import mpi4py (which loads libmpi), then the compiled core, and compare the two."""
+    from mpi4py import MPI
+
+    try:
+        from . import _executor
+    except ImportError as exc:
+        raise BuildMismatch(
+            f"the compiled core of collectives could not be loaded ({exc}). It links to "
+            f"the MPI it was built with, and mpi4py uses {MPI.Get_library_version().splitlines()[0]!r}. "
+            + _REBUILD) from exc
+    ours = _executor.mpi_library_version().strip()
+    theirs = MPI.Get_library_version().strip()
+    if ours != theirs or int(_executor.comm_world_handle()) != int(MPI.COMM_WORLD.handle):
+        raise BuildMismatch(
+            "collectives' compiled core and mpi4py use different MPI libraries:\n"
+            f"  collectives: {ours.splitlines()[0] if ours else '?'}\n"
+            f"  mpi4py:      {theirs.splitlines()[0] if theirs else '?'}\n" + _REBUILD)
+    return _executor

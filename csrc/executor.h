@@ -1,0 +1,69 @@
+/* The executor: runs one rank's program of a Schedule over MPI.
+ *
+ * A program is an array of rows ordered by step (the layout of
+ * collectives.schedule.PROGRAM_DTYPE). Within a step, copies run first, then
+ * every send and receive is posted and the step waits, with a deadline, until
+ * all of them are done. Messages are cut into segments of at most
+ * segment_bytes; a reducing receive keeps at most `inflight` segments in
+ * scratch memory, reducing one while the next ones travel.
+ */
+#ifndef COLLECTIVES_EXECUTOR_H
+#define COLLECTIVES_EXECUTOR_H
+
+#include <stdint.h>
+#include <mpi.h>
+
+enum { CL_OP_SEND = 0, CL_OP_RECV = 1, CL_OP_RECV_REDUCE = 2, CL_OP_COPY = 3 };
+enum { CL_BUF_IN = 0, CL_BUF_OUT = 1, CL_BUF_TMP = 2 };
+
+typedef struct {
+    int64_t step, kind, peer, tag, src_buf, src_off, dst_buf, dst_off, count;
+} cl_row;
+
+enum { CL_OK = 0, CL_TIMEOUT = 1, CL_MPI_ERROR = 2, CL_BAD_PROGRAM = 3, CL_NO_MEMORY = 4 };
+
+#define CL_MAX_REPORTED_PEERS 16
+
+typedef struct {
+    int status;                  /* CL_OK, CL_TIMEOUT, ... */
+    int64_t step;                /* step being waited on when it failed */
+    int mpi_error;               /* MPI error code for CL_MPI_ERROR */
+    int npeers;                  /* peers still awaited (first CL_MAX_REPORTED_PEERS) */
+    int peers[CL_MAX_REPORTED_PEERS];
+    int64_t bytes_outstanding;   /* bytes of that step not yet received or sent */
+    double elapsed;              /* seconds since the call started */
+    int64_t peak_scratch_bytes;  /* scratch memory used for reducing receives */
+    char message[256];           /* MPI's error string, or what was wrong */
+} cl_result;
+
+/* Scratch bytes a program needs for its reducing receives. */
+int64_t cl_scratch_needed(const cl_row *rows, int64_t nrows, int itemsize,
+                          int64_t segment_bytes, int inflight);
+
+/* Run rows[0..nrows) on comm. bufs[CL_BUF_IN/OUT/TMP] are the buffers (IN may
+ * equal OUT for in-place calls: copies between identical regions are skipped).
+ * timeout <= 0 waits forever. Call without the GIL. */
+int cl_execute(MPI_Comm comm, const cl_row *rows, int64_t nrows, void *bufs[3],
+               int dtype, int op, int64_t segment_bytes, int inflight,
+               void *scratch, int64_t scratch_bytes, double timeout, int tag_base,
+               cl_result *res);
+
+/* The MPI library's own collectives, non-blocking with the same deadline. */
+enum { CL_NATIVE_ALLREDUCE = 0, CL_NATIVE_ALLTOALL = 1, CL_NATIVE_REDUCE_SCATTER = 2,
+       CL_NATIVE_ALLGATHER = 3, CL_NATIVE_BROADCAST = 4, CL_NATIVE_BARRIER = 5 };
+
+/* count: elements of the input (allreduce, allgather: per rank; alltoall: the whole
+ * input; reduce_scatter: recvcounts[] gives each rank's block; broadcast: elements). */
+int cl_native(MPI_Comm comm, int which, const void *sendbuf, void *recvbuf,
+              int64_t count, const int *recvcounts, int dtype, int op, int root,
+              double timeout, cl_result *res);
+
+/* An mpi4py handle (Comm.handle) as this MPI's MPI_Comm: an int in MPICH, a pointer
+ * in Open MPI; the cast is done here, in C, where the real type is known. */
+static inline MPI_Comm cl_comm_from_handle(intptr_t handle) { return (MPI_Comm)handle; }
+static inline intptr_t cl_comm_world_handle(void) { return (intptr_t)MPI_COMM_WORLD; }
+
+/* Monotonic clock in seconds (CLOCK_MONOTONIC: shared by all processes of a machine). */
+double cl_now(void);
+
+#endif
