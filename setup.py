@@ -80,6 +80,9 @@ if platform.machine() in ("x86_64", "AMD64"):
     # the baseline stays generic x86-64; faster paths are chosen at run time (csrc/cpu.c)
     pass
 
+import numpy  # noqa: E402  (a build requirement)
+
+NUMPY_INC = [numpy.get_include()]
 c_sources = sorted(glob.glob(os.path.join("csrc", "*.c")))
 pyx_sources = sorted(glob.glob(os.path.join("collectives", "*.pyx")))
 
@@ -96,7 +99,7 @@ extensions = [
     Extension(
         name="collectives." + os.path.splitext(os.path.basename(pyx))[0],
         sources=[pyx] + c_sources,
-        include_dirs=["csrc"] + MPI_INC,
+        include_dirs=["csrc"] + MPI_INC + NUMPY_INC,
         library_dirs=MPI_LIBDIRS,
         libraries=MPI_LIBS or ["mpi"],
         runtime_library_dirs=runtime_dirs,

@@ -36,7 +36,7 @@ cdef extern from "executor.h":
     int cl_execute(MPI_Comm comm, const cl_row *rows, int64_t nrows, void **bufs,
                    int dtype, int op, int64_t segment_bytes, int inflight,
                    void *scratch, int64_t scratch_bytes, double timeout, int tag_base,
-                   cl_result *res) nogil
+                   const double *holds, cl_result *res) nogil
     int cl_native(MPI_Comm comm, int which, const void *sendbuf, void *recvbuf,
                   int64_t count, const int *recvcounts, int dtype, int op, int root,
                   double timeout, cl_result *res) nogil
@@ -109,7 +109,7 @@ def execute(intptr_t comm_handle, program, intptr_t in_addr, intptr_t out_addr, 
     cdef MPI_Comm comm = cl_comm_from_handle(comm_handle)
     with nogil:
         cl_execute(comm, <const cl_row *>rows, nrows, bufs, dtype, op, segment_bytes, inflight,
-                   <void *>scratch_addr, scratch_bytes, timeout, tag_base, &res)
+                   <void *>scratch_addr, scratch_bytes, timeout, tag_base, NULL, &res)
     return _result(&res)
 
 
@@ -125,4 +125,64 @@ def native(intptr_t comm_handle, str which, intptr_t send_addr, intptr_t recv_ad
     with nogil:
         cl_native(comm, w, <const void *>send_addr, <void *>recv_addr, count,
                   <const int *>counts_addr, dtype, op, root, timeout, &res)
+    return _result(&res)
+
+
+# ---- the hot path: arrays in, no dict out unless something went wrong ---------------
+
+cimport numpy as cnp
+
+cnp.import_array()
+
+
+cdef inline void *_data(cnp.ndarray a):
+    return cnp.PyArray_DATA(a) if cnp.PyArray_SIZE(a) else NULL
+
+
+def run(intptr_t comm_handle, cnp.ndarray program, cnp.ndarray inbuf, cnp.ndarray outbuf,
+        cnp.ndarray tmp, int dtype, int op, int64_t segment_bytes, int inflight,
+        cnp.ndarray scratch, double timeout, cnp.ndarray holds=None):
+    """Run `program` on numpy buffers the caller has checked; None on success, else a result dict.
+
+    `holds` (float64 seconds, one per program row) turns on link emulation.
+    """
+    cdef cl_result res
+    cdef void *bufs[3]
+    bufs[0] = _data(inbuf)
+    bufs[1] = _data(outbuf)
+    bufs[2] = _data(tmp)
+    cdef const cl_row *rows = <const cl_row *>cnp.PyArray_DATA(program)
+    cdef int64_t nrows = cnp.PyArray_DIM(program, 0)
+    cdef void *sp = cnp.PyArray_DATA(scratch)
+    cdef int64_t sb = cnp.PyArray_NBYTES(scratch)
+    cdef MPI_Comm comm = cl_comm_from_handle(comm_handle)
+    cdef int status
+    cdef const double *hp = NULL
+    if holds is not None:
+        if cnp.PyArray_DIM(holds, 0) != nrows:
+            raise ValueError("holds must have one entry per program row")
+        hp = <const double *>cnp.PyArray_DATA(holds)
+    with nogil:
+        status = cl_execute(comm, rows, nrows, bufs, dtype, op, segment_bytes, inflight,
+                            sp, sb, timeout, 0, hp, &res)
+    if status == 0:
+        return None
+    return _result(&res)
+
+
+def run_native(intptr_t comm_handle, int which, cnp.ndarray sendbuf, cnp.ndarray recvbuf, int64_t count,
+               cnp.ndarray recvcounts, int dtype, int op, int root, double timeout):
+    """The MPI library's own collective on numpy buffers; None on success, else a result dict."""
+    cdef cl_result res
+    cdef const int *counts = NULL
+    if recvcounts is not None:
+        counts = <const int *>cnp.PyArray_DATA(recvcounts)
+    cdef const void *sp = _data(sendbuf) if sendbuf is not None else NULL
+    cdef void *rp = _data(recvbuf) if recvbuf is not None else NULL
+    cdef MPI_Comm comm = cl_comm_from_handle(comm_handle)
+    cdef int status
+    with nogil:
+        status = cl_native(comm, which, sp, rp, count, counts, dtype, op, root, timeout, &res)
+    if status == 0:
+        return None
     return _result(&res)

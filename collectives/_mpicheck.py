@@ -18,13 +18,22 @@ def load_core():
     try:
         from . import _executor
     except ImportError as exc:
+        text = str(exc)
+        if "mpi" not in text.lower():
+            raise BuildMismatch(
+                f"the compiled core of collectives could not be loaded ({text}); the installation is "
+                "incomplete or was built for another platform. Reinstall it: "
+                "`pip install --force-reinstall --no-cache-dir .` (or `python setup.py build_ext "
+                "--inplace` in a source checkout)") from exc
         raise BuildMismatch(
             f"the compiled core of collectives could not be loaded ({exc}). It links to "
             f"the MPI it was built with, and mpi4py uses {MPI.Get_library_version().splitlines()[0]!r}. "
             + _REBUILD) from exc
     ours = _executor.mpi_library_version().strip()
     theirs = MPI.Get_library_version().strip()
-    if ours != theirs or int(_executor.comm_world_handle()) != int(MPI.COMM_WORLD.handle):
+    world = int(MPI.COMM_WORLD.handle)
+    world = world - (1 << 64) if world >= (1 << 63) else world
+    if ours != theirs or int(_executor.comm_world_handle()) != world:
         raise BuildMismatch(
             "collectives' compiled core and mpi4py use different MPI libraries:\n"
             f"  collectives: {ours.splitlines()[0] if ours else '?'}\n"

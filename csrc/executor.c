@@ -39,6 +39,7 @@ typedef struct {
     int slot0;             /* first scratch slot (reducing receives) */
     int64_t *slot_seg;     /* reducing receives: segment held by each slot, -1 if free */
     char *seg_done;        /* reducing receives: per slot, transfer complete and not yet reduced */
+    double stamp;          /* emulation: the sender's step start time, sent or received */
 } op_state;
 
 /* Request bookkeeping: which op and slot/segment each request belongs to. */
@@ -67,6 +68,23 @@ int64_t cl_scratch_needed(const cl_row *rows, int64_t nrows, int itemsize,
         if (nred * seg > best) best = nred * seg;
     }
     return best;
+}
+
+/* Wait until the monotonic clock reaches `until`: sleep, then spin the last stretch. */
+static void hold_until(double until)
+{
+    const double spin = 60e-6;
+    for (;;) {
+        double left = until - cl_now();
+        if (left <= 0) return;
+        if (left > spin) {
+            double nap = left - spin;
+            struct timespec ts;
+            ts.tv_sec = (time_t)nap;
+            ts.tv_nsec = (long)((nap - (double)ts.tv_sec) * 1e9);
+            nanosleep(&ts, NULL);
+        }
+    }
 }
 
 static void set_error(cl_result *res, int status, int64_t step, int mpi_error, const char *what)
@@ -128,7 +146,7 @@ static int may_reduce(op_state *ops, int j, int64_t seg, int64_t segment_bytes)
 int cl_execute(MPI_Comm comm, const cl_row *rows, int64_t nrows, void *bufs[3],
                int dtype, int op, int64_t segment_bytes, int inflight,
                void *scratch, int64_t scratch_bytes, double timeout, int tag_base,
-               cl_result *res)
+               const double *holds, cl_result *res)
 {
     const double t0 = cl_now();
     const double deadline = timeout > 0 ? t0 + timeout : 0.0;
@@ -159,6 +177,7 @@ int cl_execute(MPI_Comm comm, const cl_row *rows, int64_t nrows, void *bufs[3],
             if (rows[i].kind == CL_OP_COPY) continue;
             int64_t ns = nsegments(rows[i].count * itemsize, segment_bytes);
             nops++;
+            if (holds) nreq++;  /* the time stamp that travels with each message */
             if (rows[i].kind == CL_OP_RECV_REDUCE) {
                 int64_t s = ns < inflight ? ns : inflight;
                 nreq += s;
@@ -201,6 +220,7 @@ int cl_execute(MPI_Comm comm, const cl_row *rows, int64_t nrows, void *bufs[3],
 
         /* 2. post every send and receive of the step */
         int nops = 0, nreq = 0, slot = 0;
+        const double step_start = cl_now();
         for (int64_t k = i; k < end; k++) {
             const cl_row *r = &rows[k];
             if (r->kind == CL_OP_COPY || r->count <= 0) continue;
@@ -212,6 +232,18 @@ int cl_execute(MPI_Comm comm, const cl_row *rows, int64_t nrows, void *bufs[3],
             o->base = r->kind == CL_OP_SEND ? (char *)bufs[r->src_buf] + r->src_off * itemsize
                                             : (char *)bufs[r->dst_buf] + r->dst_off * itemsize;
             int tag = tag_base + (int)(r->tag % CL_TAG_SPAN);
+            if (holds) {
+                int stag = tag_base + CL_TAG_SPAN + (int)(r->tag % CL_TAG_SPAN);
+                info[nreq] = (req_info){nops, -2, 0};
+                if (r->kind == CL_OP_SEND) {
+                    o->stamp = step_start;
+                    rc = MPI_Isend(&o->stamp, 1, MPI_DOUBLE, (int)r->peer, stag, comm, &reqs[nreq]);
+                } else {
+                    rc = MPI_Irecv(&o->stamp, 1, MPI_DOUBLE, (int)r->peer, stag, comm, &reqs[nreq]);
+                }
+                if (rc != MPI_SUCCESS) { nops++; break; }
+                nreq++;
+            }
             if (r->kind == CL_OP_RECV_REDUCE) {
                 int nslots = (int)(o->nseg < inflight ? o->nseg : inflight);
                 o->slot0 = slot;
@@ -260,8 +292,12 @@ int cl_execute(MPI_Comm comm, const cl_row *rows, int64_t nrows, void *bufs[3],
                 req_info *ri = &info[indices[q]];
                 op_state *o = &ops[ri->op];
                 o->completed++;
-                if (ri->slot >= 0) o->seg_done[ri->slot] = 1;
-                else active--;
+                if (ri->slot >= 0) {
+                    o->seg_done[ri->slot] = 1;
+                } else {
+                    if (ri->slot == -2) o->completed--;  /* a time stamp, not a segment */
+                    active--;
+                }
             }
             /* reduce whatever is ready, and reuse its slot for a later segment */
             for (int j = 0; j < nops; j++) {
@@ -320,6 +356,22 @@ int cl_execute(MPI_Comm comm, const cl_row *rows, int64_t nrows, void *bufs[3],
             }
         }
 
+        if (res->status == CL_OK && holds) {
+            /* emulation: the step's messages arrive when the modelled network delivers them */
+            double release = 0.0;
+            for (int j = 0; j < nops; j++) {
+                const cl_row *r = ops[j].row;
+                if (r->kind == CL_OP_SEND) continue;
+                double t = ops[j].stamp + holds[r - rows];
+                if (t > release) release = t;
+            }
+            if (deadline > 0 && release > deadline) {
+                hold_until(deadline);
+                res->status = CL_TIMEOUT;
+            } else {
+                hold_until(release);
+            }
+        }
         if (res->status != CL_OK) {
             /* report who we were waiting for, then drop the step's requests */
             res->step = step;
@@ -445,6 +497,27 @@ int cl_native(MPI_Comm comm, int which, const void *sendbuf, void *recvbuf,
     int size = 1;
     MPI_Comm_size(comm, &size);
     const void *sb = sendbuf == recvbuf ? MPI_IN_PLACE : sendbuf;
+    if (timeout <= 0 && count <= INT_MAX) {
+        /* no deadline: the blocking call is the MPI library's own fastest path */
+        switch (which) {
+        case CL_NATIVE_ALLREDUCE:
+            rc = MPI_Allreduce(sb, recvbuf, (int)count, type, mop, comm); break;
+        case CL_NATIVE_ALLTOALL:
+            rc = MPI_Alltoall(sb, (int)(count / size), type, recvbuf, (int)(count / size), type, comm);
+            break;
+        case CL_NATIVE_REDUCE_SCATTER:
+            rc = MPI_Reduce_scatter(sendbuf, recvbuf, recvcounts, type, mop, comm); break;
+        case CL_NATIVE_ALLGATHER:
+            rc = MPI_Allgather(sendbuf, (int)count, type, recvbuf, (int)count, type, comm); break;
+        case CL_NATIVE_BROADCAST:
+            rc = MPI_Bcast(recvbuf, (int)count, type, root, comm); break;
+        default:
+            rc = MPI_Barrier(comm);
+        }
+        if (rc != MPI_SUCCESS) set_error(res, CL_MPI_ERROR, 0, rc, "the MPI collective failed");
+        res->elapsed = cl_now() - t0;
+        return res->status;
+    }
     MPI_Request req = MPI_REQUEST_NULL;
 #if MPI_VERSION >= 4
     MPI_Count *rc64 = NULL;

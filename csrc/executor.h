@@ -46,7 +46,13 @@ int64_t cl_scratch_needed(const cl_row *rows, int64_t nrows, int itemsize,
 int cl_execute(MPI_Comm comm, const cl_row *rows, int64_t nrows, void *bufs[3],
                int dtype, int op, int64_t segment_bytes, int inflight,
                void *scratch, int64_t scratch_bytes, double timeout, int tag_base,
-               cl_result *res);
+               const double *holds, cl_result *res);
+
+/* Emulated links: with holds != NULL (one entry per row), each send also carries
+ * the sender's step start time (CLOCK_MONOTONIC, shared by the processes of one
+ * machine), and a receive counts as delivered only at sender start + holds[row],
+ * the time the modelled network takes for that message in that step. Holds are
+ * slept through, spinning only for the last microseconds. */
 
 /* The MPI library's own collectives, non-blocking with the same deadline. */
 enum { CL_NATIVE_ALLREDUCE = 0, CL_NATIVE_ALLTOALL = 1, CL_NATIVE_REDUCE_SCATTER = 2,

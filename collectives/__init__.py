@@ -1,0 +1,32 @@
+"""collectives: collective communication over MPI that knows the network underneath.
+
+>>> import collectives as cl
+>>> from mpi4py import MPI
+>>> comm = cl.Communicator(MPI.COMM_WORLD)
+>>> y = comm.allreduce(x, op="sum")
+"""
+
+__version__ = "0.1.0"
+
+from .errors import (BuildMismatch, CollectivesError, CollectiveTimeout, CommunicationError,
+                     CommunicatorBroken, InvalidArgument, InvalidType, MismatchError, ModelError,
+                     TopologyError, TopologyFileError)
+from .communicator import Communicator
+
+_LAZY = ("topology", "model", "planner", "algorithms", "schedule", "units")
+
+
+def __getattr__(name):
+    # the topology library, the model and the planner load networkx/scipy: only on first use
+    if name in _LAZY:
+        import importlib
+
+        module = importlib.import_module(f".{name}", __name__)
+        globals()[name] = module
+        return module
+    raise AttributeError(f"module 'collectives' has no attribute {name!r}")
+
+
+__all__ = ["Communicator", "CollectivesError", "CollectiveTimeout", "CommunicationError",
+           "CommunicatorBroken", "InvalidArgument", "InvalidType", "MismatchError", "ModelError",
+           "TopologyError", "TopologyFileError", "BuildMismatch", "__version__"] + list(_LAZY)

@@ -1,0 +1,471 @@
+"""The Communicator: the library's public face over one MPI communicator.
+
+Every call checks its arguments on the calling rank before any message leaves,
+picks an algorithm (the planner, for "auto"), builds or reuses that
+algorithm's schedule for this call shape, and hands the rank's program to the
+compiled executor, which waits with a deadline instead of hanging.
+"""
+
+from __future__ import annotations
+
+import os
+import zlib
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+from mpi4py import MPI
+
+from . import dtypes as _dt
+from ._mpicheck import load_core
+from .buffers import address, as_array
+from .errors import (CollectiveTimeout, CommunicationError, CommunicatorBroken,
+                     InvalidArgument, InvalidType, MismatchError)
+
+_core = load_core()
+
+COLLECTIVES = ("allreduce", "alltoall", "reduce_scatter", "allgather", "broadcast")
+OPS = ("sum", "prod", "min", "max", "avg")
+
+_DEFAULT_SEGMENT = 1 << 20
+_DEFAULT_INFLIGHT = 4
+
+
+def _env_float(name: str) -> Optional[float]:
+    text = os.environ.get(name)
+    if text is None or text.strip() == "":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise InvalidArgument(f"environment variable {name}={text!r} is not a number of seconds") from None
+    return value
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _check_timeout(timeout, where="timeout"):
+    if timeout is None:
+        return None
+    try:
+        t = float(timeout)
+    except (TypeError, ValueError):
+        raise InvalidType(f"{where} must be a number of seconds or None, got {timeout!r}") from None
+    if not t > 0 or t != t:
+        raise InvalidArgument(f"{where} must be a positive number of seconds or None, got {timeout!r}")
+    return t
+
+
+@dataclass
+class _Call:
+    """One call shape, cached: the algorithm and what the executor needs besides the data."""
+    algorithm: str
+    dcode: int
+    program: Optional[np.ndarray]   # None: the MPI library's own collective
+    num_steps: int
+    counts: Optional[np.ndarray]    # reduce_scatter block sizes for the native path
+
+
+_NATIVE = {"allreduce": 0, "alltoall": 1, "reduce_scatter": 2, "allgather": 3, "broadcast": 4,
+           "barrier": 5}
+
+
+class Communicator:
+    """Collectives over an MPI communicator.
+
+    Parameters
+    ----------
+    comm : mpi4py.MPI.Comm
+        The communicator to work on. A duplicate is made, so the library's
+        messages never mix with the caller's.
+    topology : collectives.topology.Topology, optional
+        The network the ranks sit on. Hierarchical algorithms take their groups
+        from it and the planner prices candidates on it. Without it, groups are
+        the ranks that share memory (one group per node).
+    emulate : bool
+        Hold each message to the time the modelled ``topology`` would take.
+    timeout : float, optional
+        Default deadline in seconds for every call (``COLLECTIVES_TIMEOUT`` if unset);
+        None waits forever.
+    validate : bool
+        Before each call, check that every rank passed the same collective,
+        count, dtype, op, algorithm and root (``COLLECTIVES_VALIDATE=1``).
+    segment_bytes : int, optional
+        Size of the pieces large messages are cut into (default 1 MiB,
+        ``COLLECTIVES_SEGMENT_BYTES``).
+    """
+
+    def __init__(self, comm=None, topology=None, emulate: bool = False, timeout=None,
+                 validate: bool = False, segment_bytes: Optional[int] = None):
+        if comm is None:
+            comm = MPI.COMM_WORLD
+        if not isinstance(comm, MPI.Comm):
+            raise InvalidType(f"comm must be an mpi4py communicator, got {type(comm).__name__}")
+        if comm == MPI.COMM_NULL:
+            raise InvalidArgument("comm is MPI.COMM_NULL")
+        if timeout is None:
+            timeout = _env_float("COLLECTIVES_TIMEOUT")
+        self.timeout = _check_timeout(timeout)
+        self.timeout_or_zero = 0.0 if self.timeout is None else self.timeout
+        self.validate = bool(validate) or _env_flag("COLLECTIVES_VALIDATE")
+        if segment_bytes is None:
+            segment_bytes = int(os.environ.get("COLLECTIVES_SEGMENT_BYTES", _DEFAULT_SEGMENT))
+        if int(segment_bytes) < 64:
+            raise InvalidArgument(f"segment_bytes must be at least 64, got {segment_bytes}")
+        self.segment_bytes = int(segment_bytes)
+        self.inflight = _DEFAULT_INFLIGHT
+        self.topology = topology
+        self.emulate = bool(emulate)
+        if self.emulate and topology is None:
+            raise InvalidArgument("emulate=True needs a topology= to emulate")
+
+        self._comm = comm.Dup()
+        self._comm.Set_errhandler(MPI.ERRORS_RETURN)
+        self._handle = handle_of(self._comm)
+        self.rank = self._comm.Get_rank()
+        self.size = self._comm.Get_size()
+        self._broken: Optional[str] = None
+        self._calls: dict = {}
+        self._ops: dict = {}
+        self._scratch = np.empty(0, dtype=np.uint8)
+        self._tmp = np.empty(0, dtype=np.uint8)
+        self.groups = self._find_groups()
+
+    # ---- properties -----------------------------------------------------------------
+
+    @property
+    def mpi_comm(self):
+        """The library's own duplicate of the MPI communicator."""
+        return self._comm
+
+    def _find_groups(self):
+        """Group index of every rank: from the topology, else ranks that share memory."""
+        if self.topology is not None and hasattr(self.topology, "rank_groups"):
+            return np.asarray(self.topology.rank_groups(self.size), dtype=np.int64)
+        node = self._comm.Split_type(MPI.COMM_TYPE_SHARED)
+        try:
+            leader = self._comm.allgather(self.rank if node.Get_rank() == 0 else -1)
+            local_leader = node.bcast(self.rank, root=0)
+        finally:
+            node.Free()
+        leaders = sorted(r for r in leader if r >= 0)
+        index = {r: i for i, r in enumerate(leaders)}
+        mine = index[local_leader]
+        return np.asarray(self._comm.allgather(mine), dtype=np.int64)
+
+    # ---- public collectives ------------------------------------------------------------
+
+    def allreduce(self, x, op: str = "sum", *, out=None, algorithm: str = "auto", timeout=None):
+        """Reduce ``x`` element-wise over all ranks; every rank gets the result.
+
+        Returns a new array (or ``out``; ``out=x`` reduces in place).
+        """
+        a = as_array(x, "x")
+        op_code = self._op(op, a.dtype)
+        o, result = self._output(x, a, out, a.shape)
+        return self._run("allreduce", algorithm, a, o, result, op=op, op_code=op_code, timeout=timeout)
+
+    def alltoall(self, x, *, out=None, algorithm: str = "auto", timeout=None):
+        """Exchange blocks: ``x`` holds ``size`` equal blocks along axis 0; block j goes to rank j.
+
+        The result holds, in block i, what rank i sent to this rank.
+        """
+        a = as_array(x, "x")
+        if a.ndim == 0 or a.shape[0] % self.size:
+            raise InvalidArgument(
+                f"alltoall: x must hold comm.size={self.size} equal blocks along axis 0, "
+                f"but its shape is {a.shape}")
+        o, result = self._output(x, a, out, a.shape)
+        if out is not None and o.size and address(o) == address(a):
+            a = a.copy()  # in place: the blocks still to be sent must not be overwritten
+        return self._run("alltoall", algorithm, a, o, result, timeout=timeout)
+
+    def reduce_scatter(self, x, op: str = "sum", *, out=None, algorithm: str = "auto", timeout=None):
+        """Reduce ``x`` over all ranks and return this rank's block of the result.
+
+        A 1-D ``x`` of n elements is split like ``numpy.array_split(x, size)`` (the
+        first n % size blocks one element longer); an N-D ``x`` must have a first
+        axis divisible by ``size``.
+        """
+        a = as_array(x, "x")
+        op_code = self._op(op, a.dtype)
+        if a.ndim == 0:
+            raise InvalidArgument("reduce_scatter: x must have at least one dimension")
+        if a.ndim > 1 and a.shape[0] % self.size:
+            raise InvalidArgument(
+                f"reduce_scatter: an N-D x needs its first axis divisible by comm.size={self.size}; "
+                f"shape is {a.shape} (flatten it for uneven blocks)")
+        sizes = block_sizes(a.size, self.size)
+        if a.ndim == 1:
+            shape = (int(sizes[self.rank]),)
+        else:
+            shape = (a.shape[0] // self.size,) + a.shape[1:]
+        o, result = self._output(x, a, out, shape, same_as_input=False)
+        return self._run("reduce_scatter", algorithm, a, o, result, op=op, op_code=op_code,
+                         timeout=timeout)
+
+    def allgather(self, x, *, out=None, algorithm: str = "auto", timeout=None):
+        """Every rank's ``x`` (same shape on all), concatenated along axis 0 in rank order."""
+        a = as_array(x, "x")
+        shape = (self.size,) if a.ndim == 0 else (self.size * a.shape[0],) + a.shape[1:]
+        o, result = self._output(x, a, out, shape, same_as_input=False)
+        return self._run("allgather", algorithm, a, o, result, timeout=timeout)
+
+    def broadcast(self, x, root: int = 0, *, algorithm: str = "auto", timeout=None):
+        """Copy ``root``'s ``x`` into ``x`` on every rank, in place; returns ``x``."""
+        a = as_array(x, "x", writable=True)
+        if isinstance(root, bool) or not isinstance(root, (int, np.integer)):
+            raise InvalidType(f"broadcast: root must be an int rank, got {root!r}")
+        if not 0 <= int(root) < self.size:
+            raise InvalidArgument(f"broadcast: root={root} is out of range: ranks are 0..{self.size - 1}")
+        self._run("broadcast", algorithm, a, a, x, root=int(root), timeout=timeout)
+        return x
+
+    def barrier(self, timeout=None):
+        """Wait until every rank has called barrier (with the same deadline rules)."""
+        self._ensure_usable()
+        deadline = self._deadline(timeout)
+        res = _core.run_native(self._handle, _NATIVE["barrier"], None, None, 0, None,
+                               _dt.dtype_code(np.uint8), 0, 0, deadline)
+        if res is not None:
+            self._check_result(res, "barrier", "mpi", deadline)
+
+    def plan(self, collective: str, nbytes: int, dtype="float32"):
+        """What ``algorithm="auto"`` does for this collective and size, with the reasons."""
+        from . import policy
+
+        return policy.plan_for(self, collective, nbytes, dtype)
+
+    def abort(self, errorcode: int = 1):
+        """End the whole MPI job at once (MPI_Abort): for jobs that prefer dying to waiting."""
+        MPI.COMM_WORLD.Abort(errorcode)
+
+    def free(self):
+        """Release the duplicated MPI communicator (also done when garbage collected)."""
+        if getattr(self, "_comm", None) is not None and self._comm != MPI.COMM_NULL:
+            try:
+                if not MPI.Is_finalized():
+                    self._comm.Free()
+            except MPI.Exception:
+                pass
+            self._comm = None
+
+    def __del__(self):
+        try:
+            self.free()
+        except Exception:
+            pass
+
+    def __repr__(self):
+        state = f"broken: {self._broken}" if self._broken else "ok"
+        return f"<collectives.Communicator rank {self.rank} of {self.size}, {state}>"
+
+    # ---- internals -------------------------------------------------------------------------
+
+    def _op(self, op, dtype):
+        if type(op) is not str:
+            return self._op_checked(op, dtype)
+        code = self._ops.get((op, dtype))
+        if code is None:
+            code = self._op_checked(op, dtype)
+            self._ops[(op, dtype)] = code
+        return code
+
+    def _op_checked(self, op, dtype):
+        if not isinstance(op, str):
+            raise InvalidType(f"op must be one of {', '.join(OPS)} (a string), got {op!r}")
+        name = op.lower()
+        if name not in OPS:
+            raise InvalidArgument(f"unknown op {op!r}: accepted ops are {', '.join(OPS)}")
+        if name == "avg" and not _dt.is_floating(dtype):
+            raise InvalidArgument(
+                f"op 'avg' needs a floating dtype, x has {dtype}: use 'sum' and divide yourself, "
+                "or convert to a float dtype")
+        return _dt.op_code("sum" if name == "avg" else name)
+
+    def _output(self, x, a, out, shape, same_as_input=True):
+        """The output array (validated, or allocated) and what to return to the user."""
+        if out is None:
+            if type(x) is np.ndarray:
+                o = np.empty(shape, dtype=a.dtype)
+                return o, o
+            alloc = _alloc_like(x, a, tuple(int(s) for s in shape))
+            return as_array(alloc, "out", writable=True), alloc
+        shape = tuple(int(s) for s in shape)
+        o = as_array(out, "out", writable=True)
+        if o.dtype != a.dtype:
+            raise InvalidType(f"out has dtype {o.dtype}, but x has {a.dtype}; they must match")
+        if o.shape != shape:
+            raise InvalidArgument(f"out has shape {o.shape}, but this call produces shape {shape}")
+        if not same_as_input and o.size and a.size and np.shares_memory(o, a):
+            raise InvalidArgument("out overlaps x; this collective needs separate input and output")
+        if same_as_input and o.size and np.shares_memory(o, a) and address(o) != address(a):
+            raise InvalidArgument("out partially overlaps x; pass out=x for in place, or separate memory")
+        return o, out
+
+    def _deadline(self, timeout):
+        t = _check_timeout(timeout) if timeout is not None else self.timeout
+        return 0.0 if t is None else t
+
+    def _ensure_usable(self):
+        if self._comm is None:
+            raise CommunicatorBroken("this Communicator was freed; create a new one")
+        if self._broken:
+            raise CommunicatorBroken(
+                f"this Communicator failed earlier ({self._broken}) and refuses further calls: "
+                "its ranks may be out of step. Create a new Communicator, or end the job with "
+                "comm.abort()")
+
+    def _choose(self, collective, algorithm, a):
+        if not isinstance(algorithm, str):
+            raise InvalidType(f"algorithm must be a string, got {algorithm!r}")
+        from . import algorithms as _alg
+        from . import policy
+
+        name = algorithm.lower()
+        if name == "auto":
+            return policy.auto_algorithm(self, collective, a.nbytes, a.dtype)
+        if name == "mpi":
+            return name
+        if name not in _alg.algorithm_names(collective):
+            accepted = ", ".join(["auto", "mpi"] + list(_alg.algorithm_names(collective)))
+            raise InvalidArgument(f"unknown {collective} algorithm {algorithm!r}: accepted are {accepted}")
+        return name
+
+    def _entry(self, collective, algorithm, a, op_code, root):
+        """Everything a call shape needs besides the data: the algorithm, its program, buffers."""
+        key = (collective, algorithm, a.size, a.dtype, op_code, root)
+        entry = self._calls.get(key)
+        if entry is not None:
+            return entry
+        name = self._choose(collective, algorithm, a)
+        dcode = _dt.dtype_code(a.dtype)
+        count = int(a.size)
+        itemsize = a.dtype.itemsize
+        if name == "mpi":
+            counts = None
+            if collective == "reduce_scatter":
+                counts = block_sizes(count, self.size).astype(np.intc)
+            entry = _Call(name, dcode, None, 0, counts)
+        else:
+            from . import algorithms as _alg
+
+            params = {}
+            if collective == "broadcast":
+                params["root"] = root
+            if name == "hierarchical":
+                params["groups"] = self.groups
+            sched = _alg.build_schedule(collective, name, self.size, count, **params)
+            program = np.ascontiguousarray(sched.program(self.rank))
+            scratch = int(_core.scratch_needed(program, itemsize, self.segment_bytes, self.inflight))
+            if self._scratch.nbytes < scratch:
+                self._scratch = np.empty(scratch, dtype=np.uint8)
+            tmp_bytes = int(sched.tmp_count) * itemsize
+            if self._tmp.nbytes < tmp_bytes:
+                self._tmp = np.empty(tmp_bytes, dtype=np.uint8)
+            entry = _Call(name, dcode, program, sched.num_steps, None)
+        if len(self._calls) > 512:
+            self._calls.clear()
+        self._calls[key] = entry
+        return entry
+
+    def _fingerprint(self, collective, algorithm, a, op, root, deadline):
+        """Agree (collective, count, dtype, op, algorithm, root) across ranks before the call."""
+        mine = np.array([
+            COLLECTIVES.index(collective), a.size, _dt.dtype_code(a.dtype),
+            OPS.index(op) if op else -1, zlib.crc32(algorithm.encode()), root,
+        ], dtype=np.int64)
+        everyone = np.empty((self.size, mine.size), dtype=np.int64)
+        res = _core.run_native(self._handle, _NATIVE["allgather"], mine, everyone, mine.size,
+                               None, _dt.dtype_code(np.int64), 0, 0, deadline)
+        if res is not None:
+            self._check_result(res, collective, "validate", deadline)
+        differ = [r for r in range(self.size) if not np.array_equal(everyone[r], everyone[0])]
+        if differ:
+            fields = ("collective", "count", "dtype", "op", "algorithm", "root")
+            rows = []
+            for r in range(self.size):
+                vals = everyone[r]
+                desc = (f"{COLLECTIVES[vals[0]]}" if 0 <= vals[0] < len(COLLECTIVES) else "?",
+                        int(vals[1]), _dt.dtype_name(int(vals[2])),
+                        OPS[vals[3]] if 0 <= vals[3] < len(OPS) else "-", f"#{int(vals[4]):08x}",
+                        int(vals[5]))
+                rows.append(f"  rank {r}: " + ", ".join(f"{k}={v}" for k, v in zip(fields, desc)))
+            raise MismatchError(
+                f"{collective}: rank(s) {', '.join(map(str, differ))} called with arguments that differ "
+                f"from rank 0's (validate=True caught it before any data moved):\n" + "\n".join(rows)
+                + "\nMake every rank pass the same shape, dtype, op, algorithm and root.")
+
+    def _run(self, collective, algorithm, a, o, result, *, op=None, op_code=0, root=0, timeout=None):
+        if self._broken or self._comm is None:
+            self._ensure_usable()
+        deadline = self.timeout_or_zero if timeout is None else self._deadline(timeout)
+        entry = self._entry(collective, algorithm, a, op_code, root)
+        if self.validate and self.size > 1:
+            self._fingerprint(collective, entry.algorithm, a, op, root, deadline)
+        if entry.program is None:
+            res = _core.run_native(self._handle, _NATIVE[collective], a, o, a.size, entry.counts,
+                                   entry.dcode, op_code, root, deadline)
+        else:
+            res = _core.run(self._handle, entry.program, a, o, self._tmp, entry.dcode, op_code,
+                            self.segment_bytes, self.inflight, self._scratch, deadline)
+        if res is not None:
+            self._check_result(res, collective, entry.algorithm, deadline, entry.num_steps or None)
+        if op == "avg":
+            from ._kernels import divide_by
+
+            divide_by(o, float(self.size))
+        return result
+
+    def _check_result(self, res, collective, algorithm, deadline, num_steps=None):
+        status = res["status"]
+        if status == 0:
+            return
+        steps = f" of {num_steps}" if num_steps else ""
+        if status == 1:
+            peers = res["peers"]
+            who = (f"rank(s) {', '.join(map(str, peers))}" if peers else
+                   "the other ranks (the MPI library's own collective does not say which)")
+            self._broken = f"{collective} timed out"
+            raise CollectiveTimeout(
+                f"{collective} ({algorithm}) timed out after {res['elapsed']:.3f} s at step "
+                f"{res['step']}{steps}, still waiting for {who}; "
+                f"{res['bytes_outstanding']} bytes outstanding. A rank may have skipped this call, "
+                "called another collective, or died. This Communicator is now unusable: create a "
+                "new one, or end the job with comm.abort().",
+                collective=collective, algorithm=algorithm, step=res["step"], peers=peers,
+                bytes_outstanding=res["bytes_outstanding"], elapsed=res["elapsed"])
+        if status == 2:
+            self._broken = f"{collective} failed in MPI"
+            raise CommunicationError(
+                f"{collective} ({algorithm}) failed at step {res['step']}{steps}: {res['message']}. "
+                "A peer may have died; this Communicator is now unusable.")
+        raise CommunicationError(f"{collective} ({algorithm}): internal error: {res['message']}")
+
+
+def handle_of(comm) -> int:
+    """mpi4py's handle of ``comm`` as a signed integer the size of a pointer (intptr_t).
+
+    mpi4py reports MPICH's int handles sign-extended and unsigned; C wants them signed.
+    """
+    h = int(comm.handle)
+    return h - (1 << 64) if h >= (1 << 63) else h
+
+
+def block_sizes(count: int, nranks: int) -> np.ndarray:
+    """Block lengths of ``count`` elements over ``nranks`` ranks, numpy.array_split's way."""
+    base, extra = divmod(int(count), int(nranks))
+    sizes = np.full(nranks, base, dtype=np.int64)
+    sizes[:extra] += 1
+    return sizes
+
+
+def _alloc_like(x, a, shape):
+    """A new output of the same kind as x: a torch tensor for torch input, else numpy."""
+    if type(x).__module__.split(".")[0] == "torch":
+        import torch
+
+        return torch.empty(shape, dtype=x.dtype)
+    return np.empty(shape, dtype=a.dtype)

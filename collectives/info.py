@@ -1,0 +1,89 @@
+"""``collectives info``: what this installation runs on, for bug reports."""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+
+
+def collect() -> dict:
+    import numpy
+    from mpi4py import MPI
+    import mpi4py
+
+    from . import __version__
+    from ._mpicheck import load_core
+
+    data = {
+        "collectives": __version__,
+        "python": sys.version.split()[0],
+        "platform": f"{platform.system()} {platform.machine()}",
+        "cpus": os.cpu_count(),
+        "numpy": numpy.__version__,
+        "mpi4py": mpi4py.__version__,
+        "mpi4py_mpi": MPI.Get_library_version().strip().splitlines()[0],
+        "mpi4py_mpi_standard": "%d.%d" % MPI.Get_version(),
+    }
+    try:
+        cfg = mpi4py.get_config()
+        data["mpi4py_config"] = cfg
+    except Exception:  # pragma: no cover
+        pass
+    try:
+        import mpi4py._mpiabi as abi  # mpi4py >= 4.1 binary wheels: which MPI it loaded, and how
+
+        lib = getattr(abi, "_get_mpiabi", None)
+        data["mpi4py_abi"] = lib() if callable(lib) else None
+    except Exception:
+        data["mpi4py_abi"] = None
+    try:
+        core = load_core()
+        data["core_mpi"] = core.mpi_library_version().splitlines()[0]
+        data["core_mpi_standard"] = "%d.%d" % core.mpi_version()
+        data["core_matches_mpi4py"] = True
+    except Exception as exc:  # report, don't fail: this is what a bug report needs
+        data["core_mpi"] = None
+        data["core_matches_mpi4py"] = False
+        data["core_error"] = str(exc)
+    try:
+        from . import _kernels
+
+        data["kernels_isa"] = _kernels.kernel_isa()
+    except Exception as exc:
+        data["kernels_isa"] = f"unavailable ({exc})"
+    try:
+        from . import _buildinfo as b
+
+        data["build"] = {"mpicc": b.MPICC, "mpicc_source": b.MPICC_SOURCE, "mpicc_show": b.MPICC_SHOW,
+                         "cflags": b.CFLAGS, "runtime_library_dirs": b.RUNTIME_LIBRARY_DIRS}
+        data["abi"] = "MPI standard ABI (libmpi_abi)" if "-DMPI_ABI" in b.MPICC_SHOW or "mpi_abi" in b.MPICC_SHOW \
+            else "the MPI implementation's own ABI"
+    except ImportError:
+        data["build"] = None
+    try:
+        import ml_dtypes
+
+        data["ml_dtypes"] = ml_dtypes.__version__
+    except ImportError:
+        data["ml_dtypes"] = None
+    try:
+        from .launcher import find_mpiexec
+
+        data["mpiexec"] = find_mpiexec()
+    except Exception as exc:
+        data["mpiexec"] = f"not found ({exc})"
+    return data
+
+
+def format_info(data: dict) -> str:
+    lines = []
+    width = max(len(k) for k in data) + 1
+    for key, value in data.items():
+        if isinstance(value, dict):
+            lines.append(f"{key}:")
+            for k2, v2 in value.items():
+                lines.append(f"  {k2:<{width}} {v2}")
+        else:
+            lines.append(f"{key:<{width}} {value}")
+    return "\n".join(lines)

@@ -1,0 +1,189 @@
+"""Every algorithm against the MPI library's own collective, on 1 to 4 ranks.
+
+Data are small integers in every dtype, so any summation order gives the exact
+same answer and results can be compared bit for bit with MPI's; random floats
+check that every rank holds bitwise the same result, run after run.
+"""
+
+import numpy as np
+import pytest
+
+from collectives.dtypes import SUPPORTED_DTYPES, normalize_dtype
+
+pytestmark = pytest.mark.mpi(ranks=[1, 2, 3, 4])
+
+COUNTS = lambda p: sorted({0, 1, 7, max(p - 1, 0), 1000, 65537})  # noqa: E731
+OPS = ["sum", "prod", "min", "max", "avg"]
+
+
+def _algorithms(collective):
+    from collectives.algorithms import algorithm_names
+
+    return ["mpi"] + list(algorithm_names(collective))
+
+
+def _data(count, dtype, rank, op, salt=0):
+    dtype = normalize_dtype(dtype)
+    i = np.arange(count, dtype=np.int64)
+    if op == "prod":
+        v = 1 + ((i + rank + salt) % 7 == 0)          # ones and twos: products stay small
+    else:
+        v = (i * 7 + rank * 3 + salt) % 5
+    return v.astype(dtype)
+
+
+def _mpi_reference(comm, x, op, collective):
+    """The MPI library's own answer, computed through mpi4py on the world communicator."""
+    from mpi4py import MPI
+
+    world = comm.mpi_comm
+    p = world.Get_size()
+    # float16/bfloat16 have no MPI type: gather as float64 and reduce with numpy (exact on these data)
+    wide = x.astype(np.float64) if x.dtype.name in ("float16", "bfloat16") else x
+    mop = {"sum": MPI.SUM, "avg": MPI.SUM, "prod": MPI.PROD, "min": MPI.MIN, "max": MPI.MAX}[op]
+    full = np.empty_like(wide)
+    world.Allreduce(wide, full, op=mop)
+    full = full.astype(x.dtype)
+    if op == "avg":
+        full = (full / np.asarray(p, dtype=x.dtype)).astype(x.dtype)
+    return full
+
+
+def _same_on_all_ranks(comm, y):
+    digest = hash(np.ascontiguousarray(y).view(np.uint8).tobytes())
+    everyone = comm.mpi_comm.allgather(digest)
+    assert len(set(everyone)) == 1, f"ranks hold different results: {everyone}"
+
+
+def _bits(a):
+    a = np.ascontiguousarray(a)
+    return a.view(np.uint8)
+
+
+@pytest.mark.parametrize("inplace", [False, True], ids=["out-of-place", "in-place"])
+def test_allreduce_matches_mpi(comm, inplace):
+    p = comm.size
+    for alg in _algorithms("allreduce"):
+        for dtype in SUPPORTED_DTYPES:
+            for op in OPS:
+                if op == "avg" and dtype not in ("float16", "bfloat16", "float32", "float64"):
+                    continue
+                for count in COUNTS(p):
+                    x = _data(count, dtype, comm.rank, op)
+                    want = _mpi_reference(comm, x, op, "allreduce")
+                    if inplace:
+                        y = x.copy()
+                        got = comm.allreduce(y, op=op, algorithm=alg, out=y)
+                        assert got is y
+                    else:
+                        x_before = x.copy()
+                        got = comm.allreduce(x, op=op, algorithm=alg)
+                        assert np.array_equal(_bits(x), _bits(x_before)), "input was modified"
+                    assert got.dtype == x.dtype and got.shape == x.shape
+                    assert np.array_equal(_bits(got), _bits(want)), (
+                        f"{alg} {dtype} {op} count={count}: "
+                        f"first difference at {np.flatnonzero(got != want)[:5]}")
+
+
+def test_allreduce_random_floats_identical_everywhere_and_repeatable(comm):
+    rng = np.random.default_rng(1234 + comm.rank)
+    for alg in _algorithms("allreduce"):
+        for dtype in ("float16", "bfloat16", "float32", "float64"):
+            from collectives.dtypes import normalize_dtype
+
+            dt = normalize_dtype(dtype)
+            for count in (1, 1000, 65537, 300_001):
+                x = rng.standard_normal(count).astype(dt)
+                y1 = comm.allreduce(x, algorithm=alg)
+                y2 = comm.allreduce(x, algorithm=alg)
+                assert np.array_equal(_bits(y1), _bits(y2)), f"{alg} {dtype}: not repeatable"
+                _same_on_all_ranks(comm, y1)
+                want = _mpi_reference(comm, x.astype(np.float64), "sum", "allreduce")
+                tol = {"float16": 5e-2, "bfloat16": 2e-1, "float32": 1e-4, "float64": 1e-10}[dtype]
+                assert np.allclose(y1.astype(np.float64), want, atol=tol * comm.size, rtol=tol)
+
+
+def test_alltoall_matches_mpi(comm):
+    p = comm.size
+    for alg in _algorithms("alltoall"):
+        for dtype in SUPPORTED_DTYPES:
+            for block in (0, 1, 3, 250, 16385):
+                x = (np.arange(block * p, dtype=np.int64) + 1000 * comm.rank).astype(normalize_dtype(dtype))
+                want = np.empty_like(x)
+                xs = x.view(np.uint8)
+                wb = want.view(np.uint8)
+                comm.mpi_comm.Alltoall(xs, wb)
+                got = comm.alltoall(x, algorithm=alg)
+                assert np.array_equal(_bits(got), _bits(want)), f"{alg} {dtype} block={block}"
+                out = np.empty_like(x)
+                assert comm.alltoall(x, algorithm=alg, out=out) is out
+                assert np.array_equal(_bits(out), _bits(want))
+                # in place: out is x
+                y = x.copy()
+                comm.alltoall(y, algorithm=alg, out=y)
+                assert np.array_equal(_bits(y), _bits(want)), f"{alg} in place"
+
+
+def test_alltoall_2d_blocks(comm):
+    p = comm.size
+    x = np.arange(p * 3 * 4, dtype=np.float32).reshape(p * 3, 4) + 100 * comm.rank
+    want = np.empty_like(x)
+    comm.mpi_comm.Alltoall(x, want)
+    for alg in _algorithms("alltoall"):
+        assert np.array_equal(comm.alltoall(x, algorithm=alg), want)
+
+
+def test_reduce_scatter_matches_mpi(comm):
+    from mpi4py import MPI
+
+    p = comm.size
+    for alg in _algorithms("reduce_scatter"):
+        for dtype in ("int8", "uint16", "int32", "int64", "float16", "bfloat16", "float32", "float64"):
+            for op in ("sum", "max", "avg"):
+                for count in COUNTS(p):
+                    x = _data(count, dtype, comm.rank, op)
+                    full = _mpi_reference(comm, x, op if op != "avg" else "sum", "allreduce")
+                    if op == "avg":
+                        if not (np.issubdtype(x.dtype, np.floating) or x.dtype.name == "bfloat16"):
+                            continue
+                        full = (full / np.asarray(p, dtype=x.dtype)).astype(x.dtype)
+                    want = np.array_split(full, p)[comm.rank]
+                    got = comm.reduce_scatter(x, op=op, algorithm=alg)
+                    assert np.array_equal(_bits(got), _bits(want)), f"{alg} {dtype} {op} count={count}"
+    del MPI
+
+
+def test_allgather_matches_mpi(comm):
+    p = comm.size
+    for alg in _algorithms("allgather"):
+        for dtype in ("uint8", "int16", "float16", "float32", "float64", "int64"):
+            for count in COUNTS(p):
+                x = (np.arange(count) + 7 * comm.rank).astype(normalize_dtype(dtype))
+                want = np.empty(count * p, dtype=x.dtype)
+                comm.mpi_comm.Allgather(x.view(np.uint8), want.view(np.uint8))
+                got = comm.allgather(x, algorithm=alg)
+                assert np.array_equal(_bits(got), _bits(want)), f"{alg} {dtype} count={count}"
+
+
+def test_broadcast_matches_mpi(comm):
+    p = comm.size
+    for alg in _algorithms("broadcast"):
+        for root in sorted({0, p - 1, p // 2}):
+            for count in COUNTS(p):
+                for dtype in ("uint8", "float32", "bfloat16", "int64"):
+                    x = (np.arange(count) * 3 + 11 * comm.rank).astype(normalize_dtype(dtype))
+                    want = x.copy()
+                    comm.mpi_comm.Bcast(want.view(np.uint8), root=root)
+                    got = comm.broadcast(x, root=root, algorithm=alg)
+                    assert got is x
+                    assert np.array_equal(_bits(x), _bits(want)), f"{alg} root={root} count={count}"
+
+
+def test_barrier_and_auto(comm):
+    comm.barrier()
+    comm.barrier(timeout=30)
+    x = np.ones(10, dtype=np.float32)
+    assert np.array_equal(comm.allreduce(x), np.full(10, comm.size, dtype=np.float32))
+    plan = comm.plan("allreduce", 1 << 20)
+    assert plan.algorithm in _algorithms("allreduce")
+    assert "allreduce" in plan.explain()
