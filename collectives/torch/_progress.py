@@ -1,0 +1,119 @@
+"""The progress engine of one process group: a background thread running its operations in order.
+
+torch.distributed hands every collective to the backend and expects a Work back
+at once; DDP launches one all-reduce per gradient bucket from inside the
+backward pass and only waits for them at the end. Each process group owns one
+thread that takes operations off a FIFO queue and runs them one at a time on
+the group's own Communicator, so every rank executes the group's collectives
+in the order they were issued (the order torch.distributed requires of its
+callers). The compiled executor releases the GIL while it waits on MPI, so the
+backward pass keeps computing while a bucket is in flight.
+
+A blocking call (``dist.all_reduce(t)`` without ``async_op=True``: torch says so
+in ``opts.asyncOp``) that finds the queue empty runs in the calling thread, which
+saves the hand-over to the worker; otherwise it queues behind the operations
+already issued. With ``async_op=False`` (``COLLECTIVES_TORCH_ASYNC=0``) every
+operation runs in the calling thread before the call returns, and its Work is
+already complete (no overlap with the backward pass).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+
+import torch
+
+_create_work = torch._C._distributed_c10d._create_work_from_future
+
+
+def completed_work(result):
+    fut = torch.futures.Future()
+    fut.set_result(result)
+    return _create_work(fut)
+
+
+class Progress:
+    """One worker thread per process group; ``submit`` returns a Work completed by it."""
+
+    def __init__(self, name: str, async_op: bool = True):
+        self.name = name
+        self.async_op = bool(async_op)
+        self._queue: "queue.SimpleQueue" = queue.SimpleQueue()
+        self._thread = None
+        self._closed = False
+        self._lock = threading.Lock()
+        self._mutex = threading.Lock()   # guards _pending
+        self._exec = threading.Lock()    # held while an operation runs
+        self._pending = 0                # queued or running in the worker
+
+    def _start(self):
+        with self._lock:
+            if self._thread is None:
+                t = threading.Thread(target=self._loop, name=f"collectives-torch-{self.name}",
+                                     daemon=True)
+                t.start()
+                self._thread = t
+
+    def submit(self, fn, blocking: bool = False):
+        """Run ``fn()`` (which returns the list of output tensors) and return a Work for it.
+
+        ``blocking``: the caller waits for the result at once, so it may run inline.
+        """
+        if self._closed:
+            raise RuntimeError(
+                f"collectives backend: process group {self.name} was shut down "
+                "(destroy_process_group); create a new one")
+        fut = torch.futures.Future()
+        if not self.async_op:
+            _run(fn, fut)
+            return _create_work(fut)
+        with self._mutex:
+            inline = blocking and self._pending == 0
+            if inline:
+                self._exec.acquire()
+            else:
+                self._pending += 1
+        if inline:
+            try:
+                _run(fn, fut)
+            finally:
+                self._exec.release()
+            return _create_work(fut)
+        if self._thread is None:
+            self._start()
+        self._queue.put((fn, fut))
+        return _create_work(fut)
+
+    def _loop(self):
+        get = self._queue.get
+        while True:
+            item = get()
+            if item is None:
+                return
+            with self._exec:
+                _run(*item)
+            with self._mutex:
+                self._pending -= 1
+
+    def close(self, wait: bool = True):
+        """Finish the queued operations (wait=True) and stop the thread."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._thread is not None:
+            self._queue.put(None)
+            if wait:
+                self._thread.join()
+            self._thread = None
+
+
+def _run(fn, fut):
+    try:
+        result = fn()
+    except BaseException as exc:  # noqa: BLE001 - every failure must reach the waiter
+        if not isinstance(exc, Exception):
+            exc = RuntimeError(f"collectives backend: operation interrupted: {exc!r}")
+        fut.set_exception(exc)
+    else:
+        fut.set_result(result)

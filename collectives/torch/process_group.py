@@ -1,0 +1,677 @@
+"""``ProcessGroupCollectives``: the torch.distributed process group of the "collectives" backend.
+
+Each method checks its arguments in the calling thread (so bad input raises at
+the call, before any message is sent), then hands the operation to the group's
+progress engine (collectives.torch._progress) and returns a Work whose future
+completes with the output tensors, which is what DDP reads.
+
+Data goes to the library without copies: contiguous CPU tensors are passed to
+the Communicator as they are (it views them as numpy arrays). Non-contiguous
+tensors are copied into a contiguous buffer and the result copied back.
+Operations that only move bytes (broadcast, all-gather, all-to-all) view every
+tensor as bytes, so they accept any dtype, complex and bool included.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Optional, Union
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from .. import Communicator
+from ._progress import Progress, completed_work
+
+BACKEND_NAME = "collectives"
+
+_RedOp = dist.ReduceOp.RedOpType
+_OPS = {
+    _RedOp.SUM: "sum",
+    _RedOp.AVG: "avg",
+    _RedOp.PRODUCT: "prod",
+    _RedOp.MIN: "min",
+    _RedOp.MAX: "max",
+}
+
+#: dtypes the reductions accept (the library's kernels); bool only with MIN and MAX
+REDUCE_DTYPES = {
+    torch.float16, torch.bfloat16, torch.float32, torch.float64,
+    torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8,
+    getattr(torch, "uint16", torch.uint8), getattr(torch, "uint32", torch.uint8),
+    getattr(torch, "uint64", torch.uint8),
+}
+_FLOATING = {torch.float16, torch.bfloat16, torch.float32, torch.float64}
+
+#: the collectives an algorithm can be forced for, and the names known when
+#: collectives.algorithms cannot be asked (DESIGN.md)
+_COLLECTIVES = ("allreduce", "alltoall", "reduce_scatter", "allgather", "broadcast")
+_KNOWN_ALGORITHMS = {
+    "allreduce": ("ring", "tree", "rhd", "hierarchical"),
+    "alltoall": ("pairwise", "bruck", "hierarchical"),
+    "reduce_scatter": ("ring",),
+    "allgather": ("ring",),
+    "broadcast": ("tree",),
+}
+
+
+@dataclass
+class Options:
+    """Options of a "collectives" process group (pass as ``pg_options=`` to
+    ``init_process_group`` or ``new_group``).
+
+    algorithm:
+        None or "auto": the library's planner chooses per call. A name ("ring",
+        "mpi", ...) forces it for every collective that has an algorithm of that
+        name; ``"allreduce=ring,alltoall=bruck"`` or a dict picks per collective.
+        Default: ``COLLECTIVES_TORCH_ALGORITHM``.
+    async_op:
+        True: a progress thread runs the operations (overlap with the backward
+        pass); False: each runs in the calling thread. Default:
+        ``COLLECTIVES_TORCH_ASYNC`` (1).
+    timeout:
+        Seconds a collective may wait for its peers before CollectiveTimeout;
+        default ``COLLECTIVES_TIMEOUT``, else the process group's timeout.
+    validate:
+        Check before each call that all ranks passed the same shape, dtype and
+        op (one extra small collective per call; ``COLLECTIVES_VALIDATE=1``).
+    """
+
+    algorithm: Union[None, str, dict] = None
+    async_op: Optional[bool] = None
+    timeout: Optional[float] = None
+    validate: bool = False
+
+
+def parse_algorithm(spec) -> dict:
+    """{collective: algorithm} from an Options.algorithm / COLLECTIVES_TORCH_ALGORITHM value."""
+    if spec is None:
+        return {}
+    if isinstance(spec, dict):
+        items = list(spec.items())
+    elif isinstance(spec, str):
+        text = spec.strip()
+        if text == "" or text.lower() == "auto":
+            return {}
+        if "=" not in text and ":" not in text:
+            name = text.lower()
+            out = {c: name for c in _COLLECTIVES if name == "mpi" or name in _names(c)}
+            if not out:
+                known = sorted({n for c in _COLLECTIVES for n in _names(c)} | {"mpi", "auto"})
+                raise ValueError(
+                    f"collectives backend: unknown algorithm {spec!r} (COLLECTIVES_TORCH_ALGORITHM "
+                    f"or Options.algorithm); accepted: {', '.join(known)}, or per collective "
+                    "like 'allreduce=ring,alltoall=bruck'")
+            return out
+        items = []
+        for part in text.split(","):
+            if not part.strip():
+                continue
+            key, sep, value = part.replace(":", "=").partition("=")
+            if not sep:
+                raise ValueError(f"collectives backend: cannot read {part!r} in algorithm spec "
+                                 f"{spec!r}; write collective=algorithm, comma separated")
+            items.append((key, value))
+    else:
+        raise TypeError(f"collectives backend: algorithm must be a string or a dict, got {spec!r}")
+    out = {}
+    for key, value in items:
+        key = str(key).strip().lower().replace("all_reduce", "allreduce").replace(
+            "all_to_all", "alltoall").replace("all_gather", "allgather")
+        value = str(value).strip().lower()
+        if key not in _COLLECTIVES:
+            raise ValueError(f"collectives backend: unknown collective {key!r} in algorithm spec "
+                             f"{spec!r}; accepted: {', '.join(_COLLECTIVES)}")
+        if value != "auto" and value != "mpi" and value not in _names(key):
+            raise ValueError(f"collectives backend: unknown {key} algorithm {value!r}; accepted: "
+                             f"{', '.join(('auto', 'mpi') + tuple(_names(key)))}")
+        if value != "auto":
+            out[key] = value
+    return out
+
+
+def _names(collective):
+    try:
+        from .. import algorithms
+
+        return tuple(algorithms.algorithm_names(collective))
+    except Exception:  # the registry is not there (yet): the names DESIGN.md lists
+        return _KNOWN_ALGORITHMS[collective]
+
+
+def _env_bool(name, default):
+    text = os.environ.get(name)
+    if text is None or text.strip() == "":
+        return default
+    return text.strip().lower() not in ("0", "false", "no", "off")
+
+
+def _bad(msg, cls=ValueError):
+    return cls(f"collectives backend: {msg}")
+
+
+class ProcessGroupCollectives(dist.ProcessGroup):
+    """A torch.distributed process group over a ``collectives.Communicator``.
+
+    Created by torch (``init_process_group(backend="collectives")``,
+    ``new_group(..., backend="collectives")``), or directly from an mpi4py
+    communicator: ``ProcessGroupCollectives(MPI.COMM_WORLD)``.
+    """
+
+    def __init__(self, mpi_comm, options: Optional[Options] = None, name: str = "0",
+                 timeout: Optional[float] = None):
+        options = options or Options()
+        if options.timeout is not None:
+            timeout = options.timeout
+        elif os.environ.get("COLLECTIVES_TIMEOUT", "").strip():
+            timeout = None  # the Communicator reads it
+        self.comm = Communicator(mpi_comm, timeout=timeout, validate=options.validate)
+        super().__init__(self.comm.rank, self.comm.size)
+        spec = options.algorithm if options.algorithm is not None else \
+            os.environ.get("COLLECTIVES_TORCH_ALGORITHM")
+        self.algorithms = parse_algorithm(spec)
+        async_op = options.async_op if options.async_op is not None else \
+            _env_bool("COLLECTIVES_TORCH_ASYNC", True)
+        self._progress = Progress(name, async_op=async_op)
+        self._size = self.comm.size
+        self._rank = self.comm.rank
+
+    # ---- identity --------------------------------------------------------------------
+
+    def getBackendName(self):
+        return BACKEND_NAME
+
+    def _algo(self, collective):
+        return self.algorithms.get(collective, "auto")
+
+    def __repr__(self):
+        mode = "progress thread" if self._progress.async_op else "synchronous"
+        return (f"<ProcessGroupCollectives rank {self._rank} of {self._size}, {mode}, "
+                f"algorithms {self.algorithms or 'auto'}>")
+
+    # ---- checks (calling thread, before anything is queued) ---------------------------
+
+    def _tensor(self, t, what):
+        if not isinstance(t, torch.Tensor):
+            raise _bad(f"{what} must be a torch.Tensor, got {type(t).__name__}", TypeError)
+        if t.device.type != "cpu":
+            raise _bad(f"{what} is on {t.device}: this backend is CPU-only for now. Move the "
+                       "tensor with .cpu(), or use backend='nccl' for GPU tensors "
+                       "(or 'cpu:collectives,cuda:nccl' to combine them)")
+        if t.is_sparse or t.layout != torch.strided:
+            raise _bad(f"{what} has layout {t.layout}; only dense (strided) tensors are supported",
+                       TypeError)
+        return t
+
+    def _single(self, tensors, what):
+        if not isinstance(tensors, (list, tuple)) or len(tensors) != 1:
+            n = len(tensors) if isinstance(tensors, (list, tuple)) else type(tensors).__name__
+            raise _bad(f"{what}: expected a list of exactly one tensor, got {n}")
+        return self._tensor(tensors[0], what)
+
+    def _op(self, opts, t, what):
+        red = getattr(opts, "reduceOp", None)
+        code = getattr(red, "op", red)
+        name = _OPS.get(code)
+        if name is None:
+            raise _bad(f"{what}: reduce op {code} is not supported; supported are SUM, AVG, "
+                       "PRODUCT, MIN and MAX")
+        if t.dtype == torch.bool:
+            if name not in ("min", "max"):
+                raise _bad(f"{what}: bool tensors reduce with MIN (logical and) or MAX (logical "
+                           f"or) only, not {name.upper()}; convert to an integer dtype first",
+                           TypeError)
+        elif t.dtype not in REDUCE_DTYPES:
+            raise _bad(f"{what}: dtype {t.dtype} is not supported for reductions; supported are "
+                       "float16, bfloat16, float32, float64, int8-int64, uint8-uint64 (and bool "
+                       "with MIN/MAX)", TypeError)
+        if name == "avg" and t.dtype not in _FLOATING:
+            raise _bad(f"{what}: AVG needs a floating dtype, the tensor is {t.dtype}; use SUM and "
+                       "divide yourself")
+        return name
+
+    def _submit(self, fn, opts):
+        return self._progress.submit(fn, blocking=not getattr(opts, "asyncOp", True))
+
+    # ---- collectives -------------------------------------------------------------------
+
+    def allreduce(self, tensors, opts=None):
+        if opts is None:
+            opts = dist.AllreduceOptions()
+        if isinstance(tensors, torch.Tensor):
+            tensors = [tensors]
+        if len(tensors) != 1:
+            return self.allreduce_coalesced(tensors, opts)
+        t = self._single(tensors, "all_reduce")
+        op = self._op(opts, t, "all_reduce")
+        if t.numel() == 0:
+            return completed_work([t])
+        comm, algo = self.comm, self._algo("allreduce")
+
+        def run():
+            buf = _reducible(t) if t.is_contiguous() else _reducible(t.contiguous())
+            comm.allreduce(buf, op, out=buf, algorithm=algo)
+            if not t.is_contiguous():
+                t.copy_(_unview(buf, t.dtype).view(t.shape))
+            return [t]
+        return self._submit(run, opts)
+
+    def allreduce_coalesced(self, tensors, opts=None):
+        if opts is None:
+            opts = dist.AllreduceCoalescedOptions()
+        tensors = [self._tensor(t, "all_reduce_coalesced") for t in tensors]
+        if not tensors:
+            return completed_work([])
+        dtypes = {t.dtype for t in tensors}
+        if len(dtypes) != 1:
+            raise _bad(f"all_reduce_coalesced: all tensors must have one dtype, got {sorted(map(str, dtypes))}",
+                       TypeError)
+        op = self._op(opts, tensors[0], "all_reduce_coalesced")
+        comm, algo = self.comm, self._algo("allreduce")
+
+        def run():
+            flat = torch.cat([t.reshape(-1) for t in tensors])
+            if flat.numel():
+                buf = _reducible(flat)
+                comm.allreduce(buf, op, out=buf, algorithm=algo)
+            offset = 0
+            for t in tensors:
+                n = t.numel()
+                t.copy_(flat[offset:offset + n].view(t.shape))
+                offset += n
+            return tensors
+        return self._submit(run, opts)
+
+    def broadcast(self, tensors, opts=None):
+        if opts is None:
+            opts = dist.BroadcastOptions()
+        if isinstance(tensors, torch.Tensor):
+            tensors = [tensors]
+        t = self._single(tensors, "broadcast")
+        root = int(opts.rootRank)
+        self._check_rank(root, "broadcast", "src")
+        if t.numel() == 0 or self._size == 1:
+            return completed_work([t])
+        comm, algo = self.comm, self._algo("broadcast")
+
+        def run():
+            c = t if t.is_contiguous() else t.contiguous()
+            comm.broadcast(_bytes(c), root=root, algorithm=algo)
+            if c is not t:
+                t.copy_(c)
+            return [t]
+        return self._submit(run, opts)
+
+    def allgather(self, output_lists, input_tensors, opts=None):
+        if opts is None:
+            opts = dist.AllgatherOptions()
+        inp = self._single(input_tensors, "all_gather")
+        if len(output_lists) != 1:
+            raise _bad(f"all_gather: expected one output list, got {len(output_lists)}")
+        outs = list(output_lists[0])
+        if len(outs) != self._size:
+            raise _bad(f"all_gather: tensor_list has {len(outs)} tensors, the group has "
+                       f"{self._size} ranks: pass one tensor per rank")
+        for i, o in enumerate(outs):
+            self._tensor(o, f"all_gather: tensor_list[{i}]")
+            if o.numel() != inp.numel() or o.dtype != inp.dtype:
+                raise _bad(f"all_gather: tensor_list[{i}] has {o.numel()} elements of {o.dtype}, "
+                           f"the input has {inp.numel()} of {inp.dtype}; they must match")
+        comm, algo = self.comm, self._algo("allgather")
+
+        def run():
+            flat = torch.empty(self._size * inp.numel(), dtype=inp.dtype)
+            if flat.numel():
+                comm.allgather(_bytes(inp.contiguous()), out=_bytes(flat), algorithm=algo)
+            for i, o in enumerate(outs):
+                o.copy_(flat[i * inp.numel():(i + 1) * inp.numel()].view(o.shape))
+            return outs
+        return self._submit(run, opts)
+
+    def all_gather_single(self, output, input, opts=None):
+        if opts is None:
+            opts = dist.AllgatherOptions()
+        out = self._tensor(output, "all_gather_into_tensor: output")
+        inp = self._tensor(input, "all_gather_into_tensor: input")
+        if out.dtype != inp.dtype:
+            raise _bad(f"all_gather_into_tensor: output dtype {out.dtype} differs from input "
+                       f"dtype {inp.dtype}", TypeError)
+        if out.numel() != self._size * inp.numel():
+            raise _bad(f"all_gather_into_tensor: output has {out.numel()} elements, it needs "
+                       f"group size {self._size} x input's {inp.numel()} = "
+                       f"{self._size * inp.numel()}")
+        if out.numel() == 0:
+            return completed_work([out])
+        comm, algo = self.comm, self._algo("allgather")
+
+        def run():
+            o = out if out.is_contiguous() else torch.empty(out.shape, dtype=out.dtype)
+            comm.allgather(_bytes(inp.contiguous()), out=_bytes(o), algorithm=algo)
+            if o is not out:
+                out.copy_(o)
+            return [out]
+        return self._submit(run, opts)
+
+    _allgather_base = all_gather_single
+
+    def reduce_scatter(self, output_tensors, input_lists, opts=None):
+        if opts is None:
+            opts = dist.ReduceScatterOptions()
+        out = self._single(output_tensors, "reduce_scatter: output")
+        if len(input_lists) != 1:
+            raise _bad(f"reduce_scatter: expected one input list, got {len(input_lists)}")
+        ins = list(input_lists[0])
+        if len(ins) != self._size:
+            raise _bad(f"reduce_scatter: input_list has {len(ins)} tensors, the group has "
+                       f"{self._size} ranks: pass one tensor per rank")
+        for i, x in enumerate(ins):
+            self._tensor(x, f"reduce_scatter: input_list[{i}]")
+            if x.numel() != out.numel() or x.dtype != out.dtype:
+                raise _bad(f"reduce_scatter: input_list[{i}] has {x.numel()} elements of "
+                           f"{x.dtype}, the output has {out.numel()} of {out.dtype}; they must match")
+        op = self._op(opts, out, "reduce_scatter")
+        if out.numel() == 0:
+            return completed_work([out])
+        comm, algo = self.comm, self._algo("reduce_scatter")
+
+        def run():
+            flat = torch.cat([x.reshape(-1) for x in ins])
+            self._reduce_scatter_flat(comm, flat, out, op, algo)
+            return [out]
+        return self._submit(run, opts)
+
+    def reduce_scatter_single(self, output, input, opts=None):
+        if opts is None:
+            opts = dist.ReduceScatterOptions()
+        out = self._tensor(output, "reduce_scatter_tensor: output")
+        inp = self._tensor(input, "reduce_scatter_tensor: input")
+        if out.dtype != inp.dtype:
+            raise _bad(f"reduce_scatter_tensor: output dtype {out.dtype} differs from input "
+                       f"dtype {inp.dtype}", TypeError)
+        if inp.numel() != self._size * out.numel():
+            raise _bad(f"reduce_scatter_tensor: input has {inp.numel()} elements, it must have "
+                       f"group size {self._size} x output's {out.numel()} = "
+                       f"{self._size * out.numel()}")
+        op = self._op(opts, out, "reduce_scatter_tensor")
+        if out.numel() == 0:
+            return completed_work([out])
+        comm, algo = self.comm, self._algo("reduce_scatter")
+
+        def run():
+            self._reduce_scatter_flat(comm, inp.contiguous().reshape(-1), out, op, algo)
+            return [out]
+        return self._submit(run, opts)
+
+    _reduce_scatter_base = reduce_scatter_single
+
+    @staticmethod
+    def _reduce_scatter_flat(comm, flat, out, op, algo):
+        o = out if out.is_contiguous() else torch.empty(out.shape, dtype=out.dtype)
+        comm.reduce_scatter(_reducible(flat), op, out=_reducible(o).reshape(-1), algorithm=algo)
+        if o is not out:
+            out.copy_(o)
+
+    def all_to_all_single(self, output, input, output_split_sizes, input_split_sizes, opts=None):
+        if opts is None:
+            opts = dist.AllToAllOptions()
+        out = self._tensor(output, "all_to_all_single: output")
+        inp = self._tensor(input, "all_to_all_single: input")
+        if out.dtype != inp.dtype:
+            raise _bad(f"all_to_all_single: output dtype {out.dtype} differs from input dtype "
+                       f"{inp.dtype}", TypeError)
+        p = self._size
+        in_counts = self._splits(inp, input_split_sizes, "input")
+        out_counts = self._splits(out, output_split_sizes, "output")
+        equal = (not input_split_sizes and not output_split_sizes)
+        if equal:
+            if inp.numel() != out.numel():
+                raise _bad(f"all_to_all_single: input has {inp.numel()} elements, output "
+                           f"{out.numel()}; with equal splits they must match")
+            if out.numel() == 0:
+                return completed_work([out])
+            comm, algo = self.comm, self._algo("alltoall")
+
+            def run():
+                o = out if out.is_contiguous() else torch.empty(out.shape, dtype=out.dtype)
+                comm.alltoall(_bytes(inp.contiguous()).reshape(p, -1),
+                              out=_bytes(o).reshape(p, -1), algorithm=algo)
+                if o is not out:
+                    out.copy_(o)
+                return [out]
+            return self._submit(run, opts)
+        item = inp.element_size()
+
+        def run_v():
+            o = out if out.is_contiguous() else torch.empty(out.shape, dtype=out.dtype)
+            self._alltoallv(_bytes(inp.contiguous()), _bytes(o), in_counts * item,
+                            out_counts * item, "all_to_all_single")
+            if o is not out:
+                out.copy_(o)
+            return [out]
+        return self._submit(run_v, opts)
+
+    alltoall_base = all_to_all_single
+
+    def alltoall(self, output_tensors, input_tensors, opts=None):
+        if opts is None:
+            opts = dist.AllToAllOptions()
+        p = self._size
+        if len(output_tensors) != p or len(input_tensors) != p:
+            raise _bad(f"all_to_all: expected {p} input and {p} output tensors (one per rank), "
+                       f"got {len(input_tensors)} and {len(output_tensors)}")
+        ins = [self._tensor(t, f"all_to_all: input_tensor_list[{i}]") for i, t in enumerate(input_tensors)]
+        outs = [self._tensor(t, f"all_to_all: output_tensor_list[{i}]") for i, t in enumerate(output_tensors)]
+        dtypes = {t.dtype for t in ins + outs}
+        if len(dtypes) != 1:
+            raise _bad(f"all_to_all: all tensors must have one dtype, got {sorted(map(str, dtypes))}",
+                       TypeError)
+        in_counts = np.array([t.numel() * t.element_size() for t in ins], dtype=np.int64)
+        out_counts = np.array([t.numel() * t.element_size() for t in outs], dtype=np.int64)
+
+        def run():
+            send = torch.cat([_bytes(t.contiguous()) for t in ins])
+            recv = torch.empty(int(out_counts.sum()), dtype=torch.uint8)
+            self._alltoallv(send, recv, in_counts, out_counts, "all_to_all")
+            offset = 0
+            for t, n in zip(outs, out_counts):
+                t.copy_(_unview(recv[offset:offset + int(n)], t.dtype).view(t.shape))
+                offset += int(n)
+            return outs
+        return self._submit(run, opts)
+
+    def _splits(self, t, splits, which):
+        p = self._size
+        rows = t.shape[0] if t.dim() else 1
+        per_row = t.numel() // rows if rows else 0
+        if not splits:
+            if rows % p:
+                raise _bad(f"all_to_all_single: {which} has {rows} rows along dim 0, not divisible "
+                           f"by the group size {p}; pass {which}_split_sizes for uneven splits")
+            return np.full(p, (rows // p) * per_row, dtype=np.int64)
+        splits = [int(s) for s in splits]
+        if len(splits) != p:
+            raise _bad(f"all_to_all_single: {which}_split_sizes has {len(splits)} entries, the "
+                       f"group has {p} ranks")
+        if any(s < 0 for s in splits):
+            raise _bad(f"all_to_all_single: {which}_split_sizes {splits} has a negative entry")
+        if sum(splits) != rows:
+            raise _bad(f"all_to_all_single: {which}_split_sizes {splits} sum to {sum(splits)}, but "
+                       f"the {which} has {rows} rows along dim 0")
+        return np.array(splits, dtype=np.int64) * per_row
+
+    def _alltoallv(self, send, recv, send_bytes, recv_bytes, what):
+        """Uneven all-to-all in bytes: agree on the counts first, so a mismatch is an error on
+        every rank instead of a truncated message or a hang."""
+        comm = self.comm
+        p = self._size
+        told = comm.alltoall(np.ascontiguousarray(send_bytes, dtype=np.int64))
+        bad = np.nonzero(told != recv_bytes)[0]
+        flags = comm.allgather(np.array([len(bad)], dtype=np.int64))
+        if flags.any():
+            culprits = [int(r) for r in np.nonzero(flags)[0]]
+            if len(bad):
+                j = int(bad[0])
+                detail = (f"this rank ({self._rank}) expects {int(recv_bytes[j])} bytes from rank "
+                          f"{j}, which sends {int(told[j])}")
+            else:
+                detail = f"rank(s) {culprits} received split sizes that do not match their peers'"
+            raise _bad(f"{what}: split sizes differ between ranks: {detail}. Each rank's "
+                       "output_split_sizes[j] must equal rank j's input_split_sizes[this rank]; "
+                       "nothing was exchanged")
+        from mpi4py import MPI
+
+        sdispl = np.concatenate(([0], np.cumsum(send_bytes)[:-1])) if p else send_bytes
+        rdispl = np.concatenate(([0], np.cumsum(recv_bytes)[:-1])) if p else recv_bytes
+        s = send.numpy() if send.numel() else np.empty(0, dtype=np.uint8)
+        r = recv.numpy() if recv.numel() else np.empty(0, dtype=np.uint8)
+        comm.mpi_comm.Alltoallv([s, (send_bytes.tolist(), sdispl.tolist()), MPI.BYTE],
+                                [r, (recv_bytes.tolist(), rdispl.tolist()), MPI.BYTE])
+
+    def barrier(self, opts=None):
+        if opts is None:
+            opts = dist.BarrierOptions()
+        comm = self.comm
+
+        def run():
+            comm.barrier()
+            return []
+        return self._submit(run, opts)
+
+    def reduce(self, tensors, opts=None):
+        if opts is None:
+            opts = dist.ReduceOptions()
+        t = self._single(tensors, "reduce")
+        op = self._op(opts, t, "reduce")
+        root = int(opts.rootRank)
+        self._check_rank(root, "reduce", "dst")
+        if t.numel() == 0:
+            return completed_work([t])
+        comm, algo, me = self.comm, self._algo("allreduce"), self._rank
+
+        def run():  # an all-reduce, kept only on the root: correct, not minimal traffic
+            buf = t.contiguous().clone() if me != root or not t.is_contiguous() else t
+            r = _reducible(buf)
+            comm.allreduce(r, op, out=r, algorithm=algo)
+            if me == root and buf is not t:
+                t.copy_(buf)
+            return [t]
+        return self._submit(run, opts)
+
+    def gather(self, output_lists, input_tensors, opts=None):
+        if opts is None:
+            opts = dist.GatherOptions()
+        inp = self._single(input_tensors, "gather")
+        root = int(opts.rootRank)
+        self._check_rank(root, "gather", "dst")
+        p, me = self._size, self._rank
+        outs = list(output_lists[0]) if output_lists else []
+        if me == root:
+            if len(outs) != p:
+                raise _bad(f"gather: gather_list has {len(outs)} tensors on the root, the group "
+                           f"has {p} ranks")
+            for i, o in enumerate(outs):
+                self._tensor(o, f"gather: gather_list[{i}]")
+                if o.numel() != inp.numel() or o.dtype != inp.dtype:
+                    raise _bad(f"gather: gather_list[{i}] has {o.numel()} elements of {o.dtype}, "
+                               f"the input has {inp.numel()} of {inp.dtype}")
+        nbytes = inp.numel() * inp.element_size()
+        send_counts = np.zeros(p, dtype=np.int64)
+        send_counts[root] = nbytes
+        recv_counts = np.full(p, nbytes if me == root else 0, dtype=np.int64)
+
+        def run():
+            recv = torch.empty(int(recv_counts.sum()), dtype=torch.uint8)
+            self._alltoallv(_bytes(inp.contiguous()), recv, send_counts, recv_counts, "gather")
+            if me == root:
+                for i, o in enumerate(outs):
+                    o.copy_(_unview(recv[i * nbytes:(i + 1) * nbytes], o.dtype).view(o.shape))
+            return outs if me == root else [inp]
+        return self._submit(run, opts)
+
+    def scatter(self, output_tensors, input_lists, opts=None):
+        if opts is None:
+            opts = dist.ScatterOptions()
+        out = self._single(output_tensors, "scatter")
+        root = int(opts.rootRank)
+        self._check_rank(root, "scatter", "src")
+        p, me = self._size, self._rank
+        ins = list(input_lists[0]) if input_lists else []
+        if me == root:
+            if len(ins) != p:
+                raise _bad(f"scatter: scatter_list has {len(ins)} tensors on the root, the group "
+                           f"has {p} ranks")
+            for i, x in enumerate(ins):
+                self._tensor(x, f"scatter: scatter_list[{i}]")
+                if x.numel() != out.numel() or x.dtype != out.dtype:
+                    raise _bad(f"scatter: scatter_list[{i}] has {x.numel()} elements of {x.dtype}, "
+                               f"the output has {out.numel()} of {out.dtype}")
+        nbytes = out.numel() * out.element_size()
+        send_counts = np.full(p, nbytes if me == root else 0, dtype=np.int64)
+        recv_counts = np.zeros(p, dtype=np.int64)
+        recv_counts[root] = nbytes
+
+        def run():
+            if me == root:
+                send = torch.cat([_bytes(x.contiguous()) for x in ins])
+            else:
+                send = torch.empty(0, dtype=torch.uint8)
+            o = out if out.is_contiguous() else torch.empty(out.shape, dtype=out.dtype)
+            self._alltoallv(send, _bytes(o), send_counts, recv_counts, "scatter")
+            if o is not out:
+                out.copy_(o)
+            return [out]
+        return self._submit(run, opts)
+
+    def send(self, tensors, dst, tag=0):
+        raise _bad("point-to-point send/recv is not supported; use a gloo group for it "
+                   "(dist.new_group(backend='gloo'))", RuntimeError)
+
+    def recv(self, tensors, src, tag=0):
+        raise _bad("point-to-point send/recv is not supported; use a gloo group for it "
+                   "(dist.new_group(backend='gloo'))", RuntimeError)
+
+    def recv_anysource(self, tensors, tag=0):
+        raise _bad("point-to-point send/recv is not supported; use a gloo group for it "
+                   "(dist.new_group(backend='gloo'))", RuntimeError)
+
+    def _check_rank(self, r, what, name):
+        if not 0 <= r < self._size:
+            raise _bad(f"{what}: {name} rank {r} is not in the group of {self._size} ranks")
+
+    # ---- lifetime ------------------------------------------------------------------------
+
+    def shutdown(self):
+        """Finish queued operations, stop the progress thread, free the communicator."""
+        self._progress.close(wait=True)
+        self.comm.free()
+
+    def abort(self):
+        self._progress.close(wait=False)
+
+    def __del__(self):
+        try:
+            self._progress.close(wait=False)
+        except Exception:
+            pass
+
+
+def _bytes(t):
+    """A contiguous tensor viewed as flat bytes (no copy)."""
+    flat = t.reshape(-1)
+    if flat.dtype == torch.uint8:
+        return flat
+    if flat.dtype == torch.bool:
+        return flat.view(torch.uint8)
+    return flat.view(torch.uint8)
+
+
+def _reducible(t):
+    """A tensor the library reduces: bool becomes uint8 (MIN/MAX only), others as they are."""
+    return t.view(torch.uint8) if t.dtype == torch.bool else t
+
+
+def _unview(t, dtype):
+    return t.view(dtype) if t.dtype != dtype else t
