@@ -1,0 +1,247 @@
+"""``collectives topo``: describe, draw, export and route topologies.
+
+::
+
+    collectives topo describe SPEC|FILE [--json] [--port-cost X] [--cable-cost Y] [--nic-port-cost Z]
+    collectives topo draw SPEC|FILE -o file.png          (needs: pip install "collectives[plot]")
+    collectives topo export SPEC|FILE -o file.{json,graphml,conf}
+    collectives topo routes SPEC|FILE SRC DST [--routing ecmp|minimal|valiant]
+    collectives topo families
+
+User errors print one line to stderr and return exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from ..errors import CollectivesError, InvalidArgument
+
+__all__ = ["add_parser", "main"]
+
+_EPILOG = """\
+SPEC examples: fat-tree:k=8  dragonfly:a=4,p=2,h=2  full-mesh:n=16  torus:4x4x4
+  hypercube:d=6  star:n=8  leaf-spine:leaves=4,hosts=8,spines=2  ring:n=8
+  multi-node:nodes=4,devices=8,inter=(fat-tree:k=4)
+options for every family: bw=100Gbps lat=500ns (see `collectives topo families`)
+FILE: networkx node-link JSON, GraphML, or a Slurm topology.conf"""
+
+
+def _price(text):
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not v >= 0 or v == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
+    return v
+
+
+def add_parser(subparsers) -> None:
+    """Register the ``topo`` subcommand on an argparse subparsers object."""
+    p = subparsers.add_parser(
+        "topo", help="describe, draw and export network topologies",
+        description="Build a topology from a spec string or read it from a file, and print its "
+                    "metrics, draw it or convert it.",
+        epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="topo_action", metavar="ACTION")
+    p.set_defaults(func=_guard(lambda args: _no_action(p)))
+
+    d = sub.add_parser("describe", help="print hosts, switches, links, ports, diameter, "
+                                        "bisection bandwidth and cost",
+                       epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    d.add_argument("topology", metavar="SPEC|FILE")
+    d.add_argument("--json", action="store_true", help="print JSON (units: bytes, s, bytes/s)")
+    d.add_argument("--port-cost", type=_price, default=None, metavar="X",
+                   help="price of one switch port (default 500)")
+    d.add_argument("--nic-port-cost", type=_price, default=None, metavar="X",
+                   help="price of one host/NIC port (default 500)")
+    d.add_argument("--cable-cost", type=_price, default=None, metavar="Y",
+                   help="price of one cable (default 250)")
+    d.add_argument("--sample", type=int, default=256, metavar="N",
+                   help="BFS sources when an exact distance computation is too large (default 256)")
+    d.set_defaults(func=_guard(_describe))
+
+    dr = sub.add_parser("draw", help="draw a small topology to an image (needs matplotlib)")
+    dr.add_argument("topology", metavar="SPEC|FILE")
+    dr.add_argument("-o", "--output", required=True, help="image file (.png, .svg, .pdf)")
+    dr.add_argument("--max-nodes", type=int, default=2000,
+                    help="refuse to draw larger graphs (default 2000)")
+    dr.set_defaults(func=_guard(_draw))
+
+    e = sub.add_parser("export", help="write a topology as JSON, GraphML or topology.conf")
+    e.add_argument("topology", metavar="SPEC|FILE")
+    e.add_argument("-o", "--output", required=True,
+                   help="output file; the format follows the extension (.json, .graphml, .conf)")
+    e.add_argument("--format", choices=("json", "graphml", "slurm"), default=None)
+    e.set_defaults(func=_guard(_export))
+
+    r = sub.add_parser("routes", help="print the routes between two hosts")
+    r.add_argument("topology", metavar="SPEC|FILE")
+    r.add_argument("src")
+    r.add_argument("dst")
+    r.add_argument("--routing", choices=("ecmp", "minimal", "valiant"), default=None)
+    r.add_argument("--max-paths", type=int, default=64, help="print at most this many (default 64)")
+    r.set_defaults(func=_guard(_routes))
+
+    f = sub.add_parser("families", help="list the spec families and their options")
+    f.set_defaults(func=_guard(_families))
+
+
+def _guard(fn):
+    def run(args):
+        try:
+            return int(fn(args) or 0)
+        except (CollectivesError, InvalidArgument) as exc:
+            print(f"collectives topo: error: {exc}", file=sys.stderr)
+            return 2
+    return run
+
+
+def _no_action(p):
+    p.print_help()
+    return 2
+
+
+def _describe(args):
+    from .metrics import format_describe
+    from .spec import resolve
+
+    topo = resolve(args.topology)
+    d = topo.describe(port_cost=args.port_cost, cable_cost=args.cable_cost,
+                      nic_port_cost=args.nic_port_cost, sample=max(1, args.sample))
+    if args.json:
+        print(json.dumps(d, indent=2))
+    else:
+        print(format_describe(d))
+    return 0
+
+
+def _export(args):
+    from .io import write
+    from .spec import resolve
+
+    topo = resolve(args.topology)
+    write(topo, args.output, format=args.format)
+    print(f"wrote {topo.name} ({len(topo.hosts)} hosts, {topo.graph.number_of_edges()} links) "
+          f"to {args.output}")
+    return 0
+
+
+def _routes(args):
+    from .spec import resolve
+
+    topo = resolve(args.topology)
+    router = topo.router(args.routing)
+    n = router.num_paths(args.src, args.dst)
+    print(f"{n} route(s) from {args.src} to {args.dst} ({router.mode})")
+    routes = router.routes(args.src, args.dst, max_paths=max(n, 1)) if n <= 100_000 else []
+    for path, w in routes[: args.max_paths]:
+        print(f"  {w:.4f}  " + " - ".join(map(str, path)))
+    if n > args.max_paths:
+        print(f"  ... {n - args.max_paths} more")
+    return 0
+
+
+def _families(args):
+    from .spec import FAMILIES
+
+    for fam, (_, required, options) in FAMILIES.items():
+        opts = [o for o in options if o not in required]
+        print(f"{fam:<11} {','.join(f'{r}=' for r in required):<22} "
+              f"options: {', '.join(opts + ['bw', 'lat'])}")
+    return 0
+
+
+def _layout(topo):
+    import networkx as nx
+
+    G = topo.graph
+    fam = topo.family
+    if fam == "torus" and len(topo.params.get("dims", [])) <= 2 or fam == "ring":
+        if fam == "ring":
+            return nx.circular_layout(G)
+        dims = topo.params["dims"]
+        return {h: (G.nodes[h]["coord"][0], G.nodes[h]["coord"][-1] if len(dims) > 1 else 0)
+                for h in G}
+    if fam == "full-mesh":
+        return nx.circular_layout(G)
+    tiers = {"host": 0, "node": 1, "edge": 1, "leaf": 1, "router": 1, "aggregation": 2,
+             "spine": 2, "core": 3}
+    if topo.switched and fam in ("fat-tree", "leaf-spine", "star", None):
+        # layer by distance from the hosts
+        level = {h: 0 for h in topo.hosts}
+        frontier = list(topo.hosts)
+        while frontier:
+            nxt = []
+            for u in frontier:
+                for v in G.adj[u]:
+                    if v not in level:
+                        level[v] = level[u] + 1
+                        nxt.append(v)
+            frontier = nxt
+        for n in G:
+            G.nodes[n]["_layer"] = level.get(n, tiers.get(G.nodes[n].get("tier"), 1))
+        pos = nx.multipartite_layout(G, subset_key="_layer", align="horizontal")
+        for n in G:
+            del G.nodes[n]["_layer"]
+        return pos
+    return nx.spring_layout(G, seed=0)
+
+
+def _draw(args):
+    from .spec import resolve
+
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise InvalidArgument('drawing needs matplotlib: pip install "collectives[plot]"') from None
+    import networkx as nx
+
+    topo = resolve(args.topology)
+    G = topo.graph
+    if G.number_of_nodes() > args.max_nodes:
+        raise InvalidArgument(f"{topo.name} has {G.number_of_nodes()} nodes; drawing is for small "
+                              f"topologies (raise --max-nodes to try anyway)")
+    pos = _layout(topo)
+    colors = {"host": "#4c72b0", "switch": "#dd8452", "nic": "#55a868"}
+    fig, ax = plt.subplots(figsize=(10, 7))
+    nx.draw_networkx_edges(G, pos, ax=ax, width=0.6, alpha=0.5)
+    for kind, color in colors.items():
+        nodes = [n for n, k in G.nodes(data="kind") if k == kind]
+        if nodes:
+            nx.draw_networkx_nodes(G, pos, nodelist=nodes, node_color=color, ax=ax,
+                                   node_size=60 if kind == "host" else 120, label=kind)
+    if G.number_of_nodes() <= 64:
+        nx.draw_networkx_labels(G, pos, ax=ax, font_size=6)
+    ax.set_title(topo.name)
+    ax.legend(loc="best", fontsize=8)
+    ax.axis("off")
+    try:
+        fig.savefig(args.output, dpi=150, bbox_inches="tight")
+    except (OSError, ValueError) as exc:
+        raise InvalidArgument(f"cannot write {args.output!r}: {exc}") from None
+    finally:
+        plt.close(fig)
+    print(f"wrote {args.output}")
+    return 0
+
+
+def main(argv=None) -> int:
+    """Run ``collectives topo ...`` with ``argv`` the arguments after ``topo``."""
+    parser = argparse.ArgumentParser(prog="collectives")
+    sub = parser.add_subparsers(dest="command")
+    add_parser(sub)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] != "topo":
+        argv = ["topo"] + argv
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
