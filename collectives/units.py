@@ -23,7 +23,7 @@ Time (:func:`parse_time`) returns **seconds**: ``ps``, ``ns``, ``us``,
 Sizes (:func:`parse_size`) return **bytes** (an ``int``). On the command line
 message sizes follow nccl-tests and the OSU benchmarks: a bare prefix letter is
 **binary**, so ``"64M"`` is 64 * 2**20 bytes and ``"1G"`` is 2**30 bytes;
-``"64MiB"`` is the same. An explicit SI byte unit is decimal: ``"64MB"`` is
+``"64MiB"`` (or ``"64Mi"``) is the same. An explicit SI byte unit is decimal: ``"64MB"`` is
 64e6 bytes and ``"1kB"`` is 1000 bytes. A bare number is bytes.
 
 Size ranges (:func:`parse_size_range`) for sweeps: ``"8:64M"`` doubles from
@@ -178,7 +178,7 @@ def parse_size(text, *, name="size") -> int:
     prefix, unit = m["prefix"], m["unit"]
     if unit == "b":
         raise InvalidArgument(f"{name} {text!r} is in bits; sizes are bytes: expected {_SIZE_HELP}")
-    if unit == "iB" and prefix not in ("K", "M", "G", "T"):
+    if unit == "iB" and prefix not in ("K", "M", "G", "T", "P"):
         raise InvalidArgument(f"cannot read {name} {text!r}: expected {_SIZE_HELP}")
     if prefix in _BINARY:
         if unit not in ("B", None):
@@ -192,6 +192,8 @@ def parse_size(text, *, name="size") -> int:
         scale = 1024.0 ** " KMGTP".index(prefix.upper())   # nccl-tests / OSU: 1M = 2**20
     else:
         scale = 1.0
+    if re.fullmatch(r"\+?\d+", m["num"]) and float(scale).is_integer():
+        return int(m["num"]) * int(scale)          # exact, even beyond 2**53
     value = num * scale
     if not math.isfinite(value) or value < 0:
         raise InvalidArgument(f"{name} {text!r} must be finite and >= 0")
