@@ -1,0 +1,28 @@
+"""The flow-level model: price any schedule on any topology.
+
+>>> import collectives as cl
+>>> t = cl.topology.fat_tree(k=8)
+>>> cl.model.predict("allreduce", "ring", 64 << 20, t)          # seconds
+>>> r = cl.model.simulate(schedule, t)                           # time, per-step times, link loads
+>>> r.hottest_links(5)
+
+See docs/model.md for the assumptions and :mod:`collectives.model.simulate`
+for the cost of a step. Nothing here needs MPI or the compiled core.
+"""
+
+from .network import Network, VirtualFullMesh, network_for
+from .maxmin import maxmin, Incidence
+from .simulate import (DEFAULTS, SimulationResult, message_times, predict, simulate,
+                       resolve_topology, placement_of)
+
+__all__ = ["predict", "simulate", "message_times", "SimulationResult", "DEFAULTS",
+           "Network", "VirtualFullMesh", "network_for", "maxmin", "Incidence",
+           "resolve_topology", "placement_of", "load_profile", "two_level_topology"]
+
+
+def __getattr__(name):
+    if name in ("load_profile", "save_profile", "two_level_topology", "Profile"):
+        from . import calibrate
+
+        return getattr(calibrate, name)
+    raise AttributeError(f"module 'collectives.model' has no attribute {name!r}")

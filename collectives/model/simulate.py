@@ -1,0 +1,559 @@
+"""Pricing a schedule on a topology: :func:`simulate`, :func:`predict`, :func:`message_times`.
+
+The cost of one step (Design, "The model"):
+
+* every message is a flow, routed on the topology (:mod:`.network`);
+* concurrent flows share each directed link by max-min fairness
+  (:mod:`.maxmin`);
+* a flow takes ``overhead + path latency + bytes / fair rate``;
+* a rank is done when all its sends and receives are done, plus
+  ``reduce_bytes / reduce_bandwidth`` for the data it reduces (gamma);
+* the step takes as long as its slowest rank; the schedule is the sum of its
+  steps.
+
+A step group whose ``repeat`` steps share one pattern (same sources,
+destinations and sizes) is priced once. A group whose repetitions differ (the
+peer moves, as in a pairwise exchange) is priced at every repetition when it
+has at most ``max_samples`` of them, else at ``max_samples`` evenly spaced
+ones whose mean stands for the rest (``SimulationResult.exact`` says which).
+
+Max-min rates depend only on which flows exist, not on their sizes, so they
+are cached per pattern: a size sweep routes and solves each pattern once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from numbers import Integral, Real
+
+import numpy as np
+
+from ..errors import InvalidArgument, ModelError, TopologyError
+from ..schedule import RECV, RECV_REDUCE, SEND
+from .maxmin import incidence, maxmin
+from .network import Network, VirtualFullMesh, network_for
+
+__all__ = ["DEFAULTS", "simulate", "predict", "message_times", "SimulationResult",
+           "resolve_topology", "placement_of", "model_params", "COLLECTIVES"]
+
+#: Model constants and their defaults (override any of them with keyword arguments).
+DEFAULTS = {
+    "overhead": 1.0e-6,           # s per message (software: MPI call, matching, completion)
+    "reduce_bandwidth": 8.0e9,    # bytes/s one core reduces (the gamma term); inf leaves it out
+    "switch_latency": 0.0,        # s per traversal of a switch or router, added to node latency
+    "routing": None,              # "ecmp" | "minimal" | "valiant"; None: family default
+    "max_samples": 16,            # repetitions priced in a group whose pattern varies
+}
+
+COLLECTIVES = ("allreduce", "alltoall", "reduce_scatter", "allgather", "broadcast")
+_MODEL_KEYS = set(DEFAULTS) | {"placement", "dtype", "itemsize"}
+
+
+@dataclass
+class SimulationResult:
+    """What :func:`simulate` returns.
+
+    Attributes
+    ----------
+    time : float
+        Predicted seconds for the whole schedule.
+    step_times : list of numpy.ndarray
+        Per step group, the time of each of its ``repeat`` steps.
+    group_names : list of str
+    link_ids : numpy.ndarray
+        Network ids of the directed links that carried traffic.
+    link_bytes : numpy.ndarray
+        Bytes over each of those links during the whole schedule.
+    exact : bool
+        False when some varying group was priced from samples.
+    """
+
+    time: float
+    step_times: list
+    group_names: list
+    link_ids: np.ndarray
+    link_bytes: np.ndarray
+    exact: bool
+    network: object = field(repr=False, default=None)
+
+    @property
+    def link_load(self) -> dict:
+        """``{(u, v): bytes}`` for every directed link that carried traffic."""
+        names = self.network.link_names(self.link_ids)
+        return dict(zip(names, self.link_bytes.tolist()))
+
+    def hottest_links(self, n: int = 10) -> list:
+        """The ``n`` busiest directed links: ``[(u, v, bytes, busy_seconds), ...]``.
+
+        ``busy_seconds`` is bytes over the link's bandwidth: how long the link
+        alone would need for what crossed it.
+        """
+        if not len(self.link_ids):
+            return []
+        busy = self.link_bytes / self.network.capacity(self.link_ids)
+        order = np.argsort(-busy, kind="stable")[:n]
+        names = self.network.link_names(self.link_ids[order])
+        return [(u, v, float(self.link_bytes[i]), float(busy[i])) for (u, v), i in zip(names, order)]
+
+    def summary(self) -> str:
+        from ..units import format_bytes, format_time
+
+        lines = [f"predicted time {format_time(self.time)}"
+                 + ("" if self.exact else " (varying groups priced from samples)")]
+        for name, st in zip(self.group_names, self.step_times):
+            lines.append(f"  {name or 'group'}: {len(st)} step(s), {format_time(float(st.sum()))}")
+        hot = self.hottest_links(5)
+        if hot:
+            lines.append("hottest links:")
+            for u, v, b, t in hot:
+                lines.append(f"  {u} -> {v}: {format_bytes(b)}, busy {format_time(t)}")
+        return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------- params
+def model_params(params: dict) -> dict:
+    """Model constants from keyword arguments (DEFAULTS filled in), validated."""
+    out = dict(DEFAULTS)
+    for k in DEFAULTS:
+        if k in params and params[k] is not None:
+            out[k] = params[k]
+    for k in ("overhead", "switch_latency"):
+        v = out[k]
+        if isinstance(v, str):
+            from ..units import parse_time
+            v = parse_time(v, name=k)
+        if isinstance(v, bool) or not isinstance(v, Real) or not math.isfinite(v) or v < 0:
+            raise InvalidArgument(f"{k} must be seconds >= 0, got {params.get(k)!r}")
+        out[k] = float(v)
+    g = out["reduce_bandwidth"]
+    if isinstance(g, str):
+        from ..units import parse_bandwidth
+        g = parse_bandwidth(g, name="reduce_bandwidth")
+    if isinstance(g, bool) or not isinstance(g, Real) or not g > 0:
+        raise InvalidArgument(f"reduce_bandwidth must be bytes/s > 0 (inf leaves reduction "
+                              f"cost out), got {params.get('reduce_bandwidth')!r}")
+    out["reduce_bandwidth"] = float(g)
+    ms = out["max_samples"]
+    if isinstance(ms, bool) or not isinstance(ms, Integral) or ms < 1:
+        raise InvalidArgument(f"max_samples must be an integer >= 1, got {ms!r}")
+    return out
+
+
+def resolve_topology(topology):
+    """A Topology (or VirtualFullMesh) from a Topology, a spec string or a file path."""
+    if topology is None:
+        raise InvalidArgument("the model needs a topology: a Topology, a spec such as "
+                              "'fat-tree:k=8' or a topology file")
+    if isinstance(topology, (str, bytes)) or hasattr(topology, "__fspath__"):
+        from .. import topology as _topo
+
+        spec = topology.decode() if isinstance(topology, bytes) else topology
+        s = str(spec).strip()
+        mesh = _virtual_mesh_spec(s)
+        if mesh is not None:
+            return mesh
+        for name in ("resolve", "from_spec"):
+            fn = getattr(_topo, name, None)
+            if fn is not None:
+                return fn(spec)
+        raise TopologyError("this build of collectives.topology cannot read topology specs")
+    if isinstance(topology, (Network, VirtualFullMesh)) or hasattr(topology, "graph"):
+        return topology
+    raise InvalidArgument(f"topology must be a collectives.topology.Topology, a spec string or a "
+                          f"file path, got {type(topology).__name__}")
+
+
+def _virtual_mesh_spec(s):
+    """Large full meshes stay virtual: 'full-mesh:n=N' with N > 2048."""
+    if not s.startswith(("full-mesh:", "full_mesh:", "fullmesh:")):
+        return None
+    body = s.split(":", 1)[1]
+    kv = {}
+    for part in body.split(","):
+        if "=" in part:
+            k, v = part.split("=", 1)
+            kv[k.strip()] = v.strip()
+        elif part.strip():
+            kv["n"] = part.strip()
+    try:
+        n = int(kv.get("n", ""))
+    except ValueError:
+        return None
+    if n <= 2048:
+        return None
+    from ..units import parse_bandwidth, parse_time
+
+    bw = kv.get("link_bandwidth", kv.get("bandwidth"))
+    lat = kv.get("link_latency", kv.get("latency"))
+    return VirtualFullMesh(n, parse_bandwidth(bw) if bw else 12.5e9,
+                           parse_time(lat) if lat else 500e-9)
+
+
+def _num_hosts(topo):
+    return topo.n if isinstance(topo, VirtualFullMesh) else len(topo.hosts)
+
+
+def placement_of(topo, nranks, placement=None) -> np.ndarray:
+    """Host index (position in ``topology.hosts``) of each rank."""
+    H = _num_hosts(topo)
+    if placement is None or (isinstance(placement, str) and placement == "linear"):
+        if nranks > H:
+            raise ModelError(f"{nranks} ranks do not fit on the {H} hosts of {topo.name}: "
+                             "use a larger topology or fewer ranks (or a placement with slots)")
+        return np.arange(nranks, dtype=np.int64)
+    if hasattr(placement, "host_index"):
+        hi = np.asarray(placement.host_index, dtype=np.int64)
+    elif isinstance(placement, np.ndarray) and placement.dtype.kind in "iu":
+        hi = placement.astype(np.int64)
+    elif isinstance(placement, VirtualFullMesh) or isinstance(topo, VirtualFullMesh):
+        raise ModelError("a virtual full mesh takes placement=None or an int array of host indices")
+    else:
+        hi = np.asarray(topo.place(nranks, placement).host_index, dtype=np.int64)
+    if len(hi) < nranks:
+        raise ModelError(f"the placement covers {len(hi)} ranks, the schedule has {nranks}")
+    hi = hi[:nranks]
+    if len(hi) and (hi.min() < 0 or hi.max() >= H):
+        raise ModelError(f"placement host indices must be in 0..{H - 1}")
+    return hi
+
+
+# ---------------------------------------------------------------------- pricing
+class _PatternCache:
+    """Per network: pattern digest -> (rates, latency, incidence), LRU."""
+
+    def __init__(self, size=96):
+        self.size = size
+        self.d = OrderedDict()
+
+    def get(self, key):
+        v = self.d.get(key)
+        if v is not None:
+            self.d.move_to_end(key)
+        return v
+
+    def put(self, key, v):
+        self.d[key] = v
+        if len(self.d) > self.size:
+            self.d.popitem(last=False)
+
+
+def _digest(*arrays) -> bytes:
+    h = hashlib.blake2b(digest_size=16)
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(str(a.shape).encode())
+        h.update(a.view(np.uint8) if a.size else b"")
+    return h.digest()
+
+
+def _solve(net, src_h, dst_h):
+    """(rates, latency, incidence) of a set of flows between hosts, cached."""
+    cache = getattr(net, "_patterns", None)
+    if cache is None:
+        cache = net._patterns = _PatternCache()
+    key = _digest(src_h, dst_h)
+    hit = cache.get(key)
+    if hit is not None:
+        return hit
+    routed = net.route(src_h, dst_h)
+    inc = incidence(routed, net.capacity)
+    rates = maxmin(inc)
+    out = (rates, routed.latency, inc)
+    cache.put(key, out)
+    return out
+
+
+@dataclass
+class _Step:
+    time: float
+    flow_time: np.ndarray
+    src: np.ndarray
+    dst: np.ndarray
+    nbytes: np.ndarray
+    inc: object
+
+
+def _ops_flows(ops, nranks, itemsize):
+    ops = ops.nonempty()
+    send = ops.kind == SEND
+    red = ops.kind == RECV_REDUCE
+    src = ops.rank[send]
+    dst = ops.peer[send]
+    nbytes = ops.count[send] * itemsize
+    rb = np.bincount(ops.rank[red], weights=ops.count[red] * itemsize, minlength=nranks)
+    return src, dst, nbytes.astype(np.float64), rb
+
+
+def _price(net, hosts, src, dst, nbytes, reduce_bytes, nranks, mp) -> _Step:
+    if len(src) == 0:
+        t = float((reduce_bytes / mp["reduce_bandwidth"]).max()) if reduce_bytes.any() else 0.0
+        return _Step(t, np.zeros(0), src, dst, nbytes, None)
+    rates, lat, inc = _solve(net, hosts[src], hosts[dst])
+    with np.errstate(divide="ignore"):
+        ft = mp["overhead"] + lat + np.where(np.isinf(rates), 0.0, nbytes / rates)
+    rank_t = np.zeros(nranks)
+    np.maximum.at(rank_t, src, ft)
+    np.maximum.at(rank_t, dst, ft)
+    if math.isfinite(mp["reduce_bandwidth"]):
+        rank_t += reduce_bytes / mp["reduce_bandwidth"]
+    return _Step(float(rank_t.max()), ft, src, dst, nbytes, inc)
+
+
+def _same(a, b):
+    return all(x.shape == y.shape and np.array_equal(x, y) for x, y in zip(a, b))
+
+
+def _group_reps(g, ranks, nranks, itemsize, max_samples):
+    """Which repetitions of a group to price: [(index, flows)], and whether exact."""
+    build = g.messages or g.build
+    first = _ops_flows(build(0, ranks), nranks, itemsize)
+    if g.repeat == 1:
+        return [(0, first)], True, True
+    probe = sorted({1, g.repeat - 1, g.repeat // 2})
+    flows = {0: first}
+    for i in probe:
+        flows[i] = _ops_flows(build(i, ranks), nranks, itemsize)
+    if all(_same(first, flows[i]) for i in probe):
+        return [(0, first)], True, True            # one pattern: priced once
+    if g.repeat <= max_samples:
+        idx = range(g.repeat)
+        exact = True
+    else:
+        idx = sorted(set(np.linspace(0, g.repeat - 1, max_samples).round().astype(int).tolist()))
+        exact = False
+    out = []
+    for i in idx:
+        f = flows.get(i)
+        if f is None:
+            f = _ops_flows(build(i, ranks), nranks, itemsize)
+        out.append((i, f))
+    return out, exact, False
+
+
+def simulate(schedule, topology, placement=None, **params) -> SimulationResult:
+    """Price every step of ``schedule`` on ``topology``.
+
+    Parameters
+    ----------
+    schedule : collectives.schedule.Schedule
+    topology : Topology, VirtualFullMesh or spec string
+    placement : optional
+        Rank -> host: None (linear: rank r on ``topology.hosts[r]``), a
+        ``Placement``, an int array of host indices, or a strategy name
+        (``"round-robin"``, ``"random"``) or host list for ``topology.place``.
+    **params
+        Model constants (see :data:`DEFAULTS`): ``overhead``,
+        ``reduce_bandwidth``, ``switch_latency``, ``routing``, ``max_samples``;
+        ``itemsize`` or ``dtype`` (bytes per element, default 4).
+
+    Returns
+    -------
+    SimulationResult
+    """
+    unknown = set(params) - _MODEL_KEYS
+    if unknown:
+        raise InvalidArgument(f"simulate: unknown parameter(s) {', '.join(sorted(unknown))}; "
+                              f"accepted: {', '.join(sorted(_MODEL_KEYS - {'placement'}))}")
+    mp = model_params(params)
+    itemsize = _itemsize(params)
+    topo = resolve_topology(topology)
+    net = network_for(topo, mp["routing"], mp["switch_latency"])
+    nranks = schedule.nranks
+    hosts = placement_of(topo, nranks, placement)
+    ranks = np.arange(nranks, dtype=np.int64)
+    total = 0.0
+    step_times, names = [], []
+    all_ids, all_bytes = [], []
+    exact_all = True
+    for g in schedule.groups:
+        reps, exact, single = _group_reps(g, ranks, nranks, itemsize, mp["max_samples"])
+        exact_all &= exact
+        times = []
+        weight = g.repeat / len(reps)
+        for _, (src, dst, nb, rb) in reps:
+            st = _price(net, hosts, src, dst, nb, rb, nranks, mp)
+            times.append(st.time)
+            if st.inc is not None:
+                lb = st.inc.link_sum(nb)
+                m = lb > 0
+                all_ids.append(st.inc.links[m])
+                all_bytes.append(lb[m] * weight)
+        idx = np.array([i for i, _ in reps])
+        if single:
+            arr = np.full(g.repeat, times[0])
+        elif len(idx) == g.repeat:
+            arr = np.array(times)
+        else:
+            arr = np.interp(np.arange(g.repeat), idx, times)
+            arr *= (np.mean(times) * g.repeat) / arr.sum() if arr.sum() > 0 else 1.0
+        step_times.append(arr)
+        names.append(g.name)
+        total += float(arr.sum())
+    if all_ids:
+        ids = np.concatenate(all_ids)
+        b = np.concatenate(all_bytes)
+        uid, inv = np.unique(ids, return_inverse=True)
+        link_bytes = np.bincount(inv, weights=b)
+    else:
+        uid, link_bytes = np.zeros(0, dtype=np.int64), np.zeros(0)
+    return SimulationResult(total, step_times, names, uid, link_bytes, exact_all, net)
+
+
+def _itemsize(params) -> int:
+    if params.get("itemsize") is not None:
+        v = params["itemsize"]
+        if isinstance(v, bool) or not isinstance(v, Integral) or v < 1:
+            raise InvalidArgument(f"itemsize must be an integer >= 1, got {v!r}")
+        return int(v)
+    dt = params.get("dtype")
+    if dt is None:
+        return 4
+    try:
+        return int(np.dtype(dt).itemsize)
+    except TypeError:
+        if str(dt) == "bfloat16":
+            return 2
+        raise InvalidArgument(f"unknown dtype {dt!r}") from None
+
+
+# ---------------------------------------------------------------------- predict
+def _check_nbytes(nbytes):
+    if isinstance(nbytes, bool) or not isinstance(nbytes, (Integral, Real, np.integer, np.floating)):
+        raise InvalidArgument(f"nbytes must be a whole number of bytes >= 0, got {nbytes!r}")
+    if isinstance(nbytes, (float, np.floating)):
+        if not math.isfinite(nbytes) or nbytes != int(nbytes):
+            raise InvalidArgument(f"nbytes must be a whole number of bytes >= 0, got {nbytes!r}")
+    if nbytes < 0:
+        raise InvalidArgument(f"nbytes must be >= 0, got {nbytes!r}")
+    return int(nbytes)
+
+
+def _check_collective_algorithm(collective, algorithm):
+    from .. import algorithms as _alg
+
+    if not isinstance(collective, str) or collective not in COLLECTIVES:
+        raise InvalidArgument(f"unknown collective {collective!r}: accepted are "
+                              f"{', '.join(COLLECTIVES)}")
+    names = list(_alg.algorithm_names(collective))
+    if not isinstance(algorithm, str) or algorithm not in names:
+        raise InvalidArgument(f"unknown {collective} algorithm {algorithm!r}: the model prices "
+                              f"{', '.join(names)}")
+
+
+def build_for(collective, algorithm, nbytes, topo, ranks, hosts, itemsize, alg_params):
+    """The Schedule ``predict`` prices (with topology-derived groups for hierarchical)."""
+    from .. import algorithms as _alg
+
+    count = nbytes // itemsize
+    if nbytes % itemsize:
+        raise InvalidArgument(f"nbytes={nbytes} is not a whole number of {itemsize}-byte elements")
+    ap = dict(alg_params)
+    if algorithm == "hierarchical" and "groups" not in ap:
+        ap["groups"] = rank_groups(topo, hosts)
+    return _alg.build_schedule(collective, algorithm, ranks, count, **ap)
+
+
+def rank_groups(topo, hosts, level=None) -> np.ndarray:
+    """Group index of each rank: the topology's natural host groups under the placement."""
+    gi = np.asarray(topo.group_index(level), dtype=np.int64)[hosts]
+    _, inv = np.unique(gi, return_inverse=True)
+    # number groups in order of first appearance
+    first = {}
+    out = np.empty(len(inv), dtype=np.int64)
+    for i, g in enumerate(inv.tolist()):
+        out[i] = first.setdefault(g, len(first))
+    return out
+
+
+def predict(collective, algorithm, nbytes, topology, ranks=None, **params) -> float:
+    """Predicted seconds for one collective call.
+
+    Parameters
+    ----------
+    collective : str
+        "allreduce", "alltoall", "reduce_scatter", "allgather" or "broadcast".
+    algorithm : str
+        A name from ``collectives.algorithms.algorithm_names(collective)``.
+    nbytes : int
+        Each rank's whole buffer in bytes (nccl-tests convention; for
+        all-to-all, all the blocks one rank sends).
+    topology : Topology, spec string or file
+    ranks : int, optional
+        Number of ranks (default: every host of the topology).
+    **params
+        Model constants (``overhead=``, ``reduce_bandwidth=``,
+        ``switch_latency=``, ``routing=``, ``placement=``, ``dtype=``/
+        ``itemsize=``, ``max_samples=``); anything else goes to the algorithm
+        (``root=``, ``order=``, ``groups=``, ...).
+    """
+    _check_collective_algorithm(collective, algorithm)
+    nbytes = _check_nbytes(nbytes)
+    topo = resolve_topology(topology)
+    H = _num_hosts(topo)
+    if ranks is None:
+        ranks = H
+    if isinstance(ranks, bool) or not isinstance(ranks, (Integral, np.integer)) or ranks < 1:
+        raise InvalidArgument(f"ranks must be an integer >= 1, got {ranks!r}")
+    ranks = int(ranks)
+    model = {k: v for k, v in params.items() if k in _MODEL_KEYS}
+    alg = {k: v for k, v in params.items() if k not in _MODEL_KEYS}
+    itemsize = _itemsize(model)
+    hosts = placement_of(topo, ranks, model.get("placement"))
+    sched = build_for(collective, algorithm, nbytes, topo, ranks, hosts, itemsize, alg)
+    model["placement"] = hosts
+    return simulate(sched, topo, **model).time
+
+
+# ---------------------------------------------------------------------- per message
+def message_times(schedule, topology, placement=None, rank=0, **params) -> np.ndarray:
+    """Modelled duration of each row of ``schedule.program(rank)``.
+
+    For a receive: overhead + path latency + bytes / fair rate of that message
+    in its step (the step's other flows, of every rank, included), counted
+    from the start of the sender's step. Sends and copies get 0.
+
+    Returns a float64 array aligned with ``schedule.program(rank)``.
+    """
+    unknown = set(params) - _MODEL_KEYS
+    if unknown:
+        raise InvalidArgument(f"message_times: unknown parameter(s) {', '.join(sorted(unknown))}")
+    mp = model_params(params)
+    itemsize = _itemsize(params)
+    topo = resolve_topology(topology)
+    net = network_for(topo, mp["routing"], mp["switch_latency"])
+    nranks = schedule.nranks
+    if not 0 <= int(rank) < nranks:
+        raise InvalidArgument(f"rank {rank} out of range 0..{nranks - 1}")
+    hosts = placement_of(topo, nranks, placement)
+    prog = schedule.program(int(rank))
+    out = np.zeros(len(prog))
+    if not len(prog):
+        return out
+    ranks = np.arange(nranks, dtype=np.int64)
+    # step index -> (group, repetition)
+    where = []
+    for gi, g in enumerate(schedule.groups):
+        where.extend((gi, i) for i in range(g.repeat))
+    is_recv = (prog["kind"] == RECV) | (prog["kind"] == RECV_REDUCE)
+    priced = {}
+    for step in np.unique(prog["step"][is_recv]).tolist():
+        gi, i = where[step]
+        g = schedule.groups[gi]
+        src, dst, nb, rb = _ops_flows((g.messages or g.build)(i, ranks), nranks, itemsize)
+        key = _digest(src, dst, nb)
+        st = priced.get(key)
+        if st is None:
+            st = priced[key] = _price(net, hosts, src, dst, nb, rb, nranks, mp)
+        rows = np.nonzero(is_recv & (prog["step"] == step))[0]
+        mine = dst == rank
+        for peer in np.unique(prog["peer"][rows]).tolist():
+            r_rows = rows[prog["peer"][rows] == peer]
+            f = np.nonzero(mine & (src == peer))[0]
+            if len(f) < len(r_rows):
+                raise ModelError(f"{schedule.algorithm}: step {step}: rank {rank} receives "
+                                 f"{len(r_rows)} message(s) from {peer} but {peer} sends {len(f)}")
+            out[r_rows] = st.flow_time[f[:len(r_rows)]]
+    return out
