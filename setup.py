@@ -77,7 +77,7 @@ for d in MPI_LIBDIRS + MPI_RPATHS:
 
 CFLAGS = ["-O3", "-std=c11", "-fno-strict-aliasing", "-Wall", "-Wno-unused-function"]
 if platform.machine() in ("x86_64", "AMD64"):
-    # the baseline stays generic x86-64; faster paths are chosen at run time (csrc/cpu.c)
+    # the baseline stays generic x86-64; faster paths are chosen at run time (csrc/reduce.c)
     pass
 
 import numpy  # noqa: E402  (a build requirement)

@@ -66,9 +66,9 @@ def argparse_suppress():
 
 
 def parse_sizes(text: str) -> list[int]:
-    from .units import parse_size_list
+    from .units import parse_size_range
 
-    sizes = parse_size_list(text)
+    sizes = parse_size_range(text, name="--sizes")
     if not sizes:
         raise InvalidArgument(f"--sizes {text!r} gives no sizes")
     return sizes

@@ -66,6 +66,7 @@ class _Call:
     program: Optional[np.ndarray]   # None: the MPI library's own collective
     num_steps: int
     counts: Optional[np.ndarray]    # reduce_scatter block sizes for the native path
+    holds: Optional[np.ndarray]     # emulated links: modelled time of each program row
 
 
 _NATIVE = {"allreduce": 0, "alltoall": 1, "reduce_scatter": 2, "allgather": 3, "broadcast": 4,
@@ -95,10 +96,14 @@ class Communicator:
     segment_bytes : int, optional
         Size of the pieces large messages are cut into (default 1 MiB,
         ``COLLECTIVES_SEGMENT_BYTES``).
+    placement : optional
+        Where ranks sit on ``topology``: a strategy name ("linear", the default,
+        "round-robin", "random"), a list of host ids, or a
+        ``collectives.topology.placement.Placement``.
     """
 
     def __init__(self, comm=None, topology=None, emulate: bool = False, timeout=None,
-                 validate: bool = False, segment_bytes: Optional[int] = None):
+                 validate: bool = False, segment_bytes: Optional[int] = None, placement=None):
         if comm is None:
             comm = MPI.COMM_WORLD
         if not isinstance(comm, MPI.Comm):
@@ -121,6 +126,9 @@ class Communicator:
         if self.emulate and topology is None:
             raise InvalidArgument("emulate=True needs a topology= to emulate")
 
+        self.placement = None
+        if topology is not None:
+            self.topology, self.placement = _resolve_topology(topology, placement, comm.Get_size())
         self._comm = comm.Dup()
         self._comm.Set_errhandler(MPI.ERRORS_RETURN)
         self._handle = handle_of(self._comm)
@@ -142,8 +150,11 @@ class Communicator:
 
     def _find_groups(self):
         """Group index of every rank: from the topology, else ranks that share memory."""
-        if self.topology is not None and hasattr(self.topology, "rank_groups"):
-            return np.asarray(self.topology.rank_groups(self.size), dtype=np.int64)
+        if self.topology is not None:
+            gi = self.placement.group_index()
+            # renumber in order of first appearance, so group numbers follow ranks
+            ids: dict = {}
+            return np.array([ids.setdefault(int(g), len(ids)) for g in gi], dtype=np.int64)
         node = self._comm.Split_type(MPI.COMM_TYPE_SHARED)
         try:
             leader = self._comm.allgather(self.rank if node.Get_rank() == 0 else -1)
@@ -348,7 +359,7 @@ class Communicator:
             counts = None
             if collective == "reduce_scatter":
                 counts = block_sizes(count, self.size).astype(np.intc)
-            entry = _Call(name, dcode, None, 0, counts)
+            entry = _Call(name, dcode, None, 0, counts, None)
         else:
             from . import algorithms as _alg
 
@@ -365,7 +376,17 @@ class Communicator:
             tmp_bytes = int(sched.tmp_count) * itemsize
             if self._tmp.nbytes < tmp_bytes:
                 self._tmp = np.empty(tmp_bytes, dtype=np.uint8)
-            entry = _Call(name, dcode, program, sched.num_steps, None)
+            holds = None
+            if self.emulate:
+                from . import model as _model
+
+                holds = np.ascontiguousarray(
+                    _model.message_times(sched, self.topology, self.placement, self.rank,
+                                         itemsize=itemsize), dtype=np.float64)
+                if holds.shape != (len(program),):
+                    raise CommunicationError(
+                        f"the model returned {holds.shape} message times for {len(program)} program rows")
+            entry = _Call(name, dcode, program, sched.num_steps, None, holds)
         if len(self._calls) > 512:
             self._calls.clear()
         self._calls[key] = entry
@@ -410,7 +431,7 @@ class Communicator:
                                    entry.dcode, op_code, root, deadline)
         else:
             res = _core.run(self._handle, entry.program, a, o, self._tmp, entry.dcode, op_code,
-                            self.segment_bytes, self.inflight, self._scratch, deadline)
+                            self.segment_bytes, self.inflight, self._scratch, deadline, entry.holds)
         if res is not None:
             self._check_result(res, collective, entry.algorithm, deadline, entry.num_steps or None)
         if op == "avg":
@@ -443,6 +464,29 @@ class Communicator:
                 f"{collective} ({algorithm}) failed at step {res['step']}{steps}: {res['message']}. "
                 "A peer may have died; this Communicator is now unusable.")
         raise CommunicationError(f"{collective} ({algorithm}): internal error: {res['message']}")
+
+
+def _resolve_topology(topology, placement, nranks):
+    """The Topology (a spec string or path is loaded) and the rank -> host placement."""
+    from . import topology as _topo
+
+    if isinstance(topology, (str, os.PathLike)):
+        topology = _topo.resolve(topology)
+    if not isinstance(topology, _topo.Topology):
+        raise InvalidType(f"topology must be a collectives.topology.Topology, a spec string or a file "
+                          f"path; got {type(topology).__name__}")
+    if len(topology.hosts) < nranks:
+        raise InvalidArgument(f"topology {topology.name} has {len(topology.hosts)} hosts, fewer than "
+                              f"the communicator's {nranks} ranks")
+    from .topology.placement import Placement
+
+    if placement is None or isinstance(placement, str):
+        placement = topology.place(nranks, placement or "linear")
+    elif not isinstance(placement, Placement):
+        placement = Placement(topology, list(placement))
+    if placement.nranks != nranks:
+        raise InvalidArgument(f"placement covers {placement.nranks} ranks, the communicator has {nranks}")
+    return topology, placement
 
 
 def handle_of(comm) -> int:

@@ -92,7 +92,8 @@ def pytest_collection_modifyitems(session, config, items):
 def comm(mpi_nranks):
     """A Communicator on MPI.COMM_WORLD (worker mode only)."""
     if not WORKER:
-        return None
+        yield None
+        return
     import collectives as cl
     from mpi4py import MPI
 
