@@ -1,0 +1,108 @@
+"""Ring algorithms: reduce-scatter, all-gather, and all-reduce as the two in a row.
+
+The buffer is cut into p blocks (the ``numpy.array_split`` partition). In the
+reduce-scatter, at step s (0 <= s < p-1) rank r sends block (r-s-1) mod p to
+r+1 and receives block (r-s-2) mod p from r-1, reducing it into its own copy;
+after p-1 steps rank r holds block r reduced over every rank. In the
+all-gather rank r sends block (r-s) mod p to r+1 and stores block (r-s-1) mod p
+from r-1. All-reduce = reduce-scatter + all-gather: 2(p-1) steps, each rank
+sends 2(p-1)/p of the buffer — bandwidth-optimal, latency linear in p.
+
+Every block's final value is reduced on one rank (block b on rank b), always
+in the same order (the ring order starting after b), and the all-gather only
+copies it: results are bitwise identical on every rank and from run to run.
+
+Patarasuk & Yuan, "Bandwidth optimal all-reduce algorithms for clusters of
+workstations", JPDC 69(2), 2009.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..schedule import BUF_IN, BUF_OUT, BUF_TMP, Ops, Schedule, StepGroup
+from ._blocks import block_off, block_size, copy_whole, with_first_copy
+
+
+def _reduce_scatter_group(count: int, p: int) -> StepGroup:
+    """The p-1 reduce-scatter steps of an all-reduce, in place on BUF_OUT."""
+    def build(i, ranks):
+        sb = (ranks - i - 1) % p
+        rb = (ranks - i - 2) % p
+        return Ops.concat([
+            Ops.send(ranks, (ranks + 1) % p, BUF_OUT, block_off(sb, count, p), block_size(sb, count, p)),
+            Ops.recv(ranks, (ranks - 1) % p, BUF_OUT, block_off(rb, count, p), block_size(rb, count, p),
+                     reduce=True),
+        ])
+    return StepGroup(p - 1, build, "ring reduce-scatter")
+
+
+def _allgather_group(p: int, off, size, name="ring all-gather") -> StepGroup:
+    """p-1 all-gather steps on BUF_OUT: block b is ``off(b)``, ``size(b)`` (vectorised)."""
+    def build(i, ranks):
+        sb = (ranks - i) % p
+        rb = (ranks - i - 1) % p
+        return Ops.concat([
+            Ops.send(ranks, (ranks + 1) % p, BUF_OUT, off(sb), size(sb)),
+            Ops.recv(ranks, (ranks - 1) % p, BUF_OUT, off(rb), size(rb)),
+        ])
+    return StepGroup(p - 1, build, name)
+
+
+def allreduce(nranks: int, count: int) -> Schedule:
+    """Ring all-reduce: 2(p-1) steps in two step groups, no scratch."""
+    p = nranks
+    groups = []
+    if p > 1:
+        groups = [_reduce_scatter_group(count, p),
+                  _allgather_group(p, lambda b: block_off(b, count, p), lambda b: block_size(b, count, p))]
+    groups = with_first_copy(groups, copy_whole(count))
+    return Schedule("allreduce", "ring", p, count, count, groups, tmp_count=0, reduces=True)
+
+
+def reduce_scatter(nranks: int, count: int) -> Schedule:
+    """Ring reduce-scatter from BUF_IN: p-1 steps, one group.
+
+    The partial sums travel through two scratch slots of one block each
+    (a rank adds its own input block to the partial sum it receives, so the
+    receive target first gets a copy of that input block); the last step
+    reduces straight into BUF_OUT. tmp_count = min(2, p-2) * largest block.
+    """
+    p = nranks
+    maxb = -(-count // p) if p else 0
+    slots = max(0, min(2, p - 2))
+    if p == 1:
+        groups = [StepGroup(1, lambda i, ranks: Ops.copy(ranks, BUF_IN, 0, BUF_OUT, 0, count), "copy")]
+    else:
+        last = p - 2
+
+        def build(i, ranks):
+            sb = (ranks - i - 1) % p
+            rb = (ranks - i - 2) % p
+            if i == last:
+                dbuf, doff = BUF_OUT, 0
+            else:
+                dbuf, doff = BUF_TMP, (i % 2) * maxb
+            if i == 0:
+                sbuf, soff = BUF_IN, block_off(sb, count, p)
+            else:
+                sbuf, soff = BUF_TMP, ((i - 1) % 2) * maxb
+            rsize = block_size(rb, count, p)
+            return Ops.concat([
+                Ops.copy(ranks, BUF_IN, block_off(rb, count, p), dbuf, doff, rsize),
+                Ops.send(ranks, (ranks + 1) % p, sbuf, soff, block_size(sb, count, p)),
+                Ops.recv(ranks, (ranks - 1) % p, dbuf, doff, rsize, reduce=True),
+            ])
+        groups = [StepGroup(p - 1, build, "ring reduce-scatter")]
+    return Schedule("reduce_scatter", "ring", p, count, maxb, groups, tmp_count=slots * maxb,
+                    reduces=True)
+
+
+def allgather(nranks: int, count: int) -> Schedule:
+    """Ring all-gather: p-1 steps, one group; rank r's input lands at out[r*count]."""
+    p = nranks
+    groups = []
+    if p > 1:
+        groups = [_allgather_group(p, lambda b: b * count, lambda b: np.full_like(b, count))]
+    groups = with_first_copy(groups, lambda ranks: Ops.copy(ranks, BUF_IN, 0, BUF_OUT, ranks * count, count))
+    return Schedule("allgather", "ring", p, count, p * count, groups, tmp_count=0)
