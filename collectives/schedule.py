@@ -142,6 +142,11 @@ class StepGroup:
     repeat: int
     build: Callable[[int, np.ndarray], Ops]
     name: str = ""
+    #: optional: ``build`` without the local copies (same sends and receives, same
+    #: order). :meth:`Schedule.flows` uses it when given, so that a group whose
+    #: copies are O(p) per rank (Bruck's rotations, hierarchical packing) stays
+    #: cheap to price at large p.
+    messages: Callable[[int, np.ndarray], Ops] | None = None
 
 
 @dataclass
@@ -225,7 +230,7 @@ class Schedule:
         """
         ranks = np.arange(self.nranks, dtype=np.int64)
         for g in self.groups:
-            ops = g.build(0, ranks).nonempty()
+            ops = (g.messages or g.build)(0, ranks).nonempty()
             sends = ops.select(ops.kind == SEND)
             red = ops.select(ops.kind == RECV_REDUCE)
             reduce_bytes = np.bincount(red.rank, weights=red.count * itemsize,
