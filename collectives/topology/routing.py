@@ -76,7 +76,7 @@ class Router:
         Sources whose BFS distances are kept (LRU); each costs one int per node.
     """
 
-    def __init__(self, topo, mode="ecmp", *, cache_size=65536, source_cache=256):
+    def __init__(self, topo, mode="ecmp", *, cache_size=8192, source_cache=256):
         if mode == "shortest":
             mode = "ecmp"
         if mode not in MODES:
@@ -94,6 +94,11 @@ class Router:
         self._kind_host = [G.nodes[n]["kind"] == "host" for n in nodes]
         self._adj = [[idx[m] for m in G.adj[n]] for n in nodes]
         self._switched = topo.switched
+        if self._switched:       # fabric-only adjacency: what a BFS between switches walks
+            host = self._kind_host
+            self._fadj = [[m for m in a if not host[m]] for a in self._adj]
+        else:
+            self._fadj = self._adj
         self._dist = _LRU(source_cache)
         self._pairs = _LRU(cache_size)
         self._att = {}
@@ -119,13 +124,15 @@ class Router:
 
     def _bfs(self, s):
         def run():
+            if not (self._switched and self._kind_host[s]):
+                return self._bfs_scipy(s)
             dist = [-1] * len(self._adj)
             dist[s] = 0
             q = deque([s])
-            adj, host, switched = self._adj, self._kind_host, self._switched
+            adj, host = self._adj, self._kind_host
             while q:
                 u = q.popleft()
-                if u != s and switched and host[u]:
+                if u != s and host[u]:
                     continue
                 du = dist[u] + 1
                 for v in adj[u]:
@@ -135,39 +142,59 @@ class Router:
             return dist
         return self._dist.get_or(s, run)
 
+    def _bfs_scipy(self, s):
+        """BFS in C over the fabric (switched) or the whole graph (direct-connect)."""
+        from scipy.sparse import csr_matrix
+        from scipy.sparse.csgraph import shortest_path
+
+        if getattr(self, "_csr", None) is None:
+            rows = [u for u, a in enumerate(self._fadj) for _ in a]
+            cols = [v for a in self._fadj for v in a]
+            n = len(self._adj)
+            self._csr = csr_matrix((np.ones(len(rows), dtype=np.int8), (rows, cols)), shape=(n, n))
+        d = shortest_path(self._csr, method="D", unweighted=True, indices=s)
+        d[np.isinf(d)] = -1
+        return d.astype(np.int64).tolist()
+
+    def _adj_for(self, s):
+        return self._fadj if self._switched and not self._kind_host[s] else self._adj
+
     def _preds(self, dist, v, s):
         d = dist[v] - 1
+        if self._switched and not self._kind_host[s]:
+            return [u for u in self._fadj[v] if dist[u] == d]
         return [u for u in self._adj[v] if dist[u] == d and self._expandable(u, s)]
 
-    def _count(self, s, t):
+    def _dag(self, s, t):
+        """The shortest-path DAG from s to t: (nodes by increasing distance, preds, counts).
+
+        ``preds[v]`` lists the predecessors of v on shortest s-t paths and
+        ``count[v]`` the number of shortest paths from s to v.
+        """
         dist = self._bfs(s)
         if dist[t] < 0:
             raise TopologyError(f"no route from {self.topo.nodes[s]!r} to {self.topo.nodes[t]!r}")
-        memo = {s: 1}
-        order = self._dag_nodes(dist, s, t)
-        for v in order:                       # increasing distance
-            if v != s:
-                memo[v] = sum(memo.get(u, 0) for u in self._preds(dist, v, s))
-        return memo, dist, order
-
-    def _dag_nodes(self, dist, s, t):
-        """Nodes on some shortest s-t path, by increasing distance from s."""
-        seen = {t}
+        preds = {}
         stack = [t]
         while stack:
             v = stack.pop()
-            if v == s:
+            if v == s or v in preds:
                 continue
-            for u in self._preds(dist, v, s):
-                if u not in seen:
-                    seen.add(u)
-                    stack.append(u)
-        return sorted(seen, key=lambda v: dist[v])
+            p = preds[v] = self._preds(dist, v, s)
+            stack.extend(u for u in p if u not in preds)
+        order = sorted(preds, key=dist.__getitem__)
+        count = {s: 1}
+        for v in order:
+            count[v] = sum(count[u] for u in preds[v])
+        return [s] + order, preds, count
+
+    def _count(self, s, t):
+        return self._dag(s, t)[2]
 
     def _ecmp(self, s, t, max_paths):
         if s == t:
             return [((s,), 1.0)]
-        memo, dist, _ = self._count(s, t)
+        order, preds, memo = self._dag(s, t)
         total = memo[t]
         if total > max_paths:
             raise TopologyError(
@@ -179,9 +206,8 @@ class Router:
             if v == s:
                 out.append(((s,) + tail))
                 return
-            for u in self._preds(dist, v, s):
-                if memo.get(u):
-                    walk(u, (v,) + tail)
+            for u in preds[v]:
+                walk(u, (v,) + tail)
         walk(t, ())
         w = 1.0 / len(out)
         return [(p, w) for p in out]
@@ -292,8 +318,7 @@ class Router:
                 s, t = a, b
             if s == t:
                 return 1
-            memo, _, _ = self._count(s, t)
-            return memo[t]
+            return self._count(s, t)[t]
         return len(self._routes_idx(src, dst))
 
     def _link_ids(self, p):
@@ -310,8 +335,10 @@ class Router:
     def link_fractions(self, src, dst):
         """``(link_ids, fractions)``: the share of a src -> dst flow on each directed link.
 
-        For ECMP computed from path counts on the shortest-path DAG, so it is
-        cheap even when there are millions of equal-cost paths (tori).
+        Each link appears once. For ECMP computed from path counts on the
+        shortest-path DAG, so it is cheap even when there are millions of
+        equal-cost paths (tori), and cached per switch pair as two read-only
+        arrays (about 16 bytes per link on the routes).
         """
         s, t = self._host_index(src), self._host_index(dst)
         if s == t:
@@ -324,37 +351,38 @@ class Router:
             ids = np.array(sorted(acc), dtype=np.int64)
             return ids, np.array([acc[i] for i in ids.tolist()])
         lid = self.topo.link_id
-        acc = {}
         a, b = self._att.get(src), self._att.get(dst)
         if a is not None and b is not None:
-            acc[lid[(s, a)]] = 1.0
-            acc[lid[(b, t)]] = 1.0
+            ends = np.array([lid[(s, a)], lid[(b, t)]], dtype=np.int64)
             s0, t0 = a, b
         else:
+            ends = np.zeros(0, dtype=np.int64)
             s0, t0 = s, t
-        if s0 != t0:
-            key = ("fractions", s0, t0)
-            frac = self._pairs.get_or(key, lambda: self._dag_fractions(s0, t0))
-            for l, f in frac:
-                acc[l] = acc.get(l, 0.0) + f
-        ids = np.array(sorted(acc), dtype=np.int64)
-        return ids, np.array([acc[i] for i in ids.tolist()])
+        if s0 == t0:
+            return ends, np.ones(len(ends))
+        ids, frac = self._pairs.get_or(("fractions", s0, t0), lambda: self._dag_fractions(s0, t0))
+        return np.concatenate([ends[:1], ids, ends[1:]]), \
+            np.concatenate([np.ones(min(1, len(ends))), frac, np.ones(len(ends[1:]))])
 
     def _dag_fractions(self, s, t):
-        memo, dist, order = self._count(s, t)
-        total = memo[t]
+        order, preds, count = self._dag(s, t)
+        total = count[t]
         back = {t: 1}
         lid = self.topo.link_id
-        out = []
+        ids, frac = [], []
         for v in reversed(order):
             if v == s:
                 continue
             bv = back.get(v, 0)
-            for u in self._preds(dist, v, s):
-                if u in memo and memo[u]:
-                    back[u] = back.get(u, 0) + bv
-                    out.append((lid[(u, v)], memo[u] * bv / total))
-        return out
+            for u in preds[v]:
+                back[u] = back.get(u, 0) + bv
+                ids.append(lid[(u, v)])
+                frac.append(count[u] * bv / total)
+        ids = np.array(ids[::-1], dtype=np.int64)
+        frac = np.array(frac[::-1], dtype=np.float64)
+        ids.flags.writeable = False
+        frac.flags.writeable = False
+        return ids, frac
 
     def hops(self, src, dst) -> int:
         """Links on the shortest route (in this mode) from src to dst."""
