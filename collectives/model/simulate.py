@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from numbers import Integral, Real
@@ -152,18 +153,27 @@ def resolve_topology(topology):
 
         spec = topology.decode() if isinstance(topology, bytes) else topology
         s = str(spec).strip()
-        mesh = _virtual_mesh_spec(s)
-        if mesh is not None:
-            return mesh
-        for name in ("resolve", "from_spec"):
-            fn = getattr(_topo, name, None)
-            if fn is not None:
-                return fn(spec)
-        raise TopologyError("this build of collectives.topology cannot read topology specs")
+        key = (s, os.path.getmtime(s) if os.path.exists(s) else None)
+        hit = _SPECS.get(key)
+        if hit is not None:
+            return hit
+        topo = _virtual_mesh_spec(s)
+        if topo is None:
+            fn = getattr(_topo, "resolve", None) or getattr(_topo, "from_spec", None)
+            if fn is None:
+                raise TopologyError("this build of collectives.topology cannot read topology specs")
+            topo = fn(spec)
+        if len(_SPECS) >= 8:
+            _SPECS.pop(next(iter(_SPECS)))
+        _SPECS[key] = topo
+        return topo
     if isinstance(topology, (Network, VirtualFullMesh)) or hasattr(topology, "graph"):
         return topology
     raise InvalidArgument(f"topology must be a collectives.topology.Topology, a spec string or a "
                           f"file path, got {type(topology).__name__}")
+
+
+_SPECS: dict = {}
 
 
 def _virtual_mesh_spec(s):

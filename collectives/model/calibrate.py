@@ -1,0 +1,320 @@
+"""Calibration: fit the model's constants on real links and save them as a profile.
+
+``collectives calibrate`` (under ``mpiexec``, two ranks or more) measures
+
+- ping-pong between two ranks that share memory (``MPI.COMM_TYPE_SHARED``)
+  and between two that do not, over a range of sizes; the one-way time
+  ``t(n) = alpha + n / bandwidth`` is fitted by least squares (weighted
+  by 1/t, so the small sizes are not drowned by the large ones);
+- the reduce bandwidth of this machine's kernel
+  (``collectives._kernels.reduce_into`` on float32 sum);
+
+and rank 0 writes a JSON profile::
+
+    {"format": "collectives-profile", "version": 1,
+     "intra": {"latency": s, "bandwidth": B/s},
+     "inter": {"latency": s, "bandwidth": B/s} or null,
+     "reduce_bandwidth": B/s, "overhead": s,
+     "measured": {...raw samples...}}
+
+A profile turns into a model with :func:`two_level_topology`: ranks that
+share memory hang off one node switch, node switches off one network switch;
+a message inside a node crosses two intra links (``intra.latency / 2`` each),
+one between nodes adds the node uplinks (``inter.bandwidth``, shared by the
+ranks of the node: the NIC). The fitted alpha is all link latency (overhead
+is kept at 0 in a profile: ping-pong cannot tell them apart).
+
+Point ``COLLECTIVES_PROFILE`` at a profile and a Communicator without a
+topology plans with it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import InvalidArgument, ModelError, TopologyFileError
+
+__all__ = ["Profile", "load_profile", "save_profile", "two_level_topology", "fit_alpha_beta",
+           "calibrate", "DEFAULT_SIZES"]
+
+FORMAT = "collectives-profile"
+DEFAULT_SIZES = [8, 64, 512, 4096, 32768, 262144, 1 << 20, 4 << 20]
+
+
+@dataclass
+class Link:
+    latency: float
+    bandwidth: float
+
+
+@dataclass
+class Profile:
+    intra: Link
+    inter: Link | None
+    reduce_bandwidth: float
+    overhead: float = 0.0
+    measured: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"format": FORMAT, "version": 1,
+                "intra": {"latency": self.intra.latency, "bandwidth": self.intra.bandwidth},
+                "inter": (None if self.inter is None else
+                          {"latency": self.inter.latency, "bandwidth": self.inter.bandwidth}),
+                "reduce_bandwidth": self.reduce_bandwidth, "overhead": self.overhead,
+                "measured": self.measured}
+
+
+def _positive(d, key, where, path):
+    v = d.get(key) if isinstance(d, dict) else None
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0 \
+            or (key == "bandwidth" or key == "reduce_bandwidth") and v <= 0:
+        raise ModelError(f"profile {path!r}: {where}{key} must be a finite number "
+                         f"{'> 0' if 'bandwidth' in key else '>= 0'}, got {v!r}")
+    return float(v)
+
+
+def load_profile(path) -> Profile:
+    """Read a calibration profile.
+
+    Raises
+    ------
+    TopologyFileError
+        The file is missing or unreadable.
+    ModelError
+        The file is not a profile (bad JSON, wrong format, missing or bad fields).
+    """
+    p = os.fspath(path)
+    try:
+        with open(p, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as exc:
+        raise TopologyFileError(f"cannot read profile {p!r}: {exc.strerror or exc}; run "
+                                "'mpiexec -n 2 collectives calibrate -o PROFILE.json' to make one") from None
+    try:
+        d = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ModelError(f"profile {p!r} is not valid JSON ({exc.msg} at line {exc.lineno}); "
+                         "expected the JSON that 'collectives calibrate' writes") from None
+    if not isinstance(d, dict) or d.get("format") != FORMAT:
+        raise ModelError(f"profile {p!r}: not a collectives profile (expected \"format\": "
+                         f"\"{FORMAT}\" and the fields intra, inter, reduce_bandwidth)")
+    if not isinstance(d.get("intra"), dict):
+        raise ModelError(f"profile {p!r}: 'intra' must be an object with latency and bandwidth")
+    intra = Link(_positive(d["intra"], "latency", "intra.", p), _positive(d["intra"], "bandwidth", "intra.", p))
+    inter = d.get("inter")
+    if inter is not None:
+        if not isinstance(inter, dict):
+            raise ModelError(f"profile {p!r}: 'inter' must be null or an object with latency and bandwidth")
+        inter = Link(_positive(inter, "latency", "inter.", p), _positive(inter, "bandwidth", "inter.", p))
+    rb = _positive(d, "reduce_bandwidth", "", p)
+    ov = _positive(d, "overhead", "", p) if "overhead" in d else 0.0
+    return Profile(intra, inter, rb, ov, d.get("measured") or {})
+
+
+def save_profile(profile: Profile, path):
+    p = os.fspath(path)
+    try:
+        with open(p, "w", encoding="utf-8") as f:
+            json.dump(profile.to_dict(), f, indent=2)
+            f.write("\n")
+    except OSError as exc:
+        raise TopologyFileError(f"cannot write profile {p!r}: {exc.strerror or exc}") from None
+
+
+# ---------------------------------------------------------------------- two-level model
+def two_level_topology(groups, profile=None, *, name=None):
+    """A Topology for ranks in shared-memory groups: one switch per group, one network switch.
+
+    Parameters
+    ----------
+    groups : int array
+        Group (node) index of each rank; rank r is host ``"h{r}"``.
+    profile : Profile, optional
+        Link constants; default :data:`collectives.planner.DEFAULT_TWO_LEVEL`.
+
+    Hosts are in rank order (linear placement is the identity). Levels:
+    ``"switch"`` (= ``"node"``) groups the ranks of a node.
+    """
+    import networkx as nx
+
+    from ..topology import Topology
+
+    groups = np.asarray(groups, dtype=np.int64)
+    if groups.ndim != 1 or len(groups) == 0 or groups.min() < 0:
+        raise InvalidArgument("groups must be a non-empty int array of group indices >= 0")
+    if profile is None:
+        from ..planner import DEFAULT_TWO_LEVEL as D
+
+        intra = Link(D["intra_latency"], D["intra_bandwidth"])
+        inter = Link(D["inter_latency"], D["inter_bandwidth"])
+    else:
+        intra = profile.intra
+        inter = profile.inter or Link(profile.intra.latency, profile.intra.bandwidth)
+    ng = int(groups.max()) + 1
+    G = nx.Graph(name=name or f"two-level:{ng} nodes,{len(groups)} ranks", family="two-level",
+                 group_level="switch", params={"nodes": ng})
+    G.graph["group_attrs"] = ["node"]
+    half_intra = max(intra.latency / 2, 1e-12)
+    for g in range(ng):
+        G.add_node(f"n{g}", kind="switch")
+    for r, g in enumerate(groups.tolist()):
+        G.add_node(f"h{r}", kind="host", node=g)
+        G.add_edge(f"h{r}", f"n{g}", bandwidth=intra.bandwidth, latency=half_intra)
+    if ng > 1:
+        G.add_node("net", kind="switch")
+        # a node-to-node message: 2 intra links + 2 uplinks = inter latency in total
+        up_lat = max((inter.latency - intra.latency) / 2, 1e-12)
+        for g in range(ng):
+            G.add_edge(f"n{g}", "net", bandwidth=inter.bandwidth, latency=up_lat)
+    return Topology(G, [f"h{r}" for r in range(len(groups))])
+
+
+# ---------------------------------------------------------------------- fitting
+def fit_alpha_beta(sizes, times):
+    """Least-squares fit of ``t = alpha + n / bandwidth``, relative error weighted.
+
+    Returns ``(alpha, bandwidth)``; alpha is clipped at 0 and bandwidth at a
+    tiny positive number so that a noisy fit still makes a usable profile.
+    """
+    n = np.asarray(sizes, dtype=float)
+    t = np.asarray(times, dtype=float)
+    if len(n) < 2 or len(n) != len(t):
+        raise ModelError("fitting alpha and beta needs at least two (size, time) samples")
+    w = 1.0 / np.maximum(t, 1e-12)
+    A = np.stack([np.ones_like(n), n], axis=1) * w[:, None]
+    (alpha, beta), *_ = np.linalg.lstsq(A, t * w, rcond=None)
+    alpha = max(float(alpha), 0.0)
+    if not beta > 0:
+        # no size dependence visible: fall back to the largest message's rate
+        beta = float(t[-1] / max(n[-1], 1.0))
+    return alpha, 1.0 / max(float(beta), 1e-30)
+
+
+def _pingpong(comm, peer, sizes, iters, first):
+    """One-way times (median of iters round trips / 2) with ``peer``."""
+    from mpi4py import MPI
+
+    out = []
+    for n in sizes:
+        buf = np.zeros(max(n, 1), dtype=np.uint8)
+        samples = []
+        for it in range(iters + 2):
+            t0 = MPI.Wtime()
+            if first:
+                comm.Send([buf[:n], MPI.BYTE], dest=peer, tag=7)
+                comm.Recv([buf[:n], MPI.BYTE], source=peer, tag=7)
+            else:
+                comm.Recv([buf[:n], MPI.BYTE], source=peer, tag=7)
+                comm.Send([buf[:n], MPI.BYTE], dest=peer, tag=7)
+            if it >= 2:
+                samples.append((MPI.Wtime() - t0) / 2)
+        out.append(float(np.median(samples)))
+    return out
+
+
+def measure_reduce_bandwidth(nbytes=16 << 20, repeat=5) -> float:
+    """Bytes/s of ``reduce_into`` (float32 sum) on this core."""
+    from .._kernels import reduce_into
+
+    n = nbytes // 4
+    a = np.ones(n, dtype=np.float32)
+    b = np.ones(n, dtype=np.float32)
+    reduce_into(a, b, "sum")
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        reduce_into(a, b, "sum")
+        best = min(best, time.perf_counter() - t0)
+    return nbytes / best
+
+
+def calibrate(comm=None, sizes=None, iters=20):
+    """Measure and fit a :class:`Profile` (collective over ``comm``; every rank returns it).
+
+    Ranks 0 and the first rank sharing its memory do the intra-node ping-pong;
+    rank 0 and the first rank on another node the inter-node one (skipped,
+    ``inter = None``, when every rank shares memory).
+    """
+    from mpi4py import MPI
+
+    comm = MPI.COMM_WORLD if comm is None else comm
+    if comm.Get_size() < 2:
+        raise InvalidArgument("calibrate needs at least 2 ranks: run it under "
+                              "'mpiexec -n 2 collectives calibrate' (4 or more across 2 nodes)")
+    sizes = list(sizes or DEFAULT_SIZES)
+    rank = comm.Get_rank()
+    node = comm.Split_type(MPI.COMM_TYPE_SHARED)
+    try:
+        leader = comm.allgather(rank if node.Get_rank() == 0 else -1)
+        mine = node.bcast(rank, root=0)
+    finally:
+        node.Free()
+    node_of = comm.allgather(mine)
+    same = [r for r in range(comm.Get_size()) if node_of[r] == node_of[0] and r != 0]
+    other = [r for r in range(comm.Get_size()) if node_of[r] != node_of[0]]
+    measured = {"sizes": sizes}
+    intra_t = inter_t = None
+    if same:
+        peer = same[0]
+        if rank == 0:
+            intra_t = _pingpong(comm, peer, sizes, iters, True)
+        elif rank == peer:
+            _pingpong(comm, 0, sizes, iters, False)
+    comm.Barrier()
+    if other:
+        peer = other[0]
+        if rank == 0:
+            inter_t = _pingpong(comm, peer, sizes, iters, True)
+        elif rank == peer:
+            _pingpong(comm, 0, sizes, iters, False)
+    comm.Barrier()
+    prof = None
+    if rank == 0:
+        gamma = measure_reduce_bandwidth()
+        if intra_t is None:           # every node has one rank: use the inter link for both
+            intra_t = inter_t
+        a, b = fit_alpha_beta(sizes, intra_t)
+        inter = None
+        if inter_t is not None:
+            ai, bi = fit_alpha_beta(sizes, inter_t)
+            inter = Link(ai, bi)
+            measured["inter_times"] = inter_t
+        measured["intra_times"] = intra_t
+        measured["ranks"] = comm.Get_size()
+        measured["nodes"] = len(leader) - leader.count(-1)
+        prof = Profile(Link(a, b), inter, gamma, 0.0, measured)
+    return comm.bcast(prof, root=0)
+
+
+def main(args) -> int:
+    """``collectives calibrate``: measure, fit, write the profile (rank 0), print a summary."""
+    from ..units import format_bandwidth, format_time, parse_size_range
+
+    sizes = parse_size_range(args.sizes) if args.sizes else None
+    try:
+        from mpi4py import MPI
+    except ImportError:  # pragma: no cover - mpi4py is a dependency
+        raise ModelError("calibrate needs mpi4py and an MPI launcher") from None
+    if MPI.COMM_WORLD.Get_size() < 2:
+        raise InvalidArgument("calibrate needs at least 2 ranks: run it as "
+                              "'mpiexec -n 2 collectives calibrate -o profile.json' "
+                              "(ranks on two nodes also measure the network)")
+    prof = calibrate(MPI.COMM_WORLD, sizes, args.iters)
+    if MPI.COMM_WORLD.Get_rank() == 0:
+        save_profile(prof, args.output)
+        print(f"intra-node: alpha {format_time(prof.intra.latency)}, "
+              f"bandwidth {format_bandwidth(prof.intra.bandwidth)}")
+        if prof.inter:
+            print(f"inter-node: alpha {format_time(prof.inter.latency)}, "
+                  f"bandwidth {format_bandwidth(prof.inter.bandwidth)}")
+        else:
+            print("inter-node: not measured (every rank shares memory)")
+        print(f"reduce bandwidth: {format_bandwidth(prof.reduce_bandwidth)}")
+        print(f"profile written to {args.output}; use it with COLLECTIVES_PROFILE={args.output}")
+    return 0
