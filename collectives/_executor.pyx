@@ -41,6 +41,7 @@ cdef extern from "executor.h":
                   int64_t count, const int *recvcounts, int dtype, int op, int root,
                   double timeout, cl_result *res) nogil
     double cl_now() nogil
+    void cl_set_polls_before_yield(int polls) nogil
 
 STATUS_OK = 0
 STATUS_TIMEOUT = 1
@@ -69,6 +70,11 @@ def mpi_version():
 def comm_world_handle():
     """MPI_COMM_WORLD's handle as this build sees it (compared with mpi4py's at import)."""
     return <object>cl_comm_world_handle()
+
+
+def set_polls_before_yield(int polls):
+    """Idle polls before the wait loops yield the core (0: yield at once, for oversubscribed nodes)."""
+    cl_set_polls_before_yield(polls)
 
 
 def now():

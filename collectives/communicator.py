@@ -150,17 +150,18 @@ class Communicator:
 
     def _find_groups(self):
         """Group index of every rank: from the topology, else ranks that share memory."""
+        node = self._comm.Split_type(MPI.COMM_TYPE_SHARED)
+        try:
+            leader = self._comm.allgather(self.rank if node.Get_rank() == 0 else -1)
+            local_leader = node.bcast(self.rank, root=0)
+            _tune_polling(node.Get_size())
+        finally:
+            node.Free()
         if self.topology is not None:
             gi = self.placement.group_index()
             # renumber in order of first appearance, so group numbers follow ranks
             ids: dict = {}
             return np.array([ids.setdefault(int(g), len(ids)) for g in gi], dtype=np.int64)
-        node = self._comm.Split_type(MPI.COMM_TYPE_SHARED)
-        try:
-            leader = self._comm.allgather(self.rank if node.Get_rank() == 0 else -1)
-            local_leader = node.bcast(self.rank, root=0)
-        finally:
-            node.Free()
         leaders = sorted(r for r in leader if r >= 0)
         index = {r: i for i, r in enumerate(leaders)}
         mine = index[local_leader]
@@ -464,6 +465,15 @@ class Communicator:
                 f"{collective} ({algorithm}) failed at step {res['step']}{steps}: {res['message']}. "
                 "A peer may have died; this Communicator is now unusable.")
         raise CommunicationError(f"{collective} ({algorithm}): internal error: {res['message']}")
+
+
+def _tune_polling(ranks_on_node: int) -> None:
+    """More ranks than cores on this node: wait loops must yield the core at once."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    _core.set_polls_before_yield(0 if ranks_on_node > cores else 64)
 
 
 def _resolve_topology(topology, placement, nranks):

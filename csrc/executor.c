@@ -22,6 +22,13 @@ double cl_now(void)
  * segments of different ops never match each other. */
 #define CL_TAG_SPAN 4096
 
+/* Idle polls before giving the core away: ranks that outnumber the cores (an
+ * oversubscribed test or laptop run) must yield at once, or the peer they wait
+ * for never gets to run. Set by the Communicator from the node's rank count. */
+static int polls_before_yield = 64;
+
+void cl_set_polls_before_yield(int polls) { polls_before_yield = polls < 0 ? 0 : polls; }
+
 static int64_t nsegments(int64_t nbytes, int64_t seg)
 {
     return nbytes <= 0 ? 0 : (nbytes + seg - 1) / seg;
@@ -105,7 +112,7 @@ static void set_error(cl_result *res, int status, int64_t step, int mpi_error, c
 
 /* Post segment `seg` of op o. For reducing receives it lands in scratch slot `slot`. */
 static int post_segment(MPI_Comm comm, op_state *o, int64_t seg, int slot, char *scratch,
-                        int64_t segment_bytes, int tag, MPI_Request *req)
+                        int64_t segment_bytes, int64_t slot_bytes, int tag, MPI_Request *req)
 {
     int64_t off = seg * segment_bytes;
     int64_t len = o->nbytes - off < segment_bytes ? o->nbytes - off : segment_bytes;
@@ -116,7 +123,7 @@ static int post_segment(MPI_Comm comm, op_state *o, int64_t seg, int slot, char 
     case CL_OP_RECV:
         return MPI_Irecv(o->base + off, (int)len, MPI_BYTE, peer, tag, comm, req);
     default: /* CL_OP_RECV_REDUCE */
-        return MPI_Irecv(scratch + (int64_t)slot * segment_bytes, (int)len, MPI_BYTE, peer, tag,
+        return MPI_Irecv(scratch + (int64_t)slot * slot_bytes, (int)len, MPI_BYTE, peer, tag,
                          comm, req);
     }
 }
@@ -194,10 +201,11 @@ int cl_execute(MPI_Comm comm, const cl_row *rows, int64_t nrows, void *bufs[3],
     MPI_Request *reqs = malloc((size_t)(max_reqs ? max_reqs : 1) * sizeof *reqs);
     req_info *info = malloc((size_t)(max_reqs ? max_reqs : 1) * sizeof *info);
     int *indices = malloc((size_t)(max_reqs ? max_reqs : 1) * sizeof *indices);
+    MPI_Status *statuses = malloc((size_t)(max_reqs ? max_reqs : 1) * sizeof *statuses);
     int64_t *slot_seg = malloc((size_t)(max_slots ? max_slots : 1) * sizeof *slot_seg);
     char *seg_done = malloc((size_t)(max_slots ? max_slots : 1));
-    if (!ops || !reqs || !info || !indices || !slot_seg || !seg_done) {
-        free(ops); free(reqs); free(info); free(indices); free(slot_seg); free(seg_done);
+    if (!ops || !reqs || !info || !indices || !statuses || !slot_seg || !seg_done) {
+        free(ops); free(reqs); free(info); free(indices); free(statuses); free(slot_seg); free(seg_done);
         set_error(res, CL_NO_MEMORY, -1, MPI_SUCCESS, "out of memory for request tables");
         return res->status;
     }
@@ -218,7 +226,15 @@ int cl_execute(MPI_Comm comm, const cl_row *rows, int64_t nrows, void *bufs[3],
             if (src != dst) memmove(dst, src, (size_t)(r->count * itemsize));
         }
 
-        /* 2. post every send and receive of the step */
+        /* 2. post every send and receive of the step. Scratch slots of reducing
+         * receives are as large as the step's largest segment (cl_scratch_needed). */
+        int64_t slot_bytes = 0;
+        for (int64_t k = i; k < end; k++) {
+            if (rows[k].kind != CL_OP_RECV_REDUCE) continue;
+            int64_t nb = rows[k].count * itemsize;
+            if (nb > slot_bytes) slot_bytes = nb;
+        }
+        if (slot_bytes > segment_bytes) slot_bytes = segment_bytes;
         int nops = 0, nreq = 0, slot = 0;
         const double step_start = cl_now();
         for (int64_t k = i; k < end; k++) {
@@ -253,7 +269,7 @@ int cl_execute(MPI_Comm comm, const cl_row *rows, int64_t nrows, void *bufs[3],
                     o->slot_seg[s] = s;
                     o->seg_done[s] = 0;
                     info[nreq] = (req_info){nops, s, s};
-                    rc = post_segment(comm, o, s, slot + s, scratch, segment_bytes, tag, &reqs[nreq]);
+                    rc = post_segment(comm, o, s, slot + s, scratch, segment_bytes, slot_bytes, tag, &reqs[nreq]);
                     if (rc != MPI_SUCCESS) break;
                     nreq++;
                     o->posted++;
@@ -262,7 +278,7 @@ int cl_execute(MPI_Comm comm, const cl_row *rows, int64_t nrows, void *bufs[3],
             } else {
                 for (int64_t s = 0; s < o->nseg; s++) {
                     info[nreq] = (req_info){nops, -1, s};
-                    rc = post_segment(comm, o, s, -1, scratch, segment_bytes, tag, &reqs[nreq]);
+                    rc = post_segment(comm, o, s, -1, scratch, segment_bytes, slot_bytes, tag, &reqs[nreq]);
                     if (rc != MPI_SUCCESS) break;
                     nreq++;
                     o->posted++;
@@ -281,9 +297,20 @@ int cl_execute(MPI_Comm comm, const cl_row *rows, int64_t nrows, void *bufs[3],
         int64_t checks = 0;
         while (active > 0) {
             int outcount = 0;
-            rc = MPI_Testsome(nreq, reqs, &outcount, indices, MPI_STATUSES_IGNORE);
+            rc = MPI_Testsome(nreq, reqs, &outcount, indices, statuses);
             if (rc != MPI_SUCCESS) {
-                set_error(res, CL_MPI_ERROR, step, rc, "waiting for a message failed");
+                int code = rc, peer = -1;
+                if (rc == MPI_ERR_IN_STATUS && outcount != MPI_UNDEFINED) {
+                    for (int q = 0; q < outcount; q++) {
+                        if (statuses[q].MPI_ERROR != MPI_SUCCESS) {
+                            code = statuses[q].MPI_ERROR;
+                            peer = (int)ops[info[indices[q]].op].row->peer;
+                            break;
+                        }
+                    }
+                }
+                set_error(res, CL_MPI_ERROR, step, code, "waiting for a message failed");
+                if (peer >= 0) { res->npeers = 1; res->peers[0] = peer; }
                 break;
             }
             if (outcount == MPI_UNDEFINED) outcount = 0;
@@ -311,7 +338,7 @@ int cl_execute(MPI_Comm comm, const cl_row *rows, int64_t nrows, void *bufs[3],
                     if (!may_reduce(ops, j, o->reduced, segment_bytes)) break;
                     int64_t off = o->reduced * segment_bytes;
                     int64_t len = o->nbytes - off < segment_bytes ? o->nbytes - off : segment_bytes;
-                    cl_reduce(o->base + off, (char *)scratch + (int64_t)(o->slot0 + s) * segment_bytes,
+                    cl_reduce(o->base + off, (char *)scratch + (int64_t)(o->slot0 + s) * slot_bytes,
                               len / itemsize, dtype, op);
                     o->reduced++;
                     o->seg_done[s] = 0;
@@ -325,8 +352,8 @@ int cl_execute(MPI_Comm comm, const cl_row *rows, int64_t nrows, void *bufs[3],
                         int64_t seg = o->posted;
                         o->slot_seg[s] = seg;
                         info[rq].seg = seg;
-                        rc = post_segment(comm, o, seg, o->slot0 + s, scratch, segment_bytes, tag,
-                                          &reqs[rq]);
+                        rc = post_segment(comm, o, seg, o->slot0 + s, scratch, segment_bytes,
+                                          slot_bytes, tag, &reqs[rq]);
                         if (rc != MPI_SUCCESS) break;
                         o->posted++;
                     } else {
@@ -350,7 +377,7 @@ int cl_execute(MPI_Comm comm, const cl_row *rows, int64_t nrows, void *bufs[3],
                 res->status = CL_TIMEOUT;
                 break;
             }
-            if (++idle > 64) {
+            if (++idle > polls_before_yield) {
                 sched_yield();
                 idle = 0;
             }
@@ -399,7 +426,7 @@ int cl_execute(MPI_Comm comm, const cl_row *rows, int64_t nrows, void *bufs[3],
         i = end;
     }
     res->elapsed = cl_now() - t0;
-    free(ops); free(reqs); free(info); free(indices); free(slot_seg); free(seg_done);
+    free(ops); free(reqs); free(info); free(indices); free(statuses); free(slot_seg); free(seg_done);
     return res->status;
 }
 
@@ -585,7 +612,7 @@ int cl_native(MPI_Comm comm, int which, const void *sendbuf, void *recvbuf,
             /* a collective request cannot be cancelled; it is left to MPI */
             break;
         }
-        if (++idle > 64) {
+        if (++idle > polls_before_yield) {
             sched_yield();
             idle = 0;
         }

@@ -69,6 +69,9 @@ int cl_native(MPI_Comm comm, int which, const void *sendbuf, void *recvbuf,
 static inline MPI_Comm cl_comm_from_handle(intptr_t handle) { return (MPI_Comm)handle; }
 static inline intptr_t cl_comm_world_handle(void) { return (intptr_t)MPI_COMM_WORLD; }
 
+/* Idle polls of the wait loops before sched_yield (default 64; 0 when ranks outnumber cores). */
+void cl_set_polls_before_yield(int polls);
+
 /* Monotonic clock in seconds (CLOCK_MONOTONIC: shared by all processes of a machine). */
 double cl_now(void);
 

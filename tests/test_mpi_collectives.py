@@ -50,7 +50,9 @@ def _mpi_reference(comm, x, op, collective):
 
 
 def _same_on_all_ranks(comm, y):
-    digest = hash(np.ascontiguousarray(y).view(np.uint8).tobytes())
+    import hashlib
+
+    digest = hashlib.sha1(np.ascontiguousarray(y).view(np.uint8).tobytes()).hexdigest()
     everyone = comm.mpi_comm.allgather(digest)
     assert len(set(everyone)) == 1, f"ranks hold different results: {everyone}"
 
@@ -69,6 +71,8 @@ def test_allreduce_matches_mpi(comm, inplace):
                 if op == "avg" and dtype not in ("float16", "bfloat16", "float32", "float64"):
                     continue
                 for count in COUNTS(p):
+                    if count == 65537 and op != "sum" and dtype not in ("float32", "int16"):
+                        continue  # the large count: every dtype with sum, every op with two dtypes
                     x = _data(count, dtype, comm.rank, op)
                     want = _mpi_reference(comm, x, op, "allreduce")
                     if inplace:
