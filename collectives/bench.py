@@ -285,8 +285,13 @@ def _time_call(comm, base, coll, alg, x, args, ref, inplace):
         work = x.copy() if inplace else None
         if inplace and coll == "allreduce":
             fn = lambda: comm.allreduce(work, op=args.op, algorithm=alg, out=work)  # noqa: E731
+        elif coll == "broadcast":
+            buf = x.copy()
+            fn = lambda: comm.broadcast(buf, root=0, algorithm=alg)  # noqa: E731
         else:
-            fn = lambda: _call(comm, coll, alg, x, args.op, None)  # noqa: E731
+            # the output is allocated once, as nccl-tests and the native baseline do
+            out = np.empty_like(np.asarray(_call(comm, coll, alg, x, args.op, None)))
+            fn = lambda: _call(comm, coll, alg, x, args.op, out)  # noqa: E731
     # correctness first, on fresh data
     if args.check and ref is not None:
         if inplace and coll == "allreduce":

@@ -338,13 +338,13 @@ class Communicator:
 
         name = algorithm.lower()
         if name == "auto":
-            return policy.auto_algorithm(self, collective, a.nbytes, a.dtype)
+            return policy.auto_plan(self, collective, a.nbytes, a.dtype)
         if name == "mpi":
-            return name
+            return name, {}
         if name not in _alg.algorithm_names(collective):
             accepted = ", ".join(["auto", "mpi"] + list(_alg.algorithm_names(collective)))
             raise InvalidArgument(f"unknown {collective} algorithm {algorithm!r}: accepted are {accepted}")
-        return name
+        return name, {}
 
     def _entry(self, collective, algorithm, a, op_code, root):
         """Everything a call shape needs besides the data: the algorithm, its program, buffers."""
@@ -352,7 +352,7 @@ class Communicator:
         entry = self._calls.get(key)
         if entry is not None:
             return entry
-        name = self._choose(collective, algorithm, a)
+        name, plan_params = self._choose(collective, algorithm, a)
         dcode = _dt.dtype_code(a.dtype)
         count = int(a.size)
         itemsize = a.dtype.itemsize
@@ -365,10 +365,11 @@ class Communicator:
             from . import algorithms as _alg
 
             params = {}
-            if collective == "broadcast":
-                params["root"] = root
             if name == "hierarchical":
                 params["groups"] = self.groups
+            params.update(plan_params)
+            if collective == "broadcast":
+                params["root"] = root
             sched = _alg.build_schedule(collective, name, self.size, count, **params)
             program = np.ascontiguousarray(sched.program(self.rank))
             scratch = int(_core.scratch_needed(program, itemsize, self.segment_bytes, self.inflight))

@@ -26,10 +26,16 @@ def threshold_choice(collective: str, nbytes: int) -> str:
 
 
 def auto_algorithm(comm, collective: str, nbytes: int, dtype) -> str:
+    return auto_plan(comm, collective, nbytes, dtype)[0]
+
+
+def auto_plan(comm, collective: str, nbytes: int, dtype) -> tuple:
+    """(algorithm, schedule parameters) that "auto" runs for this call shape."""
     planner = _planner_or_none()
-    if planner is not None and getattr(comm, "topology", None) is not None:
-        return planner.choose_for_comm(comm, collective, nbytes).algorithm
-    return threshold_choice(collective, nbytes)
+    if planner is not None:
+        plan = planner.choose_for_comm(comm, collective, nbytes)
+        return plan.algorithm, dict(getattr(plan, "params", None) or {})
+    return threshold_choice(collective, nbytes), {}
 
 
 def plan_for(comm, collective, nbytes, dtype):
