@@ -4,13 +4,11 @@ published formulas, and closed forms against brute force on small instances."""
 import itertools
 import math
 
-import networkx as nx
 import pytest
 
 from collectives.errors import TopologyError
 from collectives.topology import (Topology, dragonfly, fat_tree, full_mesh, hypercube, leaf_spine,
                                   multi_node, ring, star, torus)
-from collectives.topology.metrics import cut_bandwidth
 
 BW = 12.5e9
 

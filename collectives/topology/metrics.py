@@ -72,11 +72,11 @@ def _bfs_rows(csr, sources):
 
 
 def distance_stats(topo, sample=256, seed=0):
-    """``(diameter, mean_distance, method)`` by BFS; see the module docstring."""
+    """``(diameter, mean_distance, diameter_method, mean_method)`` by BFS (module docstring)."""
     G = topo.graph
     H = len(topo.hosts)
     if H < 2:
-        return 0, 0.0, "single host"
+        return 0, 0.0, "single host", "single host"
     att = {h: topo.attachment(h) for h in topo.hosts}
     if topo.switched and all(a is not None for a in att.values()):
         # every host hangs off one switch/NIC: BFS over the fabric from each attachment point
@@ -119,9 +119,11 @@ def distance_stats(topo, sample=256, seed=0):
                 if ws > 1:
                     diam = max(diam, 2)
         mean = total / pairs if pairs else 0.0
-        method = ("exact BFS from every switch with hosts, weighted by host count" if exact else
-                  f"BFS from {len(srcs)} sampled switches (seed {seed}): diameter is a lower bound")
-        return diam, mean, method
+        if exact:
+            how = "exact BFS from every switch with hosts, weighted by host count"
+            return diam, mean, how, how
+        how = f"BFS from {len(srcs)} switches sampled by host count (seed {seed})"
+        return diam, mean, how + ": a lower bound", how + ": an estimate"
     # general case: hosts as sources; in switched graphs a host is split in an out-node and
     # an in-node so that no path transits a host
     nodes = topo.nodes
@@ -162,9 +164,10 @@ def distance_stats(topo, sample=256, seed=0):
             total += float(vals.sum())
             pairs += len(vals)
             diam = max(diam, int(vals.max()))
-    method = ("exact BFS from every host" if exact else
-              f"BFS from {len(srcs)} sampled hosts (seed {seed}): diameter is a lower bound")
-    return diam, total / pairs, method
+    if exact:
+        return diam, total / pairs, "exact BFS from every host", "exact BFS from every host"
+    how = f"BFS from {len(srcs)} sampled hosts (seed {seed})"
+    return diam, total / pairs, how + ": a lower bound", how + ": an estimate"
 
 
 # ------------------------------------------------------------------ cuts
@@ -222,16 +225,27 @@ def bisection(topo, seed=0):
 
 
 def spectral_cut(topo, seed=0):
-    """Cut bandwidth of a host bisection from the Fiedler vector (an upper bound)."""
+    """Cut bandwidth of a host bisection from a Fiedler vector (an upper bound).
+
+    When every host hangs off one switch, the vector is computed on the
+    switches alone (hosts follow their switch), which is much smaller.
+    """
     G = topo.graph
     H = len(topo.hosts)
-    try:
-        vec = nx.fiedler_vector(G, weight="bandwidth", normalized=True, seed=seed,
-                                method="tracemin_lu")
-        pos = dict(zip(G.nodes, vec))
-        order = sorted(topo.hosts, key=lambda h: (pos[h], topo.host_index[h]))
-    except Exception:  # pragma: no cover - tiny or degenerate graphs
-        order = list(topo.hosts)
+    att = {h: topo.attachment(h) for h in topo.hosts}
+    leafy = topo.switched and all(a is not None for a in att.values())
+    sub = G.subgraph([n for n in G if G.nodes[n]["kind"] != "host"]) if leafy else G
+    order = list(topo.hosts)
+    if sub.number_of_nodes() > 2:
+        try:
+            method = "tracemin_lu" if sub.number_of_nodes() <= 1000 else "lobpcg"
+            vec = nx.fiedler_vector(sub, weight="bandwidth", normalized=True, seed=seed,
+                                    method=method)
+            pos = dict(zip(sub.nodes, vec))
+            key = (lambda h: pos[att[h]]) if leafy else (lambda h: pos[h])
+            order = sorted(topo.hosts, key=lambda h: (key(h), topo.host_index[h]))
+        except Exception:  # pragma: no cover - degenerate graphs
+            pass
     return min(cut_bandwidth(topo, set(order[: H // 2])),
                cut_bandwidth(topo, set(order[H - H // 2:])))
 
@@ -250,8 +264,6 @@ def describe(topo, *, port_cost=None, cable_cost=None, nic_port_cost=None, sampl
     sizes), ``cost`` (total and its parts, with the prices used) and
     ``methods`` (how each computed metric was obtained).
     """
-    from .core import as_bandwidth  # noqa: F401  (keeps import order obvious)
-
     G = topo.graph
     port_cost = DEFAULT_PORT_COST if port_cost is None else _price(port_cost, "port_cost")
     cable_cost = DEFAULT_CABLE_COST if cable_cost is None else _price(cable_cost, "cable_cost")
@@ -277,11 +289,11 @@ def describe(topo, *, port_cost=None, cable_cost=None, nic_port_cost=None, sampl
     dia = _closed(topo, "diameter")
     mean = _closed(topo, "mean_distance")
     if dia is None or mean is None:
-        d_bfs, m_bfs, how = distance_stats(topo, sample=sample, seed=seed)
+        d_bfs, m_bfs, how_d, how_m = distance_stats(topo, sample=sample, seed=seed)
         if dia is None:
-            dia = (d_bfs, how)
+            dia = (d_bfs, how_d)
         if mean is None:
-            mean = (m_bfs, how)
+            mean = (m_bfs, how_m)
     methods["diameter"] = dia[1]
     methods["mean_distance"] = mean[1]
     bis, how = bisection(topo, seed=seed)

@@ -136,7 +136,7 @@ def multi_node(nodes, devices_per_node, intra="switch", inter=None, *, nics_per_
                             add_link(G, f"n{i}d{d}", nic, nbw, nlat)
     G.graph["name"] = (f"multi-node:nodes={nodes},devices={dev},intra={intra}"
                        + (f",nics={nics}" if nics != 1 else "")
-                       + (f",inter={inter_name}" if inter is not None else ""))
+                       + (f",inter=({inter_name})" if inter is not None else ""))
     G.graph["params"] = {"nodes": nodes, "devices_per_node": dev, "intra": intra,
                          "nics_per_node": nics, "inter": inter_name,
                          "intra_bandwidth": ibw, "intra_latency": ilat,

@@ -9,8 +9,8 @@ from __future__ import annotations
 import networkx as nx
 
 from ..errors import TopologyError
-from .core import (DEFAULT_BANDWIDTH, DEFAULT_LATENCY, Topology, add_link, as_bandwidth,
-                   as_count, as_latency)
+from .core import (DEFAULT_BANDWIDTH, DEFAULT_LATENCY, Topology, as_bandwidth, as_count,
+                   as_latency)
 
 __all__ = ["star", "leaf_spine", "fat_tree"]
 
