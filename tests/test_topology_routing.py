@@ -174,3 +174,53 @@ def test_hostfile(tmp_path):
         t.place(None, str(hf))
     with pytest.raises(TopologyFileError):
         t.place(None, str(tmp_path / "nope" / "hosts"))
+
+
+# ---------------------------------------------------------------- flow conservation (property)
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+_NETS = {"fat-tree": fat_tree(4), "torus": torus((4, 3)), "dragonfly": dragonfly(2, 2, 2),
+         "multi-node": multi_node(3, 2, intra="mesh", inter="leaf-spine:leaves=3,hosts=1,spines=2"),
+         "hypercube": hypercube(3)}
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.sampled_from(sorted(_NETS)), st.sampled_from(["default", "ecmp", "valiant"]),
+       st.integers(0, 10 ** 6), st.integers(0, 10 ** 6))
+def test_link_fractions_conserve_flow(name, mode, i, j):
+    t = _NETS[name]
+    if mode == "valiant" and name != "dragonfly":
+        return
+    r = t.router(None if mode == "default" else mode)
+    a, b = t.hosts[i % len(t.hosts)], t.hosts[j % len(t.hosts)]
+    ids, frac = r.link_fractions(a, b)
+    assert len(np.unique(ids)) == len(ids)
+    assert np.all(frac > 0) and np.all(frac <= 1 + 1e-12)
+    net = np.zeros(len(t.nodes))
+    np.add.at(net, t.links.src[ids], -frac)
+    np.add.at(net, t.links.dst[ids], frac)
+    expect = np.zeros(len(t.nodes))
+    if a != b:
+        expect[t.node_index[a]] = -1
+        expect[t.node_index[b]] = 1
+    assert np.allclose(net, expect)
+    # the enumerated paths give the same per-link shares
+    paths, w = r.link_paths(a, b)
+    acc = {}
+    for p, x in zip(paths, w):
+        for l in p.tolist():
+            acc[l] = acc.get(l, 0.0) + x
+    assert set(acc) == set(ids.tolist())
+    assert np.allclose([acc[l] for l in ids.tolist()], frac)
+
+
+def test_incidence_many_pairs():
+    t = fat_tree(4)
+    r = t.router()
+    flow, link, frac = r.incidence([0, 0, 3, 5], [15, 1, 3, 4])
+    assert set(flow.tolist()) == {0, 1, 3}
+    assert np.isclose(frac[flow == 0].sum(), 6.0) and np.isclose(frac[flow == 1].sum(), 2.0)
+    ids, f = r.link_fractions("h0", "h15")
+    assert np.array_equal(link[flow == 0], ids)
+    with pytest.raises(TopologyError):
+        r.incidence([0], [16])

@@ -364,6 +364,35 @@ class Router:
         return np.concatenate([ends[:1], ids, ends[1:]]), \
             np.concatenate([np.ones(min(1, len(ends))), frac, np.ones(len(ends[1:]))])
 
+    def incidence(self, src, dst):
+        """Flows x links, sparse: for flows ``src[i] -> dst[i]`` (host *indices* into
+        ``topo.hosts``, e.g. ``placement.host_index[ranks]``) return three arrays
+        ``(flow, link, fraction)``: flow ``flow[j]`` puts ``fraction[j]`` of its bytes on
+        directed link ``link[j]``. Flows with ``src == dst`` have no entry.
+
+        This is :meth:`link_fractions` for many pairs at once (same caches); the
+        result feeds a vectorised max-min or a ``scipy.sparse`` matrix directly.
+        """
+        src = np.asarray(src, dtype=np.int64).ravel()
+        dst = np.asarray(dst, dtype=np.int64).ravel()
+        if src.shape != dst.shape:
+            raise TopologyError(f"incidence: {len(src)} sources but {len(dst)} destinations")
+        hosts = self.topo.hosts
+        H = len(hosts)
+        if len(src) and (min(src.min(), dst.min()) < 0 or max(src.max(), dst.max()) >= H):
+            raise TopologyError(f"incidence: host indices must be in [0, {H})")
+        flows, links, fracs = [], [], []
+        for i, (a, b) in enumerate(zip(src.tolist(), dst.tolist())):
+            if a == b:
+                continue
+            ids, f = self.link_fractions(hosts[a], hosts[b])
+            flows.append(np.full(len(ids), i, dtype=np.int64))
+            links.append(ids)
+            fracs.append(f)
+        if not flows:
+            return (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0))
+        return np.concatenate(flows), np.concatenate(links), np.concatenate(fracs)
+
     def _dag_fractions(self, s, t):
         order, preds, count = self._dag(s, t)
         total = count[t]
