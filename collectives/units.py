@@ -12,7 +12,8 @@ Bandwidth (:func:`parse_bandwidth`) returns **bytes per second**:
   ``"100Gb/s"`` and ``"100Gbit/s"`` are 12.5e9 B/s; ``"12.5GB/s"`` and
   ``"12.5GBps"`` are 12.5e9 B/s;
 - prefixes ``k``/``K``, ``M``, ``G``, ``T``, ``P`` are decimal (powers of
-  1000, as network line rates are quoted); ``Ki``, ``Mi``, ``Gi``, ``Ti`` are
+  1000, as network line rates are quoted; lower-case ``m``, ``g``, ``t`` are
+  accepted too, so ``"100gbps"`` works); ``Ki``, ``Mi``, ``Gi``, ``Ti`` are
   binary (``"1GiB/s"`` = 2**30 B/s);
 - a bare number (``int``/``float``, or a string without unit) is taken as
   bytes per second only when it is a Python number; a string must carry a unit.
@@ -55,16 +56,18 @@ GiB = 1024 ** 3
 TiB = 1024 ** 4
 
 _DECIMAL = {"": 1.0, "k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15}
+# bandwidths only: "100gbps", "10mbps" as network gear writes them
+_DECIMAL_LOWER = {"m": 1e6, "g": 1e9, "t": 1e12}
 _BINARY = {"Ki": 2.0 ** 10, "Mi": 2.0 ** 20, "Gi": 2.0 ** 30, "Ti": 2.0 ** 40, "Pi": 2.0 ** 50,
            "KI": 2.0 ** 10, "MI": 2.0 ** 20, "GI": 2.0 ** 30, "TI": 2.0 ** 40}
 
 _NUMBER = r"(?P<num>[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?|[+-]?inf(?:inity)?|nan)"
 
 _BW_RE = re.compile(
-    r"^\s*" + _NUMBER + r"\s*(?P<prefix>Ki|Mi|Gi|Ti|Pi|[kKMGTP]?)"
+    r"^\s*" + _NUMBER + r"\s*(?P<prefix>Ki|Mi|Gi|Ti|Pi|[kKMGTPmgt]?)"
     r"(?P<unit>bps|b/s|bit/s|bits/s|Bps|B/s|byte/s|bytes/s)\s*$")
 _TIME_RE = re.compile(r"^\s*" + _NUMBER + r"\s*(?P<unit>ps|ns|us|µs|μs|ms|sec|s)?\s*$")
-_SIZE_RE = re.compile(r"^\s*" + _NUMBER + r"\s*(?P<prefix>Ki|Mi|Gi|Ti|[kKMGTP]?)(?P<unit>iB|B|b)?\s*$")
+_SIZE_RE = re.compile(r"^\s*" + _NUMBER + r"\s*(?P<prefix>Ki|Mi|Gi|Ti|[kKMGTPmgt]?)(?P<unit>iB|B|b)?\s*$")
 
 _TIME_UNITS = {"ps": 1e-12, "ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3,
                "s": 1.0, "sec": 1.0}
@@ -112,7 +115,7 @@ def parse_bandwidth(text, *, name="bandwidth") -> float:
         raise InvalidArgument(f"cannot read {name} {text!r}: expected {_BW_HELP}")
     num = float(m["num"])
     prefix = m["prefix"]
-    scale = _BINARY[prefix] if prefix in _BINARY else _DECIMAL[prefix]
+    scale = _BINARY[prefix] if prefix in _BINARY else _DECIMAL.get(prefix) or _DECIMAL_LOWER[prefix]
     unit = m["unit"]
     bits = unit.startswith("b") and unit not in ("byte/s", "bytes/s")
     value = num * scale / (8.0 if bits else 1.0)
@@ -178,6 +181,8 @@ def parse_size(text, *, name="size") -> int:
     prefix, unit = m["prefix"], m["unit"]
     if unit == "b":
         raise InvalidArgument(f"{name} {text!r} is in bits; sizes are bytes: expected {_SIZE_HELP}")
+    if prefix in ("m", "g", "t") and unit:
+        raise InvalidArgument(f"cannot read {name} {text!r}: expected {_SIZE_HELP}")
     if unit == "iB" and prefix not in ("K", "M", "G", "T", "P"):
         raise InvalidArgument(f"cannot read {name} {text!r}: expected {_SIZE_HELP}")
     if prefix in _BINARY:

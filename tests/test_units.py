@@ -13,7 +13,8 @@ from collectives.units import (format_bandwidth, format_bytes, format_time, pars
 @pytest.mark.parametrize("text, expected", [
     ("100Gbps", 12.5e9), ("12.5GB/s", 12.5e9), ("400Gb/s", 50e9), ("1.5TB/s", 1.5e12),
     ("100 Gbps", 12.5e9), ("25GBps", 25e9), ("100Gbit/s", 12.5e9), ("1GiB/s", 2.0 ** 30),
-    ("10Mbps", 1.25e6), ("1kB/s", 1e3), ("8bps", 1.0), ("1e2Gbps", 12.5e9),
+    ("10Mbps", 1.25e6), ("1kB/s", 1e3), ("8bps", 1.0), ("1e2Gbps", 12.5e9), ("100gbps", 12.5e9),
+    ("10mbps", 1.25e6), ("1tb/s", 125e9),
 ])
 def test_parse_bandwidth(text, expected):
     assert parse_bandwidth(text) == pytest.approx(expected)
@@ -61,13 +62,13 @@ def test_parse_time_rejects(bad):
 @pytest.mark.parametrize("text, expected", [
     ("8", 8), ("64M", 64 << 20), ("64MiB", 64 << 20), ("1G", 1 << 30), ("1K", 1024),
     ("1k", 1024), ("64MB", 64_000_000), ("1kB", 1000), ("1.5K", 1536), ("16B", 16),
-    ("2GiB", 2 << 30), ("0", 0), ("1Mi", 1 << 20),
+    ("2GiB", 2 << 30), ("0", 0), ("1Mi", 1 << 20), ("64m", 64 << 20), ("1g", 1 << 30),
 ])
 def test_parse_size(text, expected):
     assert parse_size(text) == expected
 
 
-@pytest.mark.parametrize("bad", ["1.3", "8Mb", "-1", "1X", "", "1.1K", "nan", "1KiBB"])
+@pytest.mark.parametrize("bad", ["1.3", "8Mb", "-1", "1X", "", "1.1K", "nan", "1KiBB", "1mB"])
 def test_parse_size_rejects(bad):
     with pytest.raises(InvalidArgument):
         parse_size(bad)
