@@ -156,22 +156,44 @@ def _families(args):
 
 
 def _layout(topo):
+    import math
+
     import networkx as nx
 
     G = topo.graph
     fam = topo.family
-    if fam == "torus" and len(topo.params.get("dims", [])) <= 2 or fam == "ring":
-        if fam == "ring":
-            return nx.circular_layout(G)
+    if fam in ("ring", "full-mesh"):
+        return nx.circular_layout(G, scale=1.0)
+    if fam == "torus" and len(topo.params.get("dims", [])) <= 2:
         dims = topo.params["dims"]
         return {h: (G.nodes[h]["coord"][0], G.nodes[h]["coord"][-1] if len(dims) > 1 else 0)
                 for h in G}
-    if fam == "full-mesh":
-        return nx.circular_layout(G)
-    tiers = {"host": 0, "node": 1, "edge": 1, "leaf": 1, "router": 1, "aggregation": 2,
-             "spine": 2, "core": 3}
-    if topo.switched and fam in ("fat-tree", "leaf-spine", "star", None):
-        # layer by distance from the hosts
+    if fam == "dragonfly":
+        # groups on a circle, routers on a small circle per group, hosts outside their router
+        p = topo.params
+        g, a = p["groups"], p["a"]
+        pos, centre = {}, {}
+        R = 1.0
+        r = 0.55 * math.sin(math.pi / g) if g > 1 else 0.3
+        for n, d in G.nodes(data=True):
+            if d["kind"] == "switch":
+                ga = 2 * math.pi * d["group"] / g
+                ra = ga + 2 * math.pi * (d["router"] + 0.5) / a
+                cx, cy = R * math.cos(ga), R * math.sin(ga)
+                pos[n] = (cx + r * math.cos(ra), cy + r * math.sin(ra))
+                centre[n] = (cx, cy)
+        seen = {}
+        for h in topo.hosts:
+            rt = next(iter(G.adj[h]))
+            (x, y), (cx, cy) = pos[rt], centre[rt]
+            k = sum(1 for m in G.adj[rt] if G.nodes[m]["kind"] == "host")
+            i = seen[rt] = seen.get(rt, -1) + 1
+            ang = math.atan2(y - cy, x - cx) + 0.6 * (i - (k - 1) / 2) / max(k, 1)
+            pos[h] = (x + 0.45 * r * math.cos(ang), y + 0.45 * r * math.sin(ang))
+        return pos
+    if topo.switched:
+        # layers by distance from the hosts; within a layer, order by the mean position of
+        # the neighbours one layer down (hosts in rank order)
         level = {h: 0 for h in topo.hosts}
         frontier = list(topo.hosts)
         while frontier:
@@ -182,11 +204,22 @@ def _layout(topo):
                         level[v] = level[u] + 1
                         nxt.append(v)
             frontier = nxt
-        for n in G:
-            G.nodes[n]["_layer"] = level.get(n, tiers.get(G.nodes[n].get("tier"), 1))
-        pos = nx.multipartite_layout(G, subset_key="_layer", align="horizontal")
-        for n in G:
-            del G.nodes[n]["_layer"]
+        layers = {}
+        for n, lv in level.items():
+            layers.setdefault(lv, []).append(n)
+        x = {h: float(i) for i, h in enumerate(topo.hosts)}
+        width = max(len(topo.hosts) - 1, 1)
+        pos = {h: (x[h], 0.0) for h in topo.hosts}
+        for lv in sorted(layers)[1:]:
+            nodes = layers[lv]
+            def bary(n):
+                xs = [x[m] for m in G.adj[n] if level.get(m, lv) < lv and m in x]
+                return sum(xs) / len(xs) if xs else 0.0
+            nodes.sort(key=lambda n: (bary(n), str(n)))
+            step = width / max(len(nodes), 1)
+            for i, n in enumerate(nodes):
+                x[n] = (i + 0.5) * step if len(nodes) > 1 else width / 2
+                pos[n] = (x[n], lv * width / max(len(layers), 2))
         return pos
     return nx.spring_layout(G, seed=0)
 
@@ -218,6 +251,7 @@ def _draw(args):
                                    node_size=60 if kind == "host" else 120, label=kind)
     if G.number_of_nodes() <= 64:
         nx.draw_networkx_labels(G, pos, ax=ax, font_size=6)
+    ax.set_aspect("equal" if topo.family in ("dragonfly", "ring", "full-mesh", "torus") else "auto")
     ax.set_title(topo.name)
     ax.legend(loc="best", fontsize=8)
     ax.axis("off")
