@@ -247,3 +247,28 @@ def test_multi_node():
         multi_node(2, 2, intra="ring")
     single = multi_node(1, 8)
     assert single.describe()["diameter"] == 2 and not single.nics
+
+
+@pytest.mark.parametrize("make", [lambda: star(3), lambda: leaf_spine(2, 2, 2), lambda: fat_tree(4),
+                                  lambda: dragonfly(2, 1, 1), lambda: full_mesh(4), lambda: ring(5),
+                                  lambda: torus((3, 3)), lambda: hypercube(2),
+                                  lambda: multi_node(2, 2, inter="fat-tree:k=2")])
+def test_describe_is_json_and_has_the_design_keys(make):
+    import json
+
+    d = make().describe()
+    json.dumps(d)
+    for key in ("hosts", "switches", "links", "cables", "ports", "diameter",
+                "bisection_bandwidth", "mean_distance", "radix", "cost", "methods", "groups"):
+        assert key in d
+    assert d["cost"]["total"] == pytest.approx(d["cost"]["switch_ports"] + d["cost"]["host_ports"]
+                                               + d["cost"]["cables"])
+
+
+def test_describe_prices():
+    d = fat_tree(4).describe(port_cost=100, cable_cost=10, nic_port_cost=0)
+    assert d["cost"]["total"] == 80 * 100 + 48 * 10
+    from collectives.errors import InvalidArgument
+    for bad in (-1, float("nan"), "x"):
+        with pytest.raises(InvalidArgument):
+            fat_tree(4).describe(port_cost=bad)

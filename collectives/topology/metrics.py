@@ -289,14 +289,20 @@ def describe(topo, *, port_cost=None, cable_cost=None, nic_port_cost=None, sampl
     dia = _closed(topo, "diameter")
     mean = _closed(topo, "mean_distance")
     if dia is None or mean is None:
-        d_bfs, m_bfs, how_d, how_m = distance_stats(topo, sample=sample, seed=seed)
+        key = ("distance_stats", sample, seed)
+        if key not in topo._cache:
+            topo._cache[key] = distance_stats(topo, sample=sample, seed=seed)
+        d_bfs, m_bfs, how_d, how_m = topo._cache[key]
         if dia is None:
             dia = (d_bfs, how_d)
         if mean is None:
             mean = (m_bfs, how_m)
     methods["diameter"] = dia[1]
     methods["mean_distance"] = mean[1]
-    bis, how = bisection(topo, seed=seed)
+    key = ("bisection", seed)
+    if key not in topo._cache:
+        topo._cache[key] = bisection(topo, seed=seed)
+    bis, how = topo._cache[key]
     methods["bisection_bandwidth"] = how
     inj = topo.injection_bandwidth()
     full = (H // 2) * inj
