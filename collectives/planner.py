@@ -49,6 +49,9 @@ DEFAULT_TWO_LEVEL = {
     "reduce_bandwidth": 8e9, "overhead": 0.5e-6,
 }
 
+#: candidates whose steps would have more flows than this are listed but not priced
+MAX_FLOWS = 2_000_000
+
 _MODEL_KEYS = ("overhead", "reduce_bandwidth", "switch_latency", "routing", "max_samples",
                "placement", "dtype", "itemsize")
 
@@ -182,7 +185,7 @@ def _levels(topo):
     return out
 
 
-def _candidates(collective, topo, hosts, alg_params):
+def _candidates(collective, topo, hosts, alg_params, count=0):
     from . import algorithms as _alg
     from .model.simulate import rank_groups
 
@@ -202,15 +205,28 @@ def _candidates(collective, topo, hosts, alg_params):
                 ng = int(g.max()) + 1 if len(g) else 0
                 if k in seen or ng in (1, p):
                     continue
+                if collective == "alltoall" and p * ng > MAX_FLOWS:
+                    # every rank sends to every group's aggregator: p * groups messages in a step
+                    out.append((f"{name}(groups={lvl})", name, dict(base, groups=g), None, False,
+                                f"skipped: {p}x{ng} messages per step exceed the planner's "
+                                f"budget of {MAX_FLOWS:,} (price it with model.predict)"))
+                    seen.add(k)
+                    continue
                 seen.add(k)
                 out.append((f"{name}(groups={lvl})", name, dict(base, groups=g), None, True, ""))
             if not seen:
                 out.append((name, name, dict(base), None, True, ""))
             continue
         out.append((name, name, dict(base), None, True, ""))
-        if name == "tree" and "chunk" in accepted and "chunk" not in base:
-            for c in (4096, 262144):
-                out.append((f"{name}(chunk={c})", name, dict(base, chunk=c), None, True, ""))
+        if name == "tree" and "chunk" in accepted and "chunk" not in base and count:
+            # the default pipelines in chunks of 32768 elements (at most 64 per half);
+            # also try 8 large chunks per half and 256 small ones
+            half = -(-count // 2)
+            default = min(64, max(1, -(-half // 32768)))
+            for nch in (8, 256):
+                c = max(1, -(-half // nch))
+                if nch != default and c >= 64:
+                    out.append((f"{name}(chunk={c})", name, dict(base, chunk=c), None, True, ""))
         if name == "ring":
             for oname, perm in ring_orders(topo, hosts).items():
                 if oname == "linear":
@@ -268,6 +284,8 @@ def choose(collective, nbytes, topology, ranks=None, *, cache=True, **params) ->
     model = {k: v for k, v in params.items() if k in _MODEL_KEYS}
     alg_params = {k: v for k, v in params.items() if k not in _MODEL_KEYS}
     itemsize = _itemsize(model)
+    model.pop("itemsize", None)
+    model.pop("dtype", None)
     hosts = placement_of(topo, ranks, model.pop("placement", None))
     key = None
     if cache:
@@ -284,7 +302,10 @@ def choose(collective, nbytes, topology, ranks=None, *, cache=True, **params) ->
                     reason="one rank: nothing to send", topology=topo.name, ranks=1)
         return plan
     cands = []
-    for label, name, ap, place, executable, note in _candidates(collective, topo, hosts, alg_params):
+    for label, name, ap, place, executable, note in _candidates(collective, topo, hosts, alg_params, nbytes // itemsize):
+        if note.startswith("skipped"):
+            cands.append(Candidate(label, name, ap, None, False, note))
+            continue
         try:
             sched = build_for(collective, name, nbytes - nbytes % itemsize, topo, ranks, hosts,
                               itemsize, ap)

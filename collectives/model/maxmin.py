@@ -100,32 +100,94 @@ def incidence(routed, capacity_of) -> Incidence:
     return Incidence(own, terms, used, cap)
 
 
+def _rows_to_flows(has, rows, nrows):
+    """CSR (rows x flows) of which flows use each shared row."""
+    flows = np.nonzero(has)[0]
+    order = np.argsort(rows, kind="stable")
+    indptr = np.zeros(nrows + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows, minlength=nrows), out=indptr[1:])
+    return indptr, flows[order]
+
+
+def _gather(indptr, indices, which):
+    """Concatenated CSR rows ``which`` (their column indices), with the row of each entry."""
+    starts = indptr[which]
+    lens = indptr[which + 1] - starts
+    total = int(lens.sum())
+    if total == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    rep = np.repeat(np.arange(len(which)), lens)
+    offs = np.arange(total) - np.repeat(np.cumsum(lens) - lens, lens)
+    return np.repeat(starts, lens) + offs, rep
+
+
 def maxmin(inc: Incidence) -> np.ndarray:
-    """Max-min fair rates (bytes/s) of the flows; ``inf`` for flows that use no link."""
+    """Max-min fair rates (bytes/s) of the flows; ``inf`` for flows that use no link.
+
+    Progressive filling with incremental bookkeeping: the per-link weight of
+    the active flows is updated by subtracting the flows that freeze, so the
+    total work is proportional to the incidence's size plus one pass over the
+    links per bottleneck level.
+    """
     nf = inc.nflows
-    rate = np.zeros(nf)
+    rate = np.full(nf, np.inf)
     active = inc.uses_any_link()
-    rate[~active] = np.inf
     if not active.any():
         return rate
-    residual = inc.capacity.copy()
     cap = inc.capacity
-    while True:
-        a = active.astype(np.float64)
-        w = inc.link_sum(a)
-        loaded = w > cap * 1e-15
-        if not loaded.any():          # pragma: no cover - active flows always load a link
-            rate[active] = np.inf
+    residual = cap.copy()
+    w = inc.link_sum(active.astype(np.float64))
+    level = 0.0
+    own, ownT = inc.own, inc.ownT
+    rowflows = [_rows_to_flows(has, rows, P.shape[0]) for has, rows, P, _ in inc.terms]
+    n_active = int(active.sum())
+    while n_active:
+        loaded = w > cap * 1e-12
+        if not loaded.any():            # pragma: no cover - active flows always load a link
             break
-        ratio = np.full(len(w), np.inf)
-        ratio[loaded] = np.maximum(residual[loaded], 0.0) / w[loaded]
-        inc_rate = ratio.min()
-        rate[active] += inc_rate
-        residual -= inc_rate * w
-        full = loaded & (ratio <= inc_rate * (1 + _REL) + 1e-300)
-        residual[full] = 0.0
-        frozen = inc.flow_sum(full.astype(np.float64)) > 0
-        active &= ~frozen
-        if not active.any():
-            break
+        li = np.nonzero(loaded)[0]
+        ratio = np.maximum(residual[li], 0.0) / w[li]
+        step = ratio.min()
+        level += step
+        residual[li] -= step * w[li]
+        sat = li[ratio <= step * (1 + _REL) + 1e-300]
+        residual[sat] = 0.0
+        # flows crossing a saturated link freeze at the current level
+        pos, _ = _gather(ownT.indptr, ownT.indices, sat)
+        cand = [ownT.indices[pos]]
+        for (has, rows, P, PT), (rptr, rfl) in zip(inc.terms, rowflows):
+            pos, _ = _gather(PT.indptr, PT.indices, sat)
+            prow = np.unique(PT.indices[pos])
+            if len(prow):
+                fpos, _ = _gather(rptr, rfl, prow)
+                cand.append(rfl[fpos])
+        F = np.concatenate(cand)
+        F = np.unique(F[active[F]])
+        if not len(F):                  # pragma: no cover - a saturated link has active flows
+            w[sat] = 0.0
+            continue
+        active[F] = False
+        rate[F] = level
+        n_active -= len(F)
+        # remove their weight from the links
+        pos, r = _gather(own.indptr, own.indices, F)
+        if len(pos):
+            w -= np.bincount(own.indices[pos], weights=own.data[pos], minlength=len(w))
+        for has, rows, P, PT in inc.terms:
+            sel = has[F]
+            if not sel.any():
+                continue
+            # row of each frozen flow: position of the flow among `has` flows
+            fr = _row_of(has, rows, F[sel])
+            ur, cnt = np.unique(fr, return_counts=True)
+            pos, r = _gather(P.indptr, P.indices, ur)
+            if len(pos):
+                w -= np.bincount(P.indices[pos], weights=P.data[pos] * cnt[r], minlength=len(w))
+        w[sat] = 0.0
+        np.maximum(w, 0.0, out=w)
     return rate
+
+
+def _row_of(has, rows, flows):
+    idx = np.cumsum(has) - 1
+    return rows[idx[flows]]

@@ -5,7 +5,9 @@ The cost of one step (Design, "The model"):
 * every message is a flow, routed on the topology (:mod:`.network`);
 * concurrent flows share each directed link by max-min fairness
   (:mod:`.maxmin`);
-* a flow takes ``overhead + path latency + bytes / fair rate``;
+* a flow takes ``overhead + path latency + bytes / fair rate``; a rank that
+  posts k messages in one step (sends or receives, whichever are more) pays
+  ``(k - 1) * overhead`` more, since posting is serial;
 * a rank is done when all its sends and receives are done, plus
   ``reduce_bytes / reduce_bandwidth`` for the data it reduces (gamma);
 * the step takes as long as its slowest rank; the schedule is the sum of its
@@ -307,6 +309,10 @@ def _price(net, hosts, src, dst, nbytes, reduce_bytes, nranks, mp) -> _Step:
     rank_t = np.zeros(nranks)
     np.maximum.at(rank_t, src, ft)
     np.maximum.at(rank_t, dst, ft)
+    if mp["overhead"] > 0:
+        # posting is serial: a rank with k messages out (or in) pays k-1 more overheads
+        k = np.maximum(np.bincount(src, minlength=nranks), np.bincount(dst, minlength=nranks))
+        rank_t += np.maximum(k - 1, 0) * mp["overhead"]
     if math.isfinite(mp["reduce_bandwidth"]):
         rank_t += reduce_bytes / mp["reduce_bandwidth"]
     return _Step(float(rank_t.max()), ft, src, dst, nbytes, inc)
@@ -462,7 +468,9 @@ def build_for(collective, algorithm, nbytes, topo, ranks, hosts, itemsize, alg_p
         raise InvalidArgument(f"nbytes={nbytes} is not a whole number of {itemsize}-byte elements")
     ap = dict(alg_params)
     if algorithm == "hierarchical" and "groups" not in ap:
-        ap["groups"] = rank_groups(topo, hosts)
+        g = rank_groups(topo, hosts)
+        if len(g) and int(g.max()) + 1 < len(g):      # no natural groups: the algorithm's default
+            ap["groups"] = g
     return _alg.build_schedule(collective, algorithm, ranks, count, **ap)
 
 
