@@ -24,13 +24,88 @@ import threading
 
 import torch
 
-_create_work = torch._C._distributed_c10d._create_work_from_future
+import torch.distributed as dist
+
+
+class _Outcome:
+    """What the operation raised, kept for Work.wait() to re-raise as it was."""
+    __slots__ = ("error",)
+
+    def __init__(self):
+        self.error = None
+
+
+def _unwrap(fut):
+    value = fut.value()
+    if isinstance(value, BaseException):
+        raise value
+    return value
+
+
+def _new_future():
+    """(future to complete, future to hand out, outcome).
+
+    torch's ``Future.set_exception`` only stores the exception as the future's value
+    for Python's ``wait()`` to raise: C++ readers (DDP's reducer, the Work made by
+    ``_create_work_from_future``) see a successful future holding a Python object, and
+    DDP crashes the process on it. An exception raised in a ``then`` callback, however,
+    marks the child future as failed in C++, so every reader sees the error: the
+    progress thread completes the parent with the result or the exception, and the
+    child, handed out, fails properly.
+    """
+    base = torch.futures.Future()
+    return base, base.then(_unwrap), _Outcome()
+
+
+class Work(dist.Work):
+    """A Work over the future the progress thread completes.
+
+    ``wait()`` raises the operation's own exception (torch's future-wrapping Work
+    returns True from ``wait()`` even when its future failed).
+    """
+
+    def __init__(self, fut, outcome):
+        super().__init__()
+        self._fut = fut
+        self._outcome = outcome
+
+    def wait(self, timeout=None):
+        try:
+            self._fut.wait()
+        except Exception:
+            if self._outcome.error is not None:
+                raise self._outcome.error from None
+            raise
+        return True
+
+    def get_future(self):
+        return self._fut
+
+    def is_completed(self):
+        return self._fut.done()
+
+    def is_success(self):
+        return self._fut.done() and self._outcome.error is None
+
+    def exception(self):
+        return self._outcome.error
+
+    def result(self):
+        self.wait()
+        return self._fut.value()
+
+    def synchronize(self):
+        pass
+
+    def __repr__(self):
+        state = "done" if self._fut.done() else "in flight"
+        return f"<collectives.torch Work {state}>"
 
 
 def completed_work(result):
-    fut = torch.futures.Future()
-    fut.set_result(result)
-    return _create_work(fut)
+    base, fut, outcome = _new_future()
+    base.set_result(result)
+    return Work(fut, outcome)
 
 
 class Progress:
@@ -64,10 +139,10 @@ class Progress:
             raise RuntimeError(
                 f"collectives backend: process group {self.name} was shut down "
                 "(destroy_process_group); create a new one")
-        fut = torch.futures.Future()
+        base, fut, outcome = _new_future()
         if not self.async_op:
-            _run(fn, fut)
-            return _create_work(fut)
+            _run(fn, base, outcome)
+            return Work(fut, outcome)
         with self._mutex:
             inline = blocking and self._pending == 0
             if inline:
@@ -76,14 +151,14 @@ class Progress:
                 self._pending += 1
         if inline:
             try:
-                _run(fn, fut)
+                _run(fn, base, outcome)
             finally:
                 self._exec.release()
-            return _create_work(fut)
+            return Work(fut, outcome)
         if self._thread is None:
             self._start()
-        self._queue.put((fn, fut))
-        return _create_work(fut)
+        self._queue.put((fn, base, outcome))
+        return Work(fut, outcome)
 
     def _loop(self):
         get = self._queue.get
@@ -108,12 +183,13 @@ class Progress:
             self._thread = None
 
 
-def _run(fn, fut):
+def _run(fn, base, outcome):
     try:
         result = fn()
     except BaseException as exc:  # noqa: BLE001 - every failure must reach the waiter
         if not isinstance(exc, Exception):
             exc = RuntimeError(f"collectives backend: operation interrupted: {exc!r}")
-        fut.set_exception(exc)
+        outcome.error = exc
+        base.set_result(exc)
     else:
-        fut.set_result(result)
+        base.set_result(result)

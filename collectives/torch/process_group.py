@@ -443,11 +443,12 @@ class ProcessGroupCollectives(dist.ProcessGroup):
                 return [out]
             return self._submit(run, opts)
         item = inp.element_size()
+        row_bytes = max(1, (inp.numel() // inp.shape[0] if inp.dim() and inp.shape[0] else 1) * item)
 
         def run_v():
             o = out if out.is_contiguous() else torch.empty(out.shape, dtype=out.dtype)
             self._alltoallv(_bytes(inp.contiguous()), _bytes(o), in_counts * item,
-                            out_counts * item, "all_to_all_single")
+                            out_counts * item, "all_to_all_single", unit=row_bytes, unit_name="rows")
             if o is not out:
                 out.copy_(o)
             return [out]
@@ -502,7 +503,7 @@ class ProcessGroupCollectives(dist.ProcessGroup):
                        f"the {which} has {rows} rows along dim 0")
         return np.array(splits, dtype=np.int64) * per_row
 
-    def _alltoallv(self, send, recv, send_bytes, recv_bytes, what):
+    def _alltoallv(self, send, recv, send_bytes, recv_bytes, what, unit=1, unit_name="bytes"):
         """Uneven all-to-all in bytes: agree on the counts first, so a mismatch is an error on
         every rank instead of a truncated message or a hang."""
         comm = self.comm
@@ -514,8 +515,8 @@ class ProcessGroupCollectives(dist.ProcessGroup):
             culprits = [int(r) for r in np.nonzero(flags)[0]]
             if len(bad):
                 j = int(bad[0])
-                detail = (f"this rank ({self._rank}) expects {int(recv_bytes[j])} bytes from rank "
-                          f"{j}, which sends {int(told[j])}")
+                detail = (f"this rank ({self._rank}) expects {int(recv_bytes[j]) // unit} {unit_name} "
+                          f"from rank {j}, which sends {int(told[j]) // unit}")
             else:
                 detail = f"rank(s) {culprits} received split sizes that do not match their peers'"
             raise _bad(f"{what}: split sizes differ between ranks: {detail}. Each rank's "
@@ -661,11 +662,7 @@ class ProcessGroupCollectives(dist.ProcessGroup):
 def _bytes(t):
     """A contiguous tensor viewed as flat bytes (no copy)."""
     flat = t.reshape(-1)
-    if flat.dtype == torch.uint8:
-        return flat
-    if flat.dtype == torch.bool:
-        return flat.view(torch.uint8)
-    return flat.view(torch.uint8)
+    return flat if flat.dtype == torch.uint8 else flat.view(torch.uint8)
 
 
 def _reducible(t):
