@@ -25,7 +25,9 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-if __package__ in (None, ""):  # run as a script from a checkout: find the package next to us
+try:
+    import collectives  # noqa: F401  the installed package, or the checkout on PYTHONPATH
+except ImportError:  # run from a checkout: use the package next to this directory
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import collectives.torch  # noqa: E402,F401  registers the backend and mpi://
