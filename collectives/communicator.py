@@ -190,7 +190,7 @@ class Communicator:
                 f"alltoall: x must hold comm.size={self.size} equal blocks along axis 0, "
                 f"but its shape is {a.shape}")
         o, result = self._output(x, a, out, a.shape)
-        if out is not None and o.size and address(o) == address(a):
+        if out is not None and o.size and np.may_share_memory(o, a):
             a = a.copy()  # in place: the blocks still to be sent must not be overwritten
         return self._run("alltoall", algorithm, a, o, result, timeout=timeout)
 
@@ -311,10 +311,11 @@ class Communicator:
             raise InvalidType(f"out has dtype {o.dtype}, but x has {a.dtype}; they must match")
         if o.shape != shape:
             raise InvalidArgument(f"out has shape {o.shape}, but this call produces shape {shape}")
-        if not same_as_input and o.size and a.size and np.shares_memory(o, a):
-            raise InvalidArgument("out overlaps x; this collective needs separate input and output")
-        if same_as_input and o.size and np.shares_memory(o, a) and address(o) != address(a):
-            raise InvalidArgument("out partially overlaps x; pass out=x for in place, or separate memory")
+        if o.size and a.size and np.may_share_memory(o, a) and np.shares_memory(o, a):
+            if not same_as_input:
+                raise InvalidArgument("out overlaps x; this collective needs separate input and output")
+            if address(o) != address(a):
+                raise InvalidArgument("out partially overlaps x; pass out=x for in place, or separate memory")
         return o, out
 
     def _deadline(self, timeout):

@@ -10,6 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#ifdef __linux__
+#include <sys/prctl.h>
+#endif
 
 double cl_now(void)
 {
@@ -77,10 +80,19 @@ int64_t cl_scratch_needed(const cl_row *rows, int64_t nrows, int itemsize,
     return best;
 }
 
-/* Wait until the monotonic clock reaches `until`: sleep, then spin the last stretch. */
+/* Wait until the monotonic clock reaches `until`: sleep, then spin the last stretch.
+ * Linux lets a sleeping thread wake up to 50 us late by default (timer slack);
+ * emulated links need better than that, so the slack is cut to 1 us once. */
 static void hold_until(double until)
 {
-    const double spin = 60e-6;
+    const double spin = 20e-6;
+#ifdef __linux__
+    static int slack_set = 0;
+    if (!slack_set) {
+        prctl(PR_SET_TIMERSLACK, 1000UL, 0UL, 0UL, 0UL);
+        slack_set = 1;
+    }
+#endif
     for (;;) {
         double left = until - cl_now();
         if (left <= 0) return;
