@@ -414,7 +414,7 @@ class Communicator:
                 vals = everyone[r]
                 desc = (f"{COLLECTIVES[vals[0]]}" if 0 <= vals[0] < len(COLLECTIVES) else "?",
                         int(vals[1]), _dt.dtype_name(int(vals[2])),
-                        OPS[vals[3]] if 0 <= vals[3] < len(OPS) else "-", f"#{int(vals[4]):08x}",
+                        OPS[vals[3]] if 0 <= vals[3] < len(OPS) else "-", _algorithm_of_crc(int(vals[4])),
                         int(vals[5]))
                 rows.append(f"  rank {r}: " + ", ".join(f"{k}={v}" for k, v in zip(fields, desc)))
             raise MismatchError(
@@ -448,6 +448,7 @@ class Communicator:
         if status == 0:
             return
         steps = f" of {num_steps}" if num_steps else ""
+        step = res["step"] + 1 if res["step"] >= 0 else 0   # 1-based, for people
         if status == 1:
             peers = res["peers"]
             who = (f"rank(s) {', '.join(map(str, peers))}" if peers else
@@ -455,18 +456,33 @@ class Communicator:
             self._broken = f"{collective} timed out"
             raise CollectiveTimeout(
                 f"{collective} ({algorithm}) timed out after {res['elapsed']:.3f} s at step "
-                f"{res['step']}{steps}, still waiting for {who}; "
+                f"{step}{steps}, still waiting for {who}; "
                 f"{res['bytes_outstanding']} bytes outstanding. A rank may have skipped this call, "
                 "called another collective, or died. This Communicator is now unusable: create a "
                 "new one, or end the job with comm.abort().",
-                collective=collective, algorithm=algorithm, step=res["step"], peers=peers,
+                collective=collective, algorithm=algorithm, step=step, peers=peers,
                 bytes_outstanding=res["bytes_outstanding"], elapsed=res["elapsed"])
         if status == 2:
             self._broken = f"{collective} failed in MPI"
             raise CommunicationError(
-                f"{collective} ({algorithm}) failed at step {res['step']}{steps}: {res['message']}. "
+                f"{collective} ({algorithm}) failed at step {step}{steps}"
+                + (f" (peer rank {res['peers'][0]})" if res["peers"] else "")
+                + f": {res['message']}. "
                 "A peer may have died; this Communicator is now unusable.")
         raise CommunicationError(f"{collective} ({algorithm}): internal error: {res['message']}")
+
+
+def _algorithm_of_crc(crc: int) -> str:
+    """The algorithm name behind a fingerprint's checksum (names are few and known)."""
+    from . import algorithms as _alg
+
+    names = {"mpi", "auto"}
+    for coll in COLLECTIVES:
+        names.update(_alg.algorithm_names(coll))
+    for name in names:
+        if zlib.crc32(name.encode()) == crc:
+            return name
+    return f"#{crc:08x}"
 
 
 def _tune_polling(ranks_on_node: int) -> None:
