@@ -193,15 +193,8 @@ def _run(args, collectives, sizes, dtype) -> int:
                     row[prefix + "algbw"] = algbw
                     row[prefix + "busbw"] = algbw * factor
             if comm.emulate and alg != "mpi":   # the MPI library's own collective runs on the real links
-                try:
-                    from . import model
-
-                    row["predicted_us"] = model.predict(coll, alg if alg not in ("mpi", "auto") else
-                                                        (choice or "ring"), row["bytes"], topology,
-                                                        ranks=n) * 1e6
-                    row["measured_over_predicted"] = row["time_us"] / row["predicted_us"]
-                except Exception:
-                    pass
+                row["predicted_us"] = comm.predict(coll, alg, row["bytes"]) * 1e6
+                row["measured_over_predicted"] = row["time_us"] / row["predicted_us"]
             rows.append(row)
             if rank == 0:
                 progress.clear()

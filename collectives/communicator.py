@@ -250,6 +250,28 @@ class Communicator:
 
         return policy.plan_for(self, collective, nbytes, dtype)
 
+    def predict(self, collective: str, algorithm: str, nbytes: int) -> float:
+        """The model's time (seconds) for this call on this communicator's topology.
+
+        Uses the same schedule parameters a call would (hierarchical groups,
+        the planner's parameters for "auto") and the same placement. Needs a topology.
+        """
+        if self.topology is None:
+            raise InvalidArgument("predict needs a Communicator created with topology=")
+        from . import model as _model
+        from . import policy
+
+        params = {}
+        if algorithm == "auto":
+            plan = policy.plan_for(self, collective, nbytes, None)
+            if getattr(plan, "predicted_time", None) is not None:
+                return float(plan.predicted_time)
+            algorithm = plan.algorithm
+        if algorithm == "hierarchical":
+            params["groups"] = self.groups
+        return float(_model.predict(collective, algorithm, int(nbytes), self.topology, ranks=self.size,
+                                    placement=self.placement, **params))
+
     def abort(self, errorcode: int = 1):
         """End the whole MPI job at once (MPI_Abort): for jobs that prefer dying to waiting."""
         MPI.COMM_WORLD.Abort(errorcode)
