@@ -27,7 +27,7 @@ BUS_FACTOR = {
     "broadcast": lambda n: 1.0,
 }
 REDUCING = ("allreduce", "reduce_scatter")
-DEFAULT_SIZES = "8:64M:4"
+DEFAULT_SIZES = "4:64M:4"
 
 
 def add_arguments(p) -> None:
@@ -45,7 +45,7 @@ def add_arguments(p) -> None:
     p.add_argument("--iters", type=int, default=None,
                    help="timed iterations per point (default: as many as fit in --budget)")
     p.add_argument("--warmup", type=int, default=2, help="untimed iterations per point")
-    p.add_argument("--budget", type=float, default=0.15,
+    p.add_argument("--budget", type=float, default=0.25,
                    help="seconds of timed work per point when --iters is not given (default %(default)s)")
     p.add_argument("--check", action="store_true",
                    help="count wrong elements against native MPI; exit non-zero on any")
