@@ -327,6 +327,10 @@ class Communicator:
                 return o, o
             alloc = _alloc_like(x, a, tuple(int(s) for s in shape))
             return as_array(alloc, "out", writable=True), alloc
+        if out is x and same_as_input and type(x) is np.ndarray:
+            if not (x.flags.writeable):
+                raise InvalidArgument("out is read-only, but the result is written into it")
+            return a, out   # in place: out is the input itself
         shape = tuple(int(s) for s in shape)
         o = as_array(out, "out", writable=True)
         if o.dtype != a.dtype:
