@@ -69,6 +69,18 @@ class _Call:
     holds: Optional[np.ndarray]     # emulated links: modelled time of each program row
 
 
+_COLL_INDEX = {name: i for i, name in enumerate(COLLECTIVES)}
+_OP_INDEX = {name: i for i, name in enumerate(OPS)}
+_CRC: dict = {}
+
+
+def _crc(name: str) -> int:
+    value = _CRC.get(name)
+    if value is None:
+        value = _CRC[name] = zlib.crc32(name.encode())
+    return value
+
+
 _NATIVE = {"allreduce": 0, "alltoall": 1, "reduce_scatter": 2, "allgather": 3, "broadcast": 4,
            "barrier": 5}
 
@@ -424,16 +436,17 @@ class Communicator:
     def _fingerprint(self, collective, algorithm, a, op, root, deadline):
         """Agree (collective, count, dtype, op, algorithm, root) across ranks before the call."""
         mine = np.array([
-            COLLECTIVES.index(collective), a.size, _dt.dtype_code(a.dtype),
-            OPS.index(op) if op else -1, zlib.crc32(algorithm.encode()), root,
+            _COLL_INDEX[collective], a.size, _dt.dtype_code(a.dtype),
+            _OP_INDEX.get(op, -1), _crc(algorithm), root,
         ], dtype=np.int64)
-        everyone = np.empty((self.size, mine.size), dtype=np.int64)
+        everyone = np.empty((self.size, 6), dtype=np.int64)
         res = _core.run_native(self._handle, _NATIVE["allgather"], mine, everyone, mine.size,
                                None, _dt.dtype_code(np.int64), 0, 0, deadline)
         if res is not None:
             self._check_result(res, collective, "validate", deadline)
-        differ = [r for r in range(self.size) if not np.array_equal(everyone[r], everyone[0])]
-        if differ:
+        bad = (everyone != everyone[0]).any(axis=1)
+        if bad.any():
+            differ = np.flatnonzero(bad).tolist()
             fields = ("collective", "count", "dtype", "op", "algorithm", "root")
             rows = []
             for r in range(self.size):

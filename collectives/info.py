@@ -27,7 +27,8 @@ def collect() -> dict:
     }
     try:
         cfg = mpi4py.get_config()
-        data["mpi4py_config"] = cfg
+        if cfg:
+            data["mpi4py_config"] = cfg
     except Exception:  # pragma: no cover
         pass
     try:
