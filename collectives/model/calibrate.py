@@ -93,6 +93,9 @@ def load_profile(path) -> Profile:
     try:
         with open(p, encoding="utf-8") as f:
             text = f.read()
+    except UnicodeDecodeError as exc:
+        raise ModelError(f"profile {p!r} is not UTF-8 text ({exc.reason} at byte {exc.start}); "
+                         "it must be the JSON that 'collectives calibrate' writes") from None
     except OSError as exc:
         raise TopologyFileError(f"cannot read profile {p!r}: {exc.strerror or exc}; run "
                                 "'mpiexec -n 2 collectives calibrate -o PROFILE.json' to make one") from None

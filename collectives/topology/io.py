@@ -264,13 +264,22 @@ def load(path, *, format=None, **kwargs) -> Topology:
         raise TopologyFileError(f"cannot read {os.fspath(path)!r}: no such file")
     if os.path.isdir(path):
         raise TopologyFileError(f"cannot read {os.fspath(path)!r}: it is a directory")
-    fmt = format or _sniff(path)
-    if fmt == "json":
-        return read_json(path)
-    if fmt == "graphml":
-        return read_graphml(path)
-    if fmt == "slurm":
-        return read_slurm(path, **kwargs)
+    try:
+        fmt = format or _sniff(path)
+        if fmt == "json":
+            return read_json(path)
+        if fmt == "graphml":
+            return read_graphml(path)
+        if fmt == "slurm":
+            return read_slurm(path, **kwargs)
+    except (TopologyError, TopologyFileError):
+        raise
+    except UnicodeDecodeError as exc:
+        raise TopologyError(f"{os.fspath(path)}: not a text file in UTF-8 ({exc.reason} at byte "
+                            f"{exc.start})") from None
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+        # whatever a reader did not foresee in a malformed file is still a malformed file
+        raise TopologyError(f"{os.fspath(path)}: malformed {fmt} topology file: {exc}") from None
     raise TopologyError(f"unknown topology format {fmt!r}: expected one of {', '.join(FORMATS)}")
 
 
