@@ -191,3 +191,29 @@ def test_barrier_and_auto(comm):
     plan = comm.plan("allreduce", 1 << 20)
     assert plan.algorithm in _algorithms("allreduce")
     assert "allreduce" in plan.explain()
+
+
+def test_buffer_protocol_and_dlpack_without_copies(comm):
+    import array
+
+    p = comm.size
+    # array.array and bytearray through the buffer protocol, written in place
+    buf = array.array("d", [1.0 + comm.rank] * 10)
+    out = array.array("d", [0.0] * 10)
+    comm.allreduce(buf, out=out)
+    assert list(out) == [float(sum(1 + r for r in range(p)))] * 10
+    raw = bytearray(range(4 * p))
+    got = comm.alltoall(raw)
+    assert isinstance(got, np.ndarray) and got.size == 4 * p
+    # a DLPack producer that is not numpy: the result lands in the producer's memory
+    torch = pytest.importorskip("torch")
+    t = torch.full((5, 3), float(comm.rank), dtype=torch.float32)
+    y = comm.allreduce(t)
+    assert isinstance(y, torch.Tensor) and y.shape == (5, 3)
+    assert torch.all(y == sum(range(p)))
+    comm.allreduce(t, out=t)
+    assert torch.all(t == sum(range(p)))
+    b = torch.ones(7, dtype=torch.bfloat16) * (comm.rank + 1)
+    assert torch.all(comm.allreduce(b, op="max") == p)
+    with pytest.raises(ValueError, match="non-contiguous"):
+        comm.allreduce(torch.ones(4, 4).t())
