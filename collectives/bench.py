@@ -98,6 +98,15 @@ def main(args) -> int:
         if n > 256:
             raise InvalidArgument(f"-n {n}: this machine cannot start that many ranks sensibly; "
                                   "run under your cluster's launcher instead")
+        if n < 1:
+            raise InvalidArgument(f"-n {n}: the rank count must be at least 1")
+        if args.emulate:
+            from .topology import resolve
+
+            hosts = len(resolve(args.emulate).hosts)
+            if hosts < n:
+                raise InvalidArgument(f"--emulate {args.emulate}: the topology has {hosts} hosts, fewer "
+                                      f"than the {n} ranks to run; pick a larger one or fewer ranks")
         argv = [a for a in sys.argv[1:]]
         cmd = mpiexec_command(n, [sys.executable, "-m", "collectives"] + argv + ["--no-spawn"])
         print(f"# starting {n} ranks: {' '.join(cmd[:3])} ...", file=sys.stderr)

@@ -60,6 +60,8 @@ def test_bench_table_and_output_file(tmp_path):
     (["bench", "--dtype", "complex64"], "--dtype"),
     (["bench", "--op", "median"], "unknown --op"),
     (["bench", "-n", "100000"], "cannot start that many ranks"),
+    (["bench", "-n", "4", "--emulate", "star:n=2"], "fewer than the 4 ranks"),
+    (["bench", "--emulate", "torus:banana"], "torus"),
 ])
 def test_bench_user_errors_are_one_line(args, message):
     r = run(*args, timeout=60)
