@@ -107,11 +107,18 @@ def main(args) -> int:
             if hosts < n:
                 raise InvalidArgument(f"--emulate {args.emulate}: the topology has {hosts} hosts, fewer "
                                       f"than the {n} ranks to run; pick a larger one or fewer ranks")
-        argv = [a for a in sys.argv[1:]]
-        cmd = mpiexec_command(n, [sys.executable, "-m", "collectives"] + argv + ["--no-spawn"])
+        argv = list(getattr(args, "argv", None) or sys.argv[1:])
+        # the ranks must import this same installed package, never a source tree that happens
+        # to be the current directory (python -m/-c put the current directory first on sys.path)
+        pkg_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join([pkg_parent] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+        launcher = ("import sys; del sys.path[0]; from collectives.cli import main; "
+                    "sys.exit(main(sys.argv[1:]))")
+        cmd = mpiexec_command(n, [sys.executable, "-c", launcher] + argv + ["--no-spawn"])
         print(f"# starting {n} ranks: {' '.join(cmd[:3])} ...", file=sys.stderr)
         try:
-            return subprocess.call(cmd)
+            return subprocess.call(cmd, env=env)
         except OSError as exc:
             raise CollectivesError(f"could not start {cmd[0]}: {exc}") from None
     return _run(args, collectives, sizes, dtype)

@@ -10,8 +10,14 @@ import collectives
 
 
 def run(*args, timeout=180):
+    """The command as a user runs it: from a directory that is not the source tree."""
+    import os
+    import tempfile
+
+    pkg_parent = os.path.dirname(os.path.dirname(os.path.abspath(collectives.__file__)))
+    env = dict(os.environ, PYTHONPATH=pkg_parent)
     return subprocess.run([sys.executable, "-m", "collectives", *args], capture_output=True, text=True,
-                          timeout=timeout)
+                          timeout=timeout, cwd=tempfile.gettempdir(), env=env)
 
 
 def test_version():
