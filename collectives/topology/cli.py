@@ -194,16 +194,7 @@ def _layout(topo):
     if topo.switched:
         # layers by distance from the hosts; within a layer, order by the mean position of
         # the neighbours one layer down (hosts in rank order)
-        level = {h: 0 for h in topo.hosts}
-        frontier = list(topo.hosts)
-        while frontier:
-            nxt = []
-            for u in frontier:
-                for v in G.adj[u]:
-                    if v not in level:
-                        level[v] = level[u] + 1
-                        nxt.append(v)
-            frontier = nxt
+        level = topo.hop_levels()
         layers = {}
         for n, lv in level.items():
             layers.setdefault(lv, []).append(n)

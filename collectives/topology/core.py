@@ -257,6 +257,21 @@ class Topology:
                 sum(d["bandwidth"] for _, _, d in G.edges(h, data=True)) for h in self.hosts)
         return self._cache["injection"]
 
+    def hop_levels(self) -> dict:
+        """Each node's distance in hops from the nearest host (hosts are level 0)."""
+        G = self.graph
+        level = {h: 0 for h in self.hosts}
+        frontier = list(self.hosts)
+        while frontier:
+            nxt = []
+            for u in frontier:
+                for v in G.adj[u]:
+                    if v not in level:
+                        level[v] = level[u] + 1
+                        nxt.append(v)
+            frontier = nxt
+        return level
+
     # ----------------------------------------------------------------- groups
     def group_levels(self) -> list:
         """The level names :meth:`host_groups` accepts for this topology."""

@@ -287,16 +287,7 @@ def format_slurm(topo, *, link_speed_unit="Gbps") -> str:
         raise TopologyError(f"{topo.name}: topology.conf describes switch trees; this topology "
                             "has no switches or has NICs")
     per_unit = units.parse_bandwidth("1" + link_speed_unit)
-    level = {h: 0 for h in topo.hosts}
-    frontier = list(topo.hosts)
-    while frontier:
-        nxt = []
-        for u in frontier:
-            for v in G.adj[u]:
-                if v not in level:
-                    level[v] = level[u] + 1
-                    nxt.append(v)
-        frontier = nxt
+    level = topo.hop_levels()
     for u, v in G.edges:
         if level[u] == level[v]:
             raise TopologyError(f"{topo.name}: link {u!r} - {v!r} joins two nodes of the same "
