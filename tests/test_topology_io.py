@@ -30,6 +30,15 @@ TOPOS = [lambda: fat_tree(4), lambda: dragonfly(4, 2, 2, groups=5), lambda: toru
          lambda: multi_node(2, 4, intra="mesh"), lambda: leaf_spine(3, 2, 2, uplink_bandwidth="400Gbps")]
 
 
+def _plain(value):
+    """Parameters as JSON would give them back (tuples as lists), for exact comparison."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
 @pytest.mark.parametrize("make", TOPOS)
 @pytest.mark.parametrize("ext", ["json", "graphml"])
 def test_round_trip(tmp_path, make, ext):
@@ -38,7 +47,8 @@ def test_round_trip(tmp_path, make, ext):
     write(t, p)
     u = load(p)
     same(t, u)
-    assert u.family == t.family and u.params == pytest.approx(t.params) if ext == "json" else True
+    if ext == "json":
+        assert u.family == t.family and _plain(u.params) == _plain(t.params)
     assert u.describe()["diameter"] == t.describe()["diameter"]
     if t.family == "torus":
         assert u.graph.nodes["h5"]["coord"] == t.graph.nodes["h5"]["coord"]
