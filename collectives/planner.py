@@ -8,10 +8,9 @@ variants that depend on the network:
   (hosts under one switch, a fat-tree pod, a dragonfly group or router, a
   node...), the groups taken from the placement;
 - ring algorithms: ring orders (linear, following the switch hierarchy, a
-  dimension-ordered snake on a torus). The ring generators of the registry
-  take no ``order=`` parameter yet, so other orders are priced but marked
-  "model only" and never chosen (:attr:`Plan.candidates` keeps them, and
-  ``explain()`` says what they would gain);
+  dimension-ordered snake on a torus), run through ring all-reduce's
+  ``order=`` parameter (a generator without one gets its other orders priced
+  but marked "model only");
 - the tree all-reduce: its pipeline chunk (the segment size) in a few sizes.
 
 Plans are cached per (collective, size bucket) where the bucket is the

@@ -21,41 +21,70 @@ from __future__ import annotations
 import numpy as np
 
 from ..schedule import BUF_IN, BUF_OUT, BUF_TMP, Ops, Schedule, StepGroup
+from ..errors import InvalidArgument
 from ._blocks import block_off, block_size, copy_whole, with_first_copy
 
 
-def _reduce_scatter_group(count: int, p: int) -> StepGroup:
-    """The p-1 reduce-scatter steps of an all-reduce, in place on BUF_OUT."""
+def _ring_positions(p: int, order):
+    """(position of each rank, rank at each position) for a ring order (None: rank order)."""
+    if order is None:
+        ident = np.arange(p, dtype=np.int64)
+        return ident, ident
+    at = np.asarray(order, dtype=np.int64).reshape(-1)
+    if at.shape != (p,) or not np.array_equal(np.sort(at), np.arange(p)):
+        raise InvalidArgument(f"ring order must be a permutation of the {p} ranks, got {order!r}")
+    pos = np.empty(p, dtype=np.int64)
+    pos[at] = np.arange(p, dtype=np.int64)
+    return pos, at
+
+
+def _reduce_scatter_group(count: int, p: int, pos, at) -> StepGroup:
+    """The p-1 reduce-scatter steps of an all-reduce, in place on BUF_OUT (blocks by ring position)."""
     def build(i, ranks):
-        sb = (ranks - i - 1) % p
-        rb = (ranks - i - 2) % p
+        k = pos[ranks]
+        sb = (k - i - 1) % p
+        rb = (k - i - 2) % p
         return Ops.concat([
-            Ops.send(ranks, (ranks + 1) % p, BUF_OUT, block_off(sb, count, p), block_size(sb, count, p)),
-            Ops.recv(ranks, (ranks - 1) % p, BUF_OUT, block_off(rb, count, p), block_size(rb, count, p),
+            Ops.send(ranks, at[(k + 1) % p], BUF_OUT, block_off(sb, count, p), block_size(sb, count, p)),
+            Ops.recv(ranks, at[(k - 1) % p], BUF_OUT, block_off(rb, count, p), block_size(rb, count, p),
                      reduce=True),
         ])
     return StepGroup(p - 1, build, "ring reduce-scatter")
 
 
-def _allgather_group(p: int, off, size, name="ring all-gather") -> StepGroup:
-    """p-1 all-gather steps on BUF_OUT: block b is ``off(b)``, ``size(b)`` (vectorised)."""
+def _allgather_group(p: int, off, size, name="ring all-gather", pos=None, at=None) -> StepGroup:
+    """p-1 all-gather steps on BUF_OUT: block b is ``off(b)``, ``size(b)`` (vectorised).
+
+    With a ring order (``pos``/``at``), block indices are ring positions.
+    """
+    if pos is None:
+        pos = at = np.arange(p, dtype=np.int64)
+
     def build(i, ranks):
-        sb = (ranks - i) % p
-        rb = (ranks - i - 1) % p
+        k = pos[ranks]
+        sb = (k - i) % p
+        rb = (k - i - 1) % p
         return Ops.concat([
-            Ops.send(ranks, (ranks + 1) % p, BUF_OUT, off(sb), size(sb)),
-            Ops.recv(ranks, (ranks - 1) % p, BUF_OUT, off(rb), size(rb)),
+            Ops.send(ranks, at[(k + 1) % p], BUF_OUT, off(sb), size(sb)),
+            Ops.recv(ranks, at[(k - 1) % p], BUF_OUT, off(rb), size(rb)),
         ])
     return StepGroup(p - 1, build, name)
 
 
-def allreduce(nranks: int, count: int) -> Schedule:
-    """Ring all-reduce: 2(p-1) steps in two step groups, no scratch."""
+def allreduce(nranks: int, count: int, order=None) -> Schedule:
+    """Ring all-reduce: 2(p-1) steps in two step groups, no scratch.
+
+    ``order``: the ranks in ring order (a permutation; default rank order).
+    On a torus or a switch hierarchy the planner picks an order whose
+    neighbours are close in the network.
+    """
     p = nranks
     groups = []
     if p > 1:
-        groups = [_reduce_scatter_group(count, p),
-                  _allgather_group(p, lambda b: block_off(b, count, p), lambda b: block_size(b, count, p))]
+        pos, at = _ring_positions(p, order)
+        groups = [_reduce_scatter_group(count, p, pos, at),
+                  _allgather_group(p, lambda b: block_off(b, count, p), lambda b: block_size(b, count, p),
+                                   pos=pos, at=at)]
     groups = with_first_copy(groups, copy_whole(count))
     return Schedule("allreduce", "ring", p, count, count, groups, tmp_count=0, reduces=True)
 
