@@ -24,6 +24,7 @@ See the README, "PyTorch".
 
 from __future__ import annotations
 
+import os
 import socket
 from datetime import timedelta
 
@@ -145,6 +146,26 @@ def _mpi_rendezvous(url, timeout=None, **kwargs):
     raise RuntimeError("mpi:// rendezvous cannot be restarted")
 
 
+def _env_with_mpi_fallback(env_handler):
+    """torch's ``env://`` rendezvous, falling back to ``mpi://`` under an MPI launcher.
+
+    ``dist.init_process_group("collectives")`` (no init_method, no store) means
+    ``env://``, which wants MASTER_ADDR and MASTER_PORT. Under mpiexec, where
+    they are usually unset, that is an error; with this fallback it takes rank
+    and size from MPI instead. When MASTER_ADDR and MASTER_PORT are set,
+    torch's own handler runs unchanged.
+    """
+    def handler(url, timeout=None, **kwargs):
+        from ..launcher import under_launcher
+
+        if under_launcher() and not ("MASTER_ADDR" in os.environ and "MASTER_PORT" in os.environ):
+            return _mpi_rendezvous("mpi://" + url.split("://", 1)[1], timeout=timeout, **kwargs)
+        return env_handler(url, timeout=timeout, **kwargs)
+
+    handler._collectives_fallback = True
+    return handler
+
+
 def init_process_group(backend: str = BACKEND_NAME, **kwargs):
     """``dist.init_process_group(backend, init_method="mpi://", **kwargs)``: one line under mpiexec.
 
@@ -167,6 +188,9 @@ def _register():
         dist.Backend.register_backend(BACKEND_NAME, _create, extended_api=True, devices=["cpu"])
     if "mpi" not in _rdzv._rendezvous_handlers:
         _rdzv.register_rendezvous_handler("mpi", _mpi_rendezvous)
+    env = _rdzv._rendezvous_handlers.get("env")
+    if env is not None and not getattr(env, "_collectives_fallback", False):
+        _rdzv._rendezvous_handlers["env"] = _env_with_mpi_fallback(env)
 
 
 _register()
