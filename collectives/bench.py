@@ -92,6 +92,21 @@ def main(args) -> int:
         raise InvalidArgument("--iters must be at least 1")
     if args.warmup < 0:
         raise InvalidArgument("--warmup must be 0 or more")
+    if args.op == "avg" and not _dt.is_floating(dtype):
+        raise InvalidArgument(f"--op avg needs a floating --dtype, not {args.dtype}: use sum, or a float dtype")
+    if args.nranks is not None and args.nranks < 1:
+        raise InvalidArgument(f"-n {args.nranks}: the rank count must be at least 1")
+    _check_algorithms(collectives, args.algorithms)
+    for what, path in (("--output", args.output), ("--plot", args.plot)):
+        if path:
+            folder = os.path.dirname(os.path.abspath(path))
+            if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+                raise InvalidArgument(f"{what} {path}: the folder {folder} does not exist or is not writable")
+    if args.plot:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise InvalidArgument('--plot needs matplotlib: pip install "collectives[plot]"') from None
 
     if not args.no_spawn and not under_launcher():
         n = args.nranks or max(2, os.cpu_count() or 2)
@@ -122,6 +137,25 @@ def main(args) -> int:
         except OSError as exc:
             raise CollectivesError(f"could not start {cmd[0]}: {exc}") from None
     return _run(args, collectives, sizes, dtype)
+
+
+def _check_algorithms(collectives, wanted):
+    """Every name in --algorithms must be an algorithm of at least one requested collective."""
+    from . import algorithms as _alg
+
+    if wanted == "all":
+        return
+    names = [a.strip() for a in wanted.split(",") if a.strip()]
+    if not names:
+        raise InvalidArgument("--algorithms is empty: give 'all' or a comma list")
+    known = {"auto", "mpi"}
+    for c in collectives:
+        known.update(_alg.algorithm_names(c))
+    unknown = [a for a in names if a not in known]
+    if unknown:
+        per = "; ".join(f"{c}: {', '.join(_alg.algorithm_names(c))}" for c in collectives)
+        raise InvalidArgument(f"unknown algorithm(s) {', '.join(unknown)} for {', '.join(collectives)} "
+                              f"(accepted: all, auto, mpi; {per})")
 
 
 def _algorithms_for(collective, wanted):
@@ -176,13 +210,14 @@ def _run(args, collectives, sizes, dtype) -> int:
     progress = _Progress(total, enabled=(rank == 0))
     wrong_total = 0
     first_wrong = None
+    last_coll = [None]
     if rank == 0:
         _print_header(args, n, dtype)
     for coll, size, count in plan:
         x = np.empty(count, dtype=dtype)
         _fill(x, rank)
         ref = _reference(comm, coll, x, args.op) if args.check else None
-        choice = comm.plan(coll, count * itemsize).algorithm if coll != "broadcast" else None
+        choice = comm.plan(coll, count * itemsize).algorithm
         for alg in _algorithms_for(coll, args.algorithms):
             progress.update(f"{coll} {alg} {count * itemsize} B")
             row = {"collective": coll, "algorithm": alg, "bytes": int(count * itemsize),
@@ -194,7 +229,7 @@ def _run(args, collectives, sizes, dtype) -> int:
             if where is not None and first_wrong is None:
                 first_wrong = (coll, alg, count, where)
             wrong_total += wrong
-            if not args.no_inplace and coll in ("allreduce", "broadcast"):
+            if not args.no_inplace and coll == "allreduce":   # broadcast is always in place
                 t_in, wrong_in, where = _time_call(comm, base, coll, alg, x, args, ref, inplace=True)
                 row["inplace_time_us"] = t_in * 1e6
                 row["inplace_wrong"] = wrong_in
@@ -214,6 +249,9 @@ def _run(args, collectives, sizes, dtype) -> int:
             rows.append(row)
             if rank == 0:
                 progress.clear()
+                if args.format == "table" and coll != last_coll[0]:
+                    print(f"# {coll}", flush=True)
+                    last_coll[0] = coll
                 _print_row(args, row)
                 if out_file:
                     out_file.write(json.dumps(row) + "\n")
@@ -381,7 +419,7 @@ class _Progress:
 
 
 _TABLE_COLS = [("size(B)", "bytes", "{:>12d}"), ("count", "count", "{:>11d}"), ("type", "dtype", "{:>8s}"),
-               ("redop", "op", "{:>5s}"), ("algorithm", "algorithm", "{:>12s}"),
+               ("redop", "op", "{:>5s}"), ("algorithm", "algorithm", "{:>17s}"),
                ("time(us)", "time_us", "{:>10.1f}"), ("algbw", "algbw", "{:>7.2f}"),
                ("busbw", "busbw", "{:>7.2f}"), ("#wrong", "wrong", "{:>6d}"),
                ("in-place(us)", "inplace_time_us", "{:>12.1f}"), ("algbw", "inplace_algbw", "{:>7.2f}"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from . import __version__
@@ -73,6 +74,13 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("collectives: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader went away (collectives topo describe ... | head): not an error of ours
+        try:
+            sys.stdout = open(os.devnull, "w")
+        except OSError:
+            pass
+        return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

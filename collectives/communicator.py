@@ -128,7 +128,17 @@ class Communicator:
         self.timeout_or_zero = 0.0 if self.timeout is None else self.timeout
         self.validate = bool(validate) or _env_flag("COLLECTIVES_VALIDATE")
         if segment_bytes is None:
-            segment_bytes = int(os.environ.get("COLLECTIVES_SEGMENT_BYTES", _DEFAULT_SEGMENT))
+            text = os.environ.get("COLLECTIVES_SEGMENT_BYTES", "").strip()
+            if text:
+                from .units import parse_size
+
+                segment_bytes = parse_size(text, name="environment variable COLLECTIVES_SEGMENT_BYTES")
+            else:
+                segment_bytes = _DEFAULT_SEGMENT
+        if isinstance(segment_bytes, str):
+            from .units import parse_size
+
+            segment_bytes = parse_size(segment_bytes, name="segment_bytes")
         if int(segment_bytes) < 64:
             raise InvalidArgument(f"segment_bytes must be at least 64, got {segment_bytes}")
         self.segment_bytes = int(segment_bytes)

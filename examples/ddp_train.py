@@ -128,6 +128,8 @@ def main(argv=None):
         print(f"step time: median {t.median().item() * 1e3:.2f} ms, "
               f"min {t.min().item() * 1e3:.2f} ms, mean {t.mean().item() * 1e3:.2f} ms")
         print(f"parameters identical on every rank: {same}")
+    # every rank is done with the store before rank 0, which owns gloo's TCPStore, tears it down
+    dist.barrier()
     dist.destroy_process_group()
     return 0 if same else 1
 

@@ -275,13 +275,19 @@ def whatif(ranks, families, collectives, sizes, *, link_bandwidth=12.5e9, link_l
     rows = []
     for label, topo in designs:
         m = _metrics(topo, ranks)
+        mp = dict(model)
+        if mp.get("routing") in ("minimal", "valiant") and getattr(topo, "family", None) != "dragonfly":
+            # dragonfly routing modes apply to the dragonfly designs; the others keep ECMP
+            mp.pop("routing")
+        elif mp.get("routing") and getattr(topo, "family", None) == "dragonfly":
+            label = f"{label} ({mp['routing']} routing)"
         for coll in collectives:
             for n in sizes:
                 if coll == "alltoall":
                     n = max(ranks * 4, (n // (ranks * 4)) * ranks * 4)
                 elif n % 4:
                     n -= n % 4
-                pl = choose(coll, n, topo, ranks, itemsize=4, **model)
+                pl = choose(coll, n, topo, ranks, itemsize=4, **mp)
                 t = pl.predicted_time
                 algbw = n / t if t else float("inf")
                 rows.append({"design": label, "collective": coll, "bytes": n, "time": t,

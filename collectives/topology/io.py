@@ -294,7 +294,7 @@ def write(topo, path, *, format=None):
         fmt = {".json": "json", ".graphml": "graphml", ".xml": "graphml", ".conf": "slurm"}.get(ext)
         if fmt is None:
             raise TopologyError(f"{p}: cannot tell the format from the extension; use .json, "
-                                ".graphml or .conf (or pass format=)")
+                                ".graphml or .conf (or pass --format on the command line, format= in Python)")
     if fmt == "json":
         write_json(topo, p)
     elif fmt == "graphml":
