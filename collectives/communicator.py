@@ -24,6 +24,14 @@ from .errors import (CollectiveTimeout, CommunicationError, CommunicatorBroken,
 
 _core = load_core()
 
+_KERNELS = os.environ.get("COLLECTIVES_KERNELS", "").strip().lower()
+if _KERNELS and _KERNELS not in ("auto", "portable", "avx2", "avx512"):
+    import warnings
+
+    warnings.warn(f"COLLECTIVES_KERNELS={_KERNELS!r} is not one of auto, portable, avx2, avx512; "
+                  "it is ignored and the kernels pick the best level this CPU has", RuntimeWarning,
+                  stacklevel=2)
+
 COLLECTIVES = ("allreduce", "alltoall", "reduce_scatter", "allgather", "broadcast")
 OPS = ("sum", "prod", "min", "max", "avg")
 
@@ -122,6 +130,12 @@ class Communicator:
             raise InvalidType(f"comm must be an mpi4py communicator, got {type(comm).__name__}")
         if comm == MPI.COMM_NULL:
             raise InvalidArgument("comm is MPI.COMM_NULL")
+        profile = os.environ.get("COLLECTIVES_PROFILE", "").strip()
+        if profile and topology is None:
+            # a bad profile is reported here, not at the first "auto" call
+            from .model.calibrate import load_profile
+
+            load_profile(profile)
         if timeout is None:
             timeout = _env_float("COLLECTIVES_TIMEOUT")
         self.timeout = _check_timeout(timeout)

@@ -106,3 +106,18 @@ def test_nothing_written_on_refusal(comm):
         comm.allreduce(x, op="median", out=out)
     assert np.all(out == 42.0)
     _works(comm)
+
+
+def test_bad_profile_is_refused_when_the_communicator_is_made(comm, monkeypatch, tmp_path):
+    from mpi4py import MPI
+
+    bad = tmp_path / f"profile{comm.rank}.json"
+    bad.write_text('{"format": "something else"}')
+    monkeypatch.setenv("COLLECTIVES_PROFILE", str(bad))
+    with pytest.raises(cl.ModelError, match="not a collectives profile"):
+        cl.Communicator(MPI.COMM_WORLD)
+    monkeypatch.setenv("COLLECTIVES_PROFILE", str(tmp_path / "missing.json"))
+    with pytest.raises(cl.TopologyFileError, match="collectives calibrate"):
+        cl.Communicator(MPI.COMM_WORLD)
+    monkeypatch.delenv("COLLECTIVES_PROFILE")
+    _works(comm)
