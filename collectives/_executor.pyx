@@ -77,11 +77,6 @@ def set_polls_before_yield(int polls):
     cl_set_polls_before_yield(polls)
 
 
-def now():
-    """CLOCK_MONOTONIC in seconds."""
-    return cl_now()
-
-
 cdef dict _result(cl_result *r):
     return {
         "status": r.status,
@@ -99,39 +94,6 @@ def scratch_needed(program, int itemsize, int64_t segment_bytes, int inflight):
     """Bytes of scratch memory cl_execute needs for `program` (a PROGRAM_DTYPE array)."""
     cdef intptr_t addr = program.__array_interface__["data"][0]
     return cl_scratch_needed(<const cl_row *>addr, len(program), itemsize, segment_bytes, inflight)
-
-
-def execute(intptr_t comm_handle, program, intptr_t in_addr, intptr_t out_addr, intptr_t tmp_addr,
-            int dtype, int op, int64_t segment_bytes, int inflight,
-            intptr_t scratch_addr, int64_t scratch_bytes, double timeout, int tag_base=0):
-    """Run `program` (C-contiguous PROGRAM_DTYPE array) on the given buffers; returns a result dict."""
-    cdef cl_result res
-    cdef void *bufs[3]
-    bufs[0] = <void *>in_addr
-    bufs[1] = <void *>out_addr
-    bufs[2] = <void *>tmp_addr
-    cdef intptr_t rows = program.__array_interface__["data"][0]
-    cdef int64_t nrows = len(program)
-    cdef MPI_Comm comm = cl_comm_from_handle(comm_handle)
-    with nogil:
-        cl_execute(comm, <const cl_row *>rows, nrows, bufs, dtype, op, segment_bytes, inflight,
-                   <void *>scratch_addr, scratch_bytes, timeout, tag_base, NULL, &res)
-    return _result(&res)
-
-
-def native(intptr_t comm_handle, str which, intptr_t send_addr, intptr_t recv_addr, int64_t count,
-           recvcounts, int dtype, int op, int root, double timeout):
-    """Run the MPI library's own collective (non-blocking, polled up to the deadline)."""
-    cdef cl_result res
-    cdef int w = NATIVE[which]
-    cdef intptr_t counts_addr = 0
-    if recvcounts is not None:
-        counts_addr = recvcounts.__array_interface__["data"][0]
-    cdef MPI_Comm comm = cl_comm_from_handle(comm_handle)
-    with nogil:
-        cl_native(comm, w, <const void *>send_addr, <void *>recv_addr, count,
-                  <const int *>counts_addr, dtype, op, root, timeout, &res)
-    return _result(&res)
 
 
 # ---- the hot path: arrays in, no dict out unless something went wrong ---------------

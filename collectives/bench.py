@@ -8,6 +8,7 @@ machine has cores, at least 2). Rank 0 prints; every row is also appended to
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import os
@@ -56,13 +57,7 @@ def add_arguments(p) -> None:
     p.add_argument("--output", default=None, help="also append every result, as JSON lines, to this file")
     p.add_argument("--plot", default=None, metavar="PNG", help="draw busbw against size (plot extra)")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds before a call is declared hung")
-    p.add_argument("--no-spawn", action="store_true", help=argparse_suppress())
-
-
-def argparse_suppress():
-    import argparse
-
-    return argparse.SUPPRESS
+    p.add_argument("--no-spawn", action="store_true", help=argparse.SUPPRESS)
 
 
 def parse_sizes(text: str) -> list[int]:

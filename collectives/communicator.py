@@ -18,6 +18,7 @@ from mpi4py import MPI
 
 from . import dtypes as _dt
 from ._mpicheck import load_core
+from .algorithms._blocks import block_bounds
 from .buffers import address, as_array
 from .errors import (CollectiveTimeout, CommunicationError, CommunicatorBroken,
                      InvalidArgument, InvalidType, MismatchError)
@@ -89,8 +90,7 @@ def _crc(name: str) -> int:
     return value
 
 
-_NATIVE = {"allreduce": 0, "alltoall": 1, "reduce_scatter": 2, "allgather": 3, "broadcast": 4,
-           "barrier": 5}
+_NATIVE = _core.NATIVE   # collective name -> the core's code for the MPI library's own collective
 
 
 class Communicator:
@@ -188,9 +188,9 @@ class Communicator:
         """Group index of every rank: from the topology, else ranks that share memory."""
         node = self._comm.Split_type(MPI.COMM_TYPE_SHARED)
         try:
-            leader = self._comm.allgather(self.rank if node.Get_rank() == 0 else -1)
-            local_leader = node.bcast(self.rank, root=0)
             _tune_polling(node.Get_size())
+            if self.topology is None:
+                local_leader = node.bcast(self.rank, root=0)
         finally:
             node.Free()
         if self.topology is not None:
@@ -198,10 +198,9 @@ class Communicator:
             # renumber in order of first appearance, so group numbers follow ranks
             ids: dict = {}
             return np.array([ids.setdefault(int(g), len(ids)) for g in gi], dtype=np.int64)
-        leaders = sorted(r for r in leader if r >= 0)
-        index = {r: i for i, r in enumerate(leaders)}
-        mine = index[local_leader]
-        return np.asarray(self._comm.allgather(mine), dtype=np.int64)
+        # one group per node, numbered in the order of the nodes' lowest ranks
+        leaders = np.asarray(self._comm.allgather(local_leader), dtype=np.int64)
+        return np.unique(leaders, return_inverse=True)[1].astype(np.int64).reshape(-1)
 
     # ---- public collectives ------------------------------------------------------------
 
@@ -278,7 +277,7 @@ class Communicator:
         res = _core.run_native(self._handle, _NATIVE["barrier"], None, None, 0, None,
                                _dt.dtype_code(np.uint8), 0, 0, deadline)
         if res is not None:
-            self._check_result(res, "barrier", "mpi", deadline)
+            self._check_result(res, "barrier", "mpi")
 
     def plan(self, collective: str, nbytes: int, dtype="float32"):
         """What ``algorithm="auto"`` does for this collective and size, with the reasons."""
@@ -467,7 +466,7 @@ class Communicator:
         res = _core.run_native(self._handle, _NATIVE["allgather"], mine, everyone, mine.size,
                                None, _dt.dtype_code(np.int64), 0, 0, deadline)
         if res is not None:
-            self._check_result(res, collective, "validate", deadline)
+            self._check_result(res, collective, "validate")
         bad = (everyone != everyone[0]).any(axis=1)
         if bad.any():
             differ = np.flatnonzero(bad).tolist()
@@ -499,20 +498,20 @@ class Communicator:
             res = _core.run(self._handle, entry.program, a, o, self._tmp, entry.dcode, op_code,
                             self.segment_bytes, self.inflight, self._scratch, deadline, entry.holds)
         if res is not None:
-            self._check_result(res, collective, entry.algorithm, deadline, entry.num_steps or None)
+            self._check_result(res, collective, entry.algorithm, entry.num_steps or None)
         if op == "avg":
             from ._kernels import divide_by
 
             divide_by(o, float(self.size))
         return result
 
-    def _check_result(self, res, collective, algorithm, deadline, num_steps=None):
+    def _check_result(self, res, collective, algorithm, num_steps=None):
         status = res["status"]
-        if status == 0:
+        if status == _core.STATUS_OK:
             return
         steps = f" of {num_steps}" if num_steps else ""
         step = res["step"] + 1 if res["step"] >= 0 else 0   # 1-based, for people
-        if status == 1:
+        if status == _core.STATUS_TIMEOUT:
             peers = res["peers"]
             who = (f"rank(s) {', '.join(map(str, peers))}" if peers else
                    "the other ranks (the MPI library's own collective does not say which)")
@@ -525,7 +524,7 @@ class Communicator:
                 "new one, or end the job with comm.abort().",
                 collective=collective, algorithm=algorithm, step=step, peers=peers,
                 bytes_outstanding=res["bytes_outstanding"], elapsed=res["elapsed"])
-        if status == 2:
+        if status == _core.STATUS_MPI_ERROR:
             self._broken = f"{collective} failed in MPI"
             raise CommunicationError(
                 f"{collective} ({algorithm}) failed at step {step}{steps}"
@@ -590,11 +589,8 @@ def handle_of(comm) -> int:
 
 
 def block_sizes(count: int, nranks: int) -> np.ndarray:
-    """Block lengths of ``count`` elements over ``nranks`` ranks, numpy.array_split's way."""
-    base, extra = divmod(int(count), int(nranks))
-    sizes = np.full(nranks, base, dtype=np.int64)
-    sizes[:extra] += 1
-    return sizes
+    """Block lengths of ``count`` elements over ``nranks`` ranks: the schedules' own partition."""
+    return block_bounds(int(count), int(nranks))[1]
 
 
 def _alloc_like(x, a, shape):
