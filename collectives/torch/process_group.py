@@ -561,6 +561,17 @@ class ProcessGroupCollectives(dist.ProcessGroup):
             return [t]
         return self._submit(run, opts)
 
+    def _check_root_list(self, tensors, mine, op, list_name, mine_name):
+        """The root's list for gather/scatter: one tensor per rank, each like this rank's."""
+        if len(tensors) != self._size:
+            raise _bad(f"{op}: {list_name} has {len(tensors)} tensors on the root, the group "
+                       f"has {self._size} ranks")
+        for i, t in enumerate(tensors):
+            self._tensor(t, f"{op}: {list_name}[{i}]")
+            if t.numel() != mine.numel() or t.dtype != mine.dtype:
+                raise _bad(f"{op}: {list_name}[{i}] has {t.numel()} elements of {t.dtype}, "
+                           f"the {mine_name} has {mine.numel()} of {mine.dtype}")
+
     def gather(self, output_lists, input_tensors, opts=None):
         if opts is None:
             opts = dist.GatherOptions()
@@ -570,14 +581,7 @@ class ProcessGroupCollectives(dist.ProcessGroup):
         p, me = self._size, self._rank
         outs = list(output_lists[0]) if output_lists else []
         if me == root:
-            if len(outs) != p:
-                raise _bad(f"gather: gather_list has {len(outs)} tensors on the root, the group "
-                           f"has {p} ranks")
-            for i, o in enumerate(outs):
-                self._tensor(o, f"gather: gather_list[{i}]")
-                if o.numel() != inp.numel() or o.dtype != inp.dtype:
-                    raise _bad(f"gather: gather_list[{i}] has {o.numel()} elements of {o.dtype}, "
-                               f"the input has {inp.numel()} of {inp.dtype}")
+            self._check_root_list(outs, inp, "gather", "gather_list", "input")
         nbytes = inp.numel() * inp.element_size()
         send_counts = np.zeros(p, dtype=np.int64)
         send_counts[root] = nbytes
@@ -601,14 +605,7 @@ class ProcessGroupCollectives(dist.ProcessGroup):
         p, me = self._size, self._rank
         ins = list(input_lists[0]) if input_lists else []
         if me == root:
-            if len(ins) != p:
-                raise _bad(f"scatter: scatter_list has {len(ins)} tensors on the root, the group "
-                           f"has {p} ranks")
-            for i, x in enumerate(ins):
-                self._tensor(x, f"scatter: scatter_list[{i}]")
-                if x.numel() != out.numel() or x.dtype != out.dtype:
-                    raise _bad(f"scatter: scatter_list[{i}] has {x.numel()} elements of {x.dtype}, "
-                               f"the output has {out.numel()} of {out.dtype}")
+            self._check_root_list(ins, out, "scatter", "scatter_list", "output")
         nbytes = out.numel() * out.element_size()
         send_counts = np.full(p, nbytes if me == root else 0, dtype=np.int64)
         recv_counts = np.zeros(p, dtype=np.int64)
