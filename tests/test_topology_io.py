@@ -232,6 +232,39 @@ def test_hostlist_examples():
             expand_hostlist(bad)
 
 
+def test_hostlist_padded_runs_merge_across_a_power_of_ten():
+    assert compress_hostlist(expand_hostlist("node[01-16]")) == "node[01-16]"
+    assert compress_hostlist(expand_hostlist("n[098-102],n[7-12]")) == "n[098-102],n[7-12]"
+    assert compress_hostlist(["n01", "n02", "n10", "n11"]) == "n[01-02,10-11]"
+
+
+def test_slurm_writer_keeps_padded_ranges_whole(tmp_path):
+    hosts = expand_hostlist("node[01-16]")
+    t = parse_slurm(f"SwitchName=s0 Nodes={compress_hostlist(hosts[:8])}\n"
+                    f"SwitchName=s1 Nodes={compress_hostlist(hosts[8:])}\n"
+                    "SwitchName=top Switches=s[0-1]\n")
+    p = tmp_path / "topology.conf"
+    write(t, p)
+    text = p.read_text()
+    assert "Nodes=node[01-08]" in text and "Nodes=node[09-16]" in text
+    assert load(p).hosts == hosts
+
+
+def test_slurm_node_under_two_leaf_switches_is_refused():
+    text = "SwitchName=s0 Nodes=a[0-3]\nSwitchName=s1 Nodes=a3,b1\nSwitchName=t Switches=s[0-1]\n"
+    with pytest.raises(TopologyFileError, match=r"conf:2: node 'a3' .*switch 's1' .*switch 's0' \(line 1\)"):
+        parse_slurm(text, source="topology.conf")
+
+
+def test_slurm_switch_loop_is_refused():
+    text = ("SwitchName=s0 Nodes=a1 Switches=s1\nSwitchName=s1 Nodes=a2 Switches=s2\n"
+            "SwitchName=s2 Nodes=a3 Switches=s0\n")
+    with pytest.raises(TopologyFileError, match=r"loop.*'s0' \(line 1\) -> 's1' \(line 2\) -> 's2'"):
+        parse_slurm(text, source="topology.conf")
+    with pytest.raises(TopologyFileError, match="loop"):
+        parse_slurm("SwitchName=s0 Nodes=a1 Switches=s1\nSwitchName=s1 Nodes=a2 Switches=s0\n")
+
+
 names = st.builds(lambda p, n, w: f"{p}{str(n).zfill(w)}",
                   st.sampled_from(["tux", "node", "gpu-", "r1n"]),
                   st.integers(0, 999), st.sampled_from([1, 3]))

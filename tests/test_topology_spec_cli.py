@@ -46,10 +46,18 @@ def test_spec_units():
     ("", "empty"),
     ("torus:4x0", "torus dimension"),
     ("leaf-spine:4,8", "needs a name"),
+    ("multi-node:nodes=2,devices=2,inter=(fat-tree:k=4", r"'\(' without '\)'"),
+    ("multi-node:nodes=2,devices=2,inter=fat-tree:k=4)", r"'\)' without '\('"),
+    ("multi-node:nodes=2,devices=2,inter=(fat-tree:k=4]", r"'\]' without '\['"),
 ])
 def test_spec_errors(spec, match):
     with pytest.raises(TopologyError, match=match):
         from_spec(spec)
+
+
+def test_nested_spec_splits_at_top_level_commas_only():
+    t = from_spec("multi-node:nodes=2,devices=2,inter=(fat-tree:k=4,bw=200Gbps)")
+    assert len(t.hosts) == 4
 
 
 def test_resolve(tmp_path):

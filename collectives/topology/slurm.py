@@ -25,6 +25,7 @@ import networkx as nx
 
 from ..errors import TopologyError, TopologyFileError
 from .. import units
+from ._text import split_top_level
 from .core import DEFAULT_LATENCY, Topology, as_bandwidth, as_latency
 
 __all__ = ["expand_hostlist", "compress_hostlist", "read_slurm", "parse_slurm", "write_slurm",
@@ -32,29 +33,6 @@ __all__ = ["expand_hostlist", "compress_hostlist", "read_slurm", "parse_slurm", 
 
 _KEYS = {"switchname": "SwitchName", "switches": "Switches", "nodes": "Nodes",
          "linkspeed": "LinkSpeed"}
-
-
-def _split_top(text):
-    """Split on commas outside brackets."""
-    parts, depth, cur = [], 0, []
-    for ch in text:
-        if ch == "[":
-            depth += 1
-            if depth > 1:
-                raise TopologyError(f"hostlist {text!r}: nested '['")
-        elif ch == "]":
-            depth -= 1
-            if depth < 0:
-                raise TopologyError(f"hostlist {text!r}: ']' without '['")
-        if ch == "," and depth == 0:
-            parts.append("".join(cur))
-            cur = []
-        else:
-            cur.append(ch)
-    if depth:
-        raise TopologyError(f"hostlist {text!r}: '[' without ']'")
-    parts.append("".join(cur))
-    return parts
 
 
 def _expand_ranges(body, text):
@@ -86,7 +64,7 @@ def expand_hostlist(text) -> list:
     if not isinstance(text, str):
         raise TopologyError(f"a hostlist must be a string, got {text!r}")
     out = []
-    for part in _split_top(text.strip()):
+    for part in split_top_level(text.strip(), what=f"hostlist {text!r}", brackets="[]", max_depth=1):
         part = part.strip()
         if not part:
             raise TopologyError(f"hostlist {text!r}: empty name")
@@ -108,18 +86,29 @@ def expand_hostlist(text) -> list:
 def compress_hostlist(names) -> str:
     """The inverse of :func:`expand_hostlist`: ``["n1", "n2", "n3", "x"]`` -> ``"n[1-3],x"``.
 
-    Names sharing a prefix and zero-padding are merged into one bracket;
-    groups appear in order of their first name.
+    Names sharing a prefix and zero-padding are merged into one bracket; a
+    number without a leading zero joins the padded group of its own width, so
+    ``n01`` ... ``n16`` give ``n[01-16]``. Groups appear in order of their
+    first name.
     """
-    groups = {}
+    parsed = []
+    padded = set()      # (prefix, width) of every zero-padded number
     for n in names:
         m = re.fullmatch(r"(.*?)(\d+)", n)
         if not m:
-            groups.setdefault((n, None), [])
+            parsed.append((n, None, None))
             continue
         pre, digits = m.group(1), m.group(2)
-        width = len(digits) if digits.startswith("0") and len(digits) > 1 else 0
-        groups.setdefault((pre, width), []).append(int(digits))
+        if digits.startswith("0") and len(digits) > 1:
+            padded.add((pre, len(digits)))
+        parsed.append((pre, digits, int(digits)))
+    groups = {}
+    for pre, digits, value in parsed:
+        if digits is None:
+            groups.setdefault((pre, None), [])
+            continue
+        width = len(digits) if (pre, len(digits)) in padded else 0
+        groups.setdefault((pre, width), []).append(value)
     out = []
     for (pre, width), nums in groups.items():
         if width is None:
@@ -231,17 +220,25 @@ def parse_slurm(text, *, source="topology.conf", bandwidth="100Gbps", latency=DE
         raise TopologyError(f"{source}: no SwitchName= line")
     G = nx.Graph(name=os.path.basename(source), family=None, group_level="switch")
     hosts = []
-    seen_hosts = set()
+    leaf_of = {}        # host -> the one switch whose Nodes= lists it
+    below = nx.DiGraph()    # switch -> the switches its Switches= lists
     for name in order:
         G.add_node(name, kind="switch")
+        below.add_node(name)
     for name in order:
         sw = switches[name]
         for h in sw["nodes"]:
             if h in switches:
                 raise TopologyError(f"{source}:{sw['line']}: {h!r} is listed in Nodes= but is a "
                                     f"switch (line {switches[h]['line']})")
-            if h not in seen_hosts:
-                seen_hosts.add(h)
+            first = leaf_of.setdefault(h, name)
+            if first != name:
+                # Slurm's tree plugin puts a node under exactly one leaf switch
+                raise TopologyFileError(
+                    f"{source}:{sw['line']}: node {h!r} is listed under switch {name!r} and under "
+                    f"switch {first!r} (line {switches[first]['line']}); a node belongs to one "
+                    "leaf switch: remove it from one of the two lines")
+            if h not in G:
                 hosts.append(h)
                 G.add_node(h, kind="host")
             G.add_edge(name, h, bandwidth=sw["speed"], latency=lat, cables=1)
@@ -252,6 +249,15 @@ def parse_slurm(text, *, source="topology.conf", bandwidth="100Gbps", latency=DE
             if c == name:
                 raise TopologyError(f"{source}:{sw['line']}: switch {name!r} lists itself")
             G.add_edge(name, c, bandwidth=sw["speed"], latency=lat, cables=1)
+            below.add_edge(name, c)
+    try:
+        loop = [u for u, _ in nx.find_cycle(below)]
+    except nx.NetworkXNoCycle:
+        loop = None
+    if loop:
+        path = " -> ".join(f"{s!r} (line {switches[s]['line']})" for s in loop + loop[:1])
+        raise TopologyFileError(f"{source}: the switches form a loop through Switches=: {path}; "
+                                "each switch must list only switches below it")
     try:
         return Topology(G, hosts)
     except TopologyError as exc:

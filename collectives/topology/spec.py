@@ -35,6 +35,7 @@ import difflib
 import os
 
 from ..errors import TopologyError, TopologyFileError
+from ._text import split_top_level
 from .core import Topology
 
 __all__ = ["from_spec", "resolve", "FAMILIES", "is_spec"]
@@ -87,26 +88,6 @@ def _family(name, text):
     return fam
 
 
-def _split(body, text):
-    parts, depth, cur = [], 0, []
-    for ch in body:
-        if ch in "([":
-            depth += 1
-        elif ch in ")]":
-            depth -= 1
-            if depth < 0:
-                raise TopologyError(f"spec {text!r}: unbalanced {ch!r}")
-        if ch == "," and depth == 0:
-            parts.append("".join(cur))
-            cur = []
-        else:
-            cur.append(ch)
-    if depth:
-        raise TopologyError(f"spec {text!r}: unbalanced parentheses")
-    parts.append("".join(cur))
-    return [p.strip() for p in parts]
-
-
 def is_spec(text) -> bool:
     """True if ``text`` names a known family (``"fat-tree:k=8"``, ``"torus:4x4"``)."""
     if not isinstance(text, str):
@@ -141,7 +122,7 @@ def from_spec(text) -> Topology:
     options = {**options, **_COMMON} if fam != "multi-node" else \
         {**options, "bw": ("link_bandwidth", _BW), "lat": ("link_latency", _LAT)}
     kwargs = {}
-    items = _split(body, text) if body.strip() else []
+    items = [p.strip() for p in split_top_level(body, what=f"spec {text!r}")] if body.strip() else []
     for pos, item in enumerate(items):
         if not item:
             raise TopologyError(f"spec {text!r}: empty option")
