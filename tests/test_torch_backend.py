@@ -28,15 +28,6 @@ ReduceOp = dist.ReduceOp
 mpi = pytest.mark.mpi
 
 
-def _algorithms_ready():
-    try:
-        from collectives import algorithms
-
-        return bool(algorithms.algorithm_names("allreduce"))
-    except Exception:
-        return False
-
-
 @pytest.fixture(scope="module")
 def groups():
     """(collectives default group, gloo group), made once per worker."""
@@ -44,9 +35,7 @@ def groups():
 
     if not dist.is_initialized():
         torch.set_num_threads(1)
-        # until collectives.algorithms lands, "auto" has no ring to pick: force the MPI path
-        opts = None if _algorithms_ready() else ct.Options(algorithm="mpi")
-        ct.init_process_group("collectives", pg_options=opts)
+        ct.init_process_group("collectives")
     # a short timeout: a rank that fails an assertion and leaves its peers behind must not hang them
     gloo = dist.new_group(backend="gloo", timeout=timedelta(seconds=60))
     yield dist.group.WORLD, gloo
@@ -335,6 +324,46 @@ def test_reduce_scatter_and_friends(groups, dtype):
     for fn in (rs_list, rs_tensor, rs_tensor_max, coalesced, reduce, gather, scatter):
         a, b = _both(groups, fn)
         _assert_equal(a, b, f"{fn.__name__} {dtype}")
+
+
+@mpi(ranks=[2, 3])
+@in_step
+def test_noncontiguous_outputs_are_written_back(groups):
+    """Every op that writes a strided tensor stages it in a contiguous buffer and copies the
+    result back; the reference is gloo writing a contiguous tensor."""
+    cl, gloo = groups
+    p, r = dist.get_world_size(), dist.get_rank()
+    f32 = torch.float32
+    ins = [(r + j) % 3 + 1 for j in range(p)]      # rank r sends (r + j) % 3 + 1 rows to rank j
+    outs = [(j + r) % 3 + 1 for j in range(p)]
+    cases = {
+        "reduce_scatter_tensor": ((3, 2), lambda out, g: dist.reduce_scatter_tensor(
+            out, _data((3 * p, 2), f32, salt=20), group=g)),
+        "all_to_all_single": ((2 * p, 3), lambda out, g: dist.all_to_all_single(
+            out, _data((2 * p, 3), f32, salt=21), group=g)),
+        "all_to_all_single uneven": ((sum(outs), 3), lambda out, g: dist.all_to_all_single(
+            out, _data((sum(ins), 3), f32, salt=22), outs, ins, group=g)),
+        "scatter": ((2, 3), lambda out, g: dist.scatter(
+            out, [_data((2, 3), f32, salt=23 + j) for j in range(p)] if r == 0 else None,
+            src=0, group=g)),
+        "all_gather_into_tensor": ((2 * p, 3), lambda out, g: dist.all_gather_into_tensor(
+            out, _data((2, 3), f32, salt=24), group=g)),
+    }
+    for name, (shape, run) in cases.items():
+        mine = torch.full(shape[::-1], -7.0).t()      # the transpose of a contiguous tensor
+        assert not mine.is_contiguous()
+        run(mine, cl)
+        ref = torch.empty(shape)
+        run(ref, gloo)
+        _assert_equal(mine.contiguous(), ref, name)
+    # reduce: the root gets the sum in its strided tensor, every other rank keeps its values
+    x = _data((3, 4), f32, salt=25)
+    mine = x.t().contiguous().t()
+    assert not mine.is_contiguous()
+    dist.reduce(mine, dst=p - 1)
+    ref = x.clone()
+    dist.reduce(ref, dst=p - 1, group=gloo)
+    _assert_equal(mine.contiguous(), ref if r == p - 1 else x, "reduce")
 
 
 @mpi(ranks=[3])

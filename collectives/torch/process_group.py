@@ -15,6 +15,7 @@ tensor as bytes, so they accept any dtype, complex and bool included.
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Optional, Union
@@ -40,9 +41,8 @@ _OPS = {
 #: dtypes the reductions accept (the library's kernels); bool only with MIN and MAX
 REDUCE_DTYPES = {
     torch.float16, torch.bfloat16, torch.float32, torch.float64,
-    torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8,
-    getattr(torch, "uint16", torch.uint8), getattr(torch, "uint32", torch.uint8),
-    getattr(torch, "uint64", torch.uint8),
+    torch.int8, torch.int16, torch.int32, torch.int64,
+    torch.uint8, torch.uint16, torch.uint32, torch.uint64,
 }
 _FLOATING = {torch.float16, torch.bfloat16, torch.float32, torch.float64}
 
@@ -252,10 +252,9 @@ class ProcessGroupCollectives(dist.ProcessGroup):
         comm, algo = self.comm, self._algo("allreduce")
 
         def run():
-            buf = _reducible(t) if t.is_contiguous() else _reducible(t.contiguous())
-            comm.allreduce(buf, op, out=buf, algorithm=algo)
-            if not t.is_contiguous():
-                t.copy_(_unview(buf, t.dtype).view(t.shape))
+            with _staged(t) as buf:
+                r = _reducible(buf)
+                comm.allreduce(r, op, out=r, algorithm=algo)
             return [t]
         return self._submit(run, opts)
 
@@ -277,11 +276,7 @@ class ProcessGroupCollectives(dist.ProcessGroup):
             if flat.numel():
                 buf = _reducible(flat)
                 comm.allreduce(buf, op, out=buf, algorithm=algo)
-            offset = 0
-            for t in tensors:
-                n = t.numel()
-                t.copy_(flat[offset:offset + n].view(t.shape))
-                offset += n
+            _unpack(flat, tensors)
             return tensors
         return self._submit(run, opts)
 
@@ -298,10 +293,8 @@ class ProcessGroupCollectives(dist.ProcessGroup):
         comm, algo = self.comm, self._algo("broadcast")
 
         def run():
-            c = t if t.is_contiguous() else t.contiguous()
-            comm.broadcast(_bytes(c), root=root, algorithm=algo)
-            if c is not t:
-                t.copy_(c)
+            with _staged(t) as buf:
+                comm.broadcast(_bytes(buf), root=root, algorithm=algo)
             return [t]
         return self._submit(run, opts)
 
@@ -326,8 +319,7 @@ class ProcessGroupCollectives(dist.ProcessGroup):
             flat = torch.empty(self._size * inp.numel(), dtype=inp.dtype)
             if flat.numel():
                 comm.allgather(_bytes(inp.contiguous()), out=_bytes(flat), algorithm=algo)
-            for i, o in enumerate(outs):
-                o.copy_(flat[i * inp.numel():(i + 1) * inp.numel()].view(o.shape))
+            _unpack(flat, outs)
             return outs
         return self._submit(run, opts)
 
@@ -348,10 +340,8 @@ class ProcessGroupCollectives(dist.ProcessGroup):
         comm, algo = self.comm, self._algo("allgather")
 
         def run():
-            o = out if out.is_contiguous() else torch.empty(out.shape, dtype=out.dtype)
-            comm.allgather(_bytes(inp.contiguous()), out=_bytes(o), algorithm=algo)
-            if o is not out:
-                out.copy_(o)
+            with _staged(out, fill=False) as o:
+                comm.allgather(_bytes(inp.contiguous()), out=_bytes(o), algorithm=algo)
             return [out]
         return self._submit(run, opts)
 
@@ -409,10 +399,8 @@ class ProcessGroupCollectives(dist.ProcessGroup):
 
     @staticmethod
     def _reduce_scatter_flat(comm, flat, out, op, algo):
-        o = out if out.is_contiguous() else torch.empty(out.shape, dtype=out.dtype)
-        comm.reduce_scatter(_reducible(flat), op, out=_reducible(o).reshape(-1), algorithm=algo)
-        if o is not out:
-            out.copy_(o)
+        with _staged(out, fill=False) as o:
+            comm.reduce_scatter(_reducible(flat), op, out=_reducible(o).reshape(-1), algorithm=algo)
 
     def all_to_all_single(self, output, input, output_split_sizes, input_split_sizes, opts=None):
         if opts is None:
@@ -435,22 +423,19 @@ class ProcessGroupCollectives(dist.ProcessGroup):
             comm, algo = self.comm, self._algo("alltoall")
 
             def run():
-                o = out if out.is_contiguous() else torch.empty(out.shape, dtype=out.dtype)
-                comm.alltoall(_bytes(inp.contiguous()).reshape(p, -1),
-                              out=_bytes(o).reshape(p, -1), algorithm=algo)
-                if o is not out:
-                    out.copy_(o)
+                with _staged(out, fill=False) as o:
+                    comm.alltoall(_bytes(inp.contiguous()).reshape(p, -1),
+                                  out=_bytes(o).reshape(p, -1), algorithm=algo)
                 return [out]
             return self._submit(run, opts)
         item = inp.element_size()
         row_bytes = max(1, (inp.numel() // inp.shape[0] if inp.dim() and inp.shape[0] else 1) * item)
 
         def run_v():
-            o = out if out.is_contiguous() else torch.empty(out.shape, dtype=out.dtype)
-            self._alltoallv(_bytes(inp.contiguous()), _bytes(o), in_counts * item,
-                            out_counts * item, "all_to_all_single", unit=row_bytes, unit_name="rows")
-            if o is not out:
-                out.copy_(o)
+            with _staged(out, fill=False) as o:
+                self._alltoallv(_bytes(inp.contiguous()), _bytes(o), in_counts * item,
+                                out_counts * item, "all_to_all_single", unit=row_bytes,
+                                unit_name="rows")
             return [out]
         return self._submit(run_v, opts)
 
@@ -476,10 +461,7 @@ class ProcessGroupCollectives(dist.ProcessGroup):
             send = torch.cat([_bytes(t.contiguous()) for t in ins])
             recv = torch.empty(int(out_counts.sum()), dtype=torch.uint8)
             self._alltoallv(send, recv, in_counts, out_counts, "all_to_all")
-            offset = 0
-            for t, n in zip(outs, out_counts):
-                t.copy_(_unview(recv[offset:offset + int(n)], t.dtype).view(t.shape))
-                offset += int(n)
+            _unpack(recv, outs)
             return outs
         return self._submit(run, opts)
 
@@ -553,11 +535,9 @@ class ProcessGroupCollectives(dist.ProcessGroup):
         comm, algo, me = self.comm, self._algo("allreduce"), self._rank
 
         def run():  # an all-reduce, kept only on the root: correct, not minimal traffic
-            buf = t.contiguous().clone() if me != root or not t.is_contiguous() else t
-            r = _reducible(buf)
-            comm.allreduce(r, op, out=r, algorithm=algo)
-            if me == root and buf is not t:
-                t.copy_(buf)
+            with _staged(t, write_back=me == root) as buf:
+                r = _reducible(buf)
+                comm.allreduce(r, op, out=r, algorithm=algo)
             return [t]
         return self._submit(run, opts)
 
@@ -591,8 +571,7 @@ class ProcessGroupCollectives(dist.ProcessGroup):
             recv = torch.empty(int(recv_counts.sum()), dtype=torch.uint8)
             self._alltoallv(_bytes(inp.contiguous()), recv, send_counts, recv_counts, "gather")
             if me == root:
-                for i, o in enumerate(outs):
-                    o.copy_(_unview(recv[i * nbytes:(i + 1) * nbytes], o.dtype).view(o.shape))
+                _unpack(recv, outs)
             return outs if me == root else [inp]
         return self._submit(run, opts)
 
@@ -616,10 +595,8 @@ class ProcessGroupCollectives(dist.ProcessGroup):
                 send = torch.cat([_bytes(x.contiguous()) for x in ins])
             else:
                 send = torch.empty(0, dtype=torch.uint8)
-            o = out if out.is_contiguous() else torch.empty(out.shape, dtype=out.dtype)
-            self._alltoallv(send, _bytes(o), send_counts, recv_counts, "scatter")
-            if o is not out:
-                out.copy_(o)
+            with _staged(out, fill=False) as o:
+                self._alltoallv(send, _bytes(o), send_counts, recv_counts, "scatter")
             return [out]
         return self._submit(run, opts)
 
@@ -654,6 +631,39 @@ class ProcessGroupCollectives(dist.ProcessGroup):
             self._progress.close(wait=False)
         except Exception:
             pass
+
+
+@contextmanager
+def _staged(t, *, fill=True, write_back=True):
+    """A contiguous tensor the library may write, standing for ``t``.
+
+    A contiguous ``t`` is yielded as it is. A non-contiguous one is staged in a
+    contiguous buffer (holding ``t``'s values when ``fill``, else uninitialised:
+    for outputs the call overwrites whole) whose contents are copied back into
+    ``t`` when the block ends without an error. With ``write_back=False`` the
+    buffer is always a private copy of ``t`` and ``t`` is left as it was.
+    """
+    if not write_back:
+        yield t.clone(memory_format=torch.contiguous_format)
+        return
+    if t.is_contiguous():
+        yield t
+        return
+    buf = t.contiguous() if fill else torch.empty(t.shape, dtype=t.dtype)
+    yield buf
+    t.copy_(buf)
+
+
+def _unpack(flat, tensors):
+    """Copy consecutive pieces of the contiguous ``flat`` into ``tensors``, in order.
+
+    ``flat`` has the tensors' dtype, or is bytes (uint8) holding them back to back.
+    """
+    offset = 0
+    for t in tensors:
+        n = t.numel() * t.element_size() // flat.element_size()
+        t.copy_(_unview(flat[offset:offset + n], t.dtype).view(t.shape))
+        offset += n
 
 
 def _bytes(t):
