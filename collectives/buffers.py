@@ -77,10 +77,5 @@ def as_array(x, name: str = "x", *, writable: bool = False) -> np.ndarray:
 _KNOWN: set = set()
 
 
-def remember_dtype(dt) -> None:
-    """Mark a dtype as checked, so the fast path of as_array accepts it."""
-    _KNOWN.add(dt)
-
-
 def address(a: np.ndarray) -> int:
     return int(a.ctypes.data) if a.size else 0

@@ -47,13 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench_args(p)
     p.set_defaults(func=_bench)
 
-    for module in ("topology.cli", "model.cli"):
-        try:
-            mod = __import__(f"collectives.{module}", fromlist=["add_parser"])
-        except ImportError:
-            continue
-        if hasattr(mod, "add_parser"):
-            mod.add_parser(sub)
+    from .model.cli import add_parser as add_model_commands
+    from .topology.cli import add_parser as add_topology_commands
+
+    add_topology_commands(sub)
+    add_model_commands(sub)
     return parser
 
 

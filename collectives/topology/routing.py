@@ -156,9 +156,6 @@ class Router:
         d[np.isinf(d)] = -1
         return d.astype(np.int64).tolist()
 
-    def _adj_for(self, s):
-        return self._fadj if self._switched and not self._kind_host[s] else self._adj
-
     def _preds(self, dist, v, s):
         d = dist[v] - 1
         if self._switched and not self._kind_host[s]:
