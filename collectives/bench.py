@@ -4,6 +4,11 @@ Run under a launcher (``mpiexec -n 64 collectives bench ...``) or let it start
 one itself (``collectives bench -n 4``; by default as many ranks as this
 machine has cores, at least 2). Rank 0 prints; every row is also appended to
 ``--output`` as it is measured, so a long run survives a dead terminal.
+
+The timing loop is :func:`sweep`, which the scripts in ``bench/`` call too:
+each algorithm in its own loop by default, or, with ``interleave=True``
+(``--interleave``), every algorithm and native MPI called in turn in each
+iteration so that load on a shared machine falls on all of them alike.
 """
 
 from __future__ import annotations
@@ -51,9 +56,14 @@ def add_arguments(p) -> None:
     p.add_argument("--check", action="store_true",
                    help="count wrong elements against native MPI; exit non-zero on any")
     p.add_argument("--no-inplace", action="store_true", help="measure out-of-place calls only")
+    p.add_argument("--interleave", action="store_true",
+                   help="per size, call every algorithm and native MPI in turn in each iteration "
+                        "(load on a shared machine then hits all alike) instead of one loop each")
     p.add_argument("--emulate", default=None, metavar="SPEC",
                    help="emulate this topology (spec or file); shows the model's prediction")
-    p.add_argument("--format", "-f", default="table", choices=["table", "osu", "csv", "json"])
+    p.add_argument("--format", "-f", default="table", choices=["table", "osu", "csv", "json", "markdown"],
+                   help="table (nccl-tests style), osu, csv, json, or markdown (time and ratio to "
+                        "native per algorithm, one table per collective)")
     p.add_argument("--output", default=None, help="also append every result, as JSON lines, to this file")
     p.add_argument("--plot", default=None, metavar="PNG", help="draw busbw against size (plot extra)")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds before a call is declared hung")
@@ -74,24 +84,11 @@ def main(args) -> int:
 
     # check everything a user can get wrong before starting ranks
     collectives = [c.strip() for c in args.collective.split(",") if c.strip()]
-    for c in collectives:
-        if c not in BUS_FACTOR:
-            raise InvalidArgument(f"unknown collective {c!r}: accepted are {', '.join(BUS_FACTOR)}")
     sizes = parse_sizes(args.sizes)
-    from . import dtypes as _dt
-
-    dtype = _dt.normalize_dtype(args.dtype, "--dtype")
-    if args.op not in ("sum", "prod", "min", "max", "avg"):
-        raise InvalidArgument(f"unknown --op {args.op!r}: accepted are sum, prod, min, max, avg")
-    if args.iters is not None and args.iters < 1:
-        raise InvalidArgument("--iters must be at least 1")
-    if args.warmup < 0:
-        raise InvalidArgument("--warmup must be 0 or more")
-    if args.op == "avg" and not _dt.is_floating(dtype):
-        raise InvalidArgument(f"--op avg needs a floating --dtype, not {args.dtype}: use sum, or a float dtype")
+    dtype = check_options(collectives, args.algorithms, args.dtype, args.op, args.iters,
+                          args.warmup, flag="--")
     if args.nranks is not None and args.nranks < 1:
         raise InvalidArgument(f"-n {args.nranks}: the rank count must be at least 1")
-    _check_algorithms(collectives, args.algorithms)
     for what, path in (("--output", args.output), ("--plot", args.plot)):
         if path:
             folder = os.path.dirname(os.path.abspath(path))
@@ -132,6 +129,36 @@ def main(args) -> int:
         except OSError as exc:
             raise CollectivesError(f"could not start {cmd[0]}: {exc}") from None
     return _run(args, collectives, sizes, dtype)
+
+
+def check_options(collectives, algorithms, dtype, op, iters, warmup, *, flag=""):
+    """Check a sweep's options before any rank starts; returns the dtype as a numpy dtype.
+
+    ``flag`` prefixes the option names in messages (``"--"`` for the command line).
+
+    Raises
+    ------
+    InvalidArgument
+        An unknown collective, algorithm, dtype or op, avg on an integer dtype,
+        ``iters < 1`` or ``warmup < 0``.
+    """
+    from . import dtypes as _dt
+
+    for c in collectives:
+        if c not in BUS_FACTOR:
+            raise InvalidArgument(f"unknown collective {c!r}: accepted are {', '.join(BUS_FACTOR)}")
+    dt = _dt.normalize_dtype(dtype, f"{flag}dtype")
+    if op not in ("sum", "prod", "min", "max", "avg"):
+        raise InvalidArgument(f"unknown {flag}op {op!r}: accepted are sum, prod, min, max, avg")
+    if iters is not None and iters < 1:
+        raise InvalidArgument(f"{flag}iters must be at least 1")
+    if warmup < 0:
+        raise InvalidArgument(f"{flag}warmup must be 0 or more")
+    if op == "avg" and not _dt.is_floating(dt):
+        raise InvalidArgument(f"{flag}op avg needs a floating {flag}dtype, not {dtype}: use sum, "
+                              "or a float dtype")
+    _check_algorithms(collectives, algorithms)
+    return dt
 
 
 def _check_algorithms(collectives, wanted):
@@ -175,6 +202,143 @@ def _fill(a: np.ndarray, rank: int):
     a[...] = vals.reshape(a.shape).astype(a.dtype)
 
 
+def _counts(collective, size, itemsize, n):
+    """Elements per rank for a sweep point: all-to-all needs a multiple of the rank count,
+    reduce-scatter at least one element per rank."""
+    count = max(1, size // itemsize)
+    if collective == "alltoall":
+        count = max(n, count - count % n)
+    if collective == "reduce_scatter":
+        count = max(n, count)
+    return count
+
+
+def sweep(comm, collectives, sizes, *, algorithms="all", dtype="float32", op="sum", iters=None,
+          warmup=2, budget=0.25, check=False, inplace=True, interleave=False, on_row=None,
+          on_point=None):
+    """Time each collective's algorithms against native MPI over a range of sizes.
+
+    The one timing loop behind ``collectives bench`` and the scripts in ``bench/``.
+    Collective: every rank of ``comm`` calls it with the same arguments, and
+    every rank gets the same rows.
+
+    Parameters
+    ----------
+    comm : Communicator
+        The communicator to measure; with ``emulate=True`` the rows carry the
+        model's prediction as well.
+    collectives : sequence of str
+        Any of "allreduce", "alltoall", "reduce_scatter", "allgather", "broadcast".
+    sizes : sequence of int
+        Bytes per rank (rounded down to whole elements; all-to-all to a
+        multiple of the rank count).
+    algorithms : str
+        "all" or a comma list of algorithm names ("auto" and "mpi" included);
+        native MPI ("mpi") is always measured.
+    dtype, op : str
+        Element type and reduction op.
+    iters : int, optional
+        Timed calls per algorithm and size; by default as many as fit in
+        ``budget`` seconds (3 to 1000).
+    warmup : int
+        Untimed calls per algorithm and size.
+    budget : float
+        Seconds of timed work per algorithm and size when ``iters`` is None.
+    check : bool
+        Compare every algorithm's result with native MPI's (bit for bit) and
+        count the wrong elements in ``"wrong"``.
+    inplace : bool
+        Also time in-place all-reduce (``"inplace_*"`` keys).
+    interleave : bool
+        False: each algorithm is timed in its own loop, one after the other.
+        True: every iteration calls each algorithm once, native MPI first, so
+        load from other processes on a shared machine falls on all of them
+        alike; every row of a size then has the same ``iters``.
+    on_row : callable, optional
+        Called with each row as soon as it is measured (on every rank).
+    on_point : callable, optional
+        Called with ``(collective, algorithm, nbytes)`` before each algorithm
+        is prepared (progress reporting).
+
+    Returns
+    -------
+    list of dict
+        One row per collective, size and algorithm: collective, algorithm,
+        bytes, count, dtype, op, ranks, auto_choice, iters, interleaved,
+        time_us (median over iterations of the slowest rank), algbw and busbw
+        (GB/s), wrong (and first_wrong_index when not 0); in-place all-reduce
+        adds inplace_time_us, inplace_iters, inplace_algbw, inplace_busbw and
+        inplace_wrong; emulation adds predicted_us and measured_over_predicted.
+
+    Raises
+    ------
+    InvalidArgument
+        As :func:`check_options`, before any message is sent.
+    """
+    dtype = check_options(collectives, algorithms, dtype, op, iters, warmup)
+    base = comm.mpi_comm
+    rank, n = comm.rank, comm.size
+    itemsize = dtype.itemsize
+    timing = dict(iters=iters, warmup=warmup, budget=budget)
+    rows = []
+    for coll in collectives:
+        for size in sizes:
+            count = _counts(coll, size, itemsize, n)
+            x = np.empty(count, dtype=dtype)
+            _fill(x, rank)
+            ref = _reference(comm, coll, x, op) if check else None
+            nbytes = int(count * itemsize)
+            choice = comm.plan(coll, nbytes).algorithm
+            point = []          # (row, key, fn) of every timed call at this size
+            for alg in _algorithms_for(coll, algorithms):
+                if on_point:
+                    on_point(coll, alg, nbytes)
+                row = {"collective": coll, "algorithm": alg, "bytes": nbytes, "count": int(count),
+                       "dtype": str(dtype), "op": op if coll in REDUCING else "none", "ranks": n,
+                       "auto_choice": choice, "interleaved": bool(interleave)}
+                variants = [("", False)]
+                if inplace and coll == "allreduce":    # broadcast is always in place
+                    variants.append(("inplace_", True))
+                calls = []
+                for prefix, in_place in variants:
+                    fn, wrong, where = _prepare(comm, coll, alg, x, op, ref, in_place)
+                    row[prefix + "wrong"] = wrong
+                    if where is not None:
+                        row.setdefault("first_wrong_index", where)
+                    calls.append((row, prefix + "time_us", fn))
+                if interleave:
+                    point += calls
+                    continue
+                for call in calls:
+                    _time_calls(base, [call], **timing)
+                rows.append(_finish_row(comm, row, n))
+                if on_row:
+                    on_row(row)
+            if point:
+                _time_calls(base, point, **timing)
+                for row in {id(r): r for r, _, _ in point}.values():   # each row once, in order
+                    rows.append(_finish_row(comm, row, n))
+                    if on_row:
+                        on_row(row)
+    return rows
+
+
+def _finish_row(comm, row, n):
+    """Add bandwidths and, under emulation, the model's prediction to a timed row."""
+    coll, alg = row["collective"], row["algorithm"]
+    factor = BUS_FACTOR[coll](n)
+    for key in ("time_us", "inplace_time_us"):
+        if key in row:
+            algbw = row["bytes"] / (row[key] * 1e-6) / 1e9 if row[key] > 0 else 0.0
+            prefix = "" if key == "time_us" else "inplace_"
+            row[prefix + "algbw"] = algbw
+            row[prefix + "busbw"] = algbw * factor
+    if comm.emulate and alg != "mpi":   # the MPI library's own collective runs on the real links
+        row["predicted_us"] = comm.predict(coll, alg, row["bytes"]) * 1e6
+        row["measured_over_predicted"] = row["time_us"] / row["predicted_us"]
+    return row
+
+
 def _run(args, collectives, sizes, dtype) -> int:
     from mpi4py import MPI
 
@@ -188,69 +352,29 @@ def _run(args, collectives, sizes, dtype) -> int:
 
         topology = resolve(args.emulate)
     comm = Communicator(world, topology=topology, emulate=bool(args.emulate), timeout=args.timeout)
-    base = comm.mpi_comm
-    itemsize = dtype.itemsize
     out_file = open(args.output, "a") if (args.output and rank == 0) else None
-    rows = []
-    plan = []
-    for coll in collectives:
-        for size in sizes:
-            count = max(1, size // itemsize)
-            if coll in ("alltoall",):
-                count = max(n, count - count % n)
-            if coll == "reduce_scatter":
-                count = max(n, count)
-            plan.append((coll, size, count))
-    total = sum(len(_algorithms_for(c, args.algorithms)) for c, _, _ in plan)
+    total = len(sizes) * sum(len(_algorithms_for(c, args.algorithms)) for c in collectives)
     progress = _Progress(total, enabled=(rank == 0))
-    wrong_total = 0
-    first_wrong = None
     last_coll = [None]
+
+    def show(row):
+        if rank != 0:
+            return
+        progress.clear()
+        if args.format == "table" and row["collective"] != last_coll[0]:
+            print(f"# {row['collective']}", flush=True)
+            last_coll[0] = row["collective"]
+        _print_row(args, row)
+        if out_file:
+            out_file.write(json.dumps(row) + "\n")
+            out_file.flush()
+
     if rank == 0:
         _print_header(args, n, dtype)
-    for coll, size, count in plan:
-        x = np.empty(count, dtype=dtype)
-        _fill(x, rank)
-        ref = _reference(comm, coll, x, args.op) if args.check else None
-        choice = comm.plan(coll, count * itemsize).algorithm
-        for alg in _algorithms_for(coll, args.algorithms):
-            progress.update(f"{coll} {alg} {count * itemsize} B")
-            row = {"collective": coll, "algorithm": alg, "bytes": int(count * itemsize),
-                   "count": int(count), "dtype": str(dtype), "op": args.op if coll in REDUCING else "none",
-                   "ranks": n, "auto_choice": choice}
-            t_out, wrong, where = _time_call(comm, base, coll, alg, x, args, ref, inplace=False)
-            row["time_us"] = t_out * 1e6
-            row["wrong"] = wrong
-            if where is not None and first_wrong is None:
-                first_wrong = (coll, alg, count, where)
-            wrong_total += wrong
-            if not args.no_inplace and coll == "allreduce":   # broadcast is always in place
-                t_in, wrong_in, where = _time_call(comm, base, coll, alg, x, args, ref, inplace=True)
-                row["inplace_time_us"] = t_in * 1e6
-                row["inplace_wrong"] = wrong_in
-                wrong_total += wrong_in
-                if where is not None and first_wrong is None:
-                    first_wrong = (coll, alg, count, where)
-            factor = BUS_FACTOR[coll](n)
-            for key in ("time_us", "inplace_time_us"):
-                if key in row:
-                    algbw = row["bytes"] / (row[key] * 1e-6) / 1e9 if row[key] > 0 else 0.0
-                    prefix = "" if key == "time_us" else "inplace_"
-                    row[prefix + "algbw"] = algbw
-                    row[prefix + "busbw"] = algbw * factor
-            if comm.emulate and alg != "mpi":   # the MPI library's own collective runs on the real links
-                row["predicted_us"] = comm.predict(coll, alg, row["bytes"]) * 1e6
-                row["measured_over_predicted"] = row["time_us"] / row["predicted_us"]
-            rows.append(row)
-            if rank == 0:
-                progress.clear()
-                if args.format == "table" and coll != last_coll[0]:
-                    print(f"# {coll}", flush=True)
-                    last_coll[0] = coll
-                _print_row(args, row)
-                if out_file:
-                    out_file.write(json.dumps(row) + "\n")
-                    out_file.flush()
+    rows = sweep(comm, collectives, sizes, algorithms=args.algorithms, dtype=dtype, op=args.op,
+                 iters=args.iters, warmup=args.warmup, budget=args.budget, check=args.check,
+                 inplace=not args.no_inplace, interleave=args.interleave, on_row=show,
+                 on_point=lambda c, a, b: progress.update(f"{c} {a} {b} B"))
     progress.done()
     if rank == 0:
         _print_footer(args, rows)
@@ -258,14 +382,18 @@ def _run(args, collectives, sizes, dtype) -> int:
             _plot(rows, args.plot, n)
         if args.format == "json":
             print(json.dumps(rows, indent=1))
+        elif args.format == "markdown":
+            print(markdown_table(rows))
     if out_file:
         out_file.close()
     comm.free()
+    wrong_total = sum(r.get("wrong", 0) + r.get("inplace_wrong", 0) for r in rows)
     if args.check and wrong_total:
         if rank == 0:
-            coll, alg, count, where = first_wrong
-            print(f"collectives bench: {wrong_total} wrong elements; first: {coll} {alg} count {count} "
-                  f"at index {where}", file=sys.stderr)
+            first = next(r for r in rows if r.get("wrong") or r.get("inplace_wrong"))
+            print(f"collectives bench: {wrong_total} wrong elements; first: {first['collective']} "
+                  f"{first['algorithm']} count {first['count']} at index {first['first_wrong_index']}",
+                  file=sys.stderr)
         return 1
     return 0
 
@@ -318,52 +446,73 @@ def _native_fn(base, coll, x, op, inplace):
     raise InvalidArgument(coll)
 
 
-def _time_call(comm, base, coll, alg, x, args, ref, inplace):
+def _prepare(comm, coll, alg, x, op, ref, inplace):
+    """The call to time for one algorithm, and its wrong elements against ``ref`` (on fresh data).
+
+    Returns ``(fn, wrong, first_wrong_index)``; with ``ref`` None nothing is checked.
+    """
     wrong, where = 0, None
-    native_ok = alg == "mpi" and x.dtype.name not in ("float16", "bfloat16") and args.op != "avg"
+    native_ok = alg == "mpi" and x.dtype.name not in ("float16", "bfloat16") and op != "avg"
     if native_ok:
-        fn = _native_fn(base, coll, x, args.op, inplace)
+        fn = _native_fn(comm.mpi_comm, coll, x, op, inplace)
     else:
         work = x.copy() if inplace else None
         if inplace and coll == "allreduce":
-            fn = lambda: comm.allreduce(work, op=args.op, algorithm=alg, out=work)  # noqa: E731
+            fn = lambda: comm.allreduce(work, op=op, algorithm=alg, out=work)  # noqa: E731
         elif coll == "broadcast":
             buf = x.copy()
             fn = lambda: comm.broadcast(buf, root=0, algorithm=alg)  # noqa: E731
         else:
             # the output is allocated once, as nccl-tests and the native baseline do
-            out = np.empty_like(np.asarray(_call(comm, coll, alg, x, args.op, None)))
-            fn = lambda: _call(comm, coll, alg, x, args.op, out)  # noqa: E731
-    # correctness first, on fresh data
-    if args.check and ref is not None:
+            out = np.empty_like(np.asarray(_call(comm, coll, alg, x, op, None)))
+            fn = lambda: _call(comm, coll, alg, x, op, out)  # noqa: E731
+    if ref is not None:
         if inplace and coll == "allreduce":
             y = x.copy()
-            comm.allreduce(y, op=args.op, algorithm=alg, out=y)
+            comm.allreduce(y, op=op, algorithm=alg, out=y)
         else:
-            y = _call(comm, coll, alg, x, args.op, None)
+            y = _call(comm, coll, alg, x, op, None)
         diff = np.flatnonzero(np.asarray(y).view(f"u{x.dtype.itemsize}") !=
                               np.asarray(ref).view(f"u{x.dtype.itemsize}"))
         wrong = int(comm.mpi_comm.allreduce(int(diff.size)))
         if diff.size:
             where = int(diff[0])
-    for _ in range(args.warmup):
-        fn()
-    iters = args.iters
+    return fn, wrong, where
+
+
+def _time_calls(base, calls, *, iters, warmup, budget):
+    """Time each ``(row, key, fn)`` and store in ``row[key]`` the median over iterations of the
+    slowest rank's time, in microseconds; ``row["iters"]`` gets the iteration count.
+
+    Every iteration calls each fn once, in turn, after a barrier: with one call this is a plain
+    timing loop, with several an interleaved one.
+    """
+    fns = [fn for _, _, fn in calls]
+    for fn in fns:
+        for _ in range(warmup):
+            fn()
     if iters is None:
-        base.Barrier()
-        t0 = time.perf_counter()
-        fn()
-        one = base.allreduce(time.perf_counter() - t0, op=_max())
-        iters = int(max(3, min(1000, args.budget / max(one, 1e-7))))
-    times = np.empty(iters)
+        slowest = 0.0
+        for fn in fns:
+            base.Barrier()
+            t0 = time.perf_counter()
+            fn()
+            slowest = max(slowest, time.perf_counter() - t0)
+        one = base.allreduce(slowest, op=_max())
+        iters = int(max(3, min(1000, budget / max(one, 1e-7))))
+    times = np.empty((iters, len(fns)))
     for i in range(iters):
-        base.Barrier()
-        t0 = time.perf_counter()
-        fn()
-        times[i] = time.perf_counter() - t0
+        for j, fn in enumerate(fns):
+            base.Barrier()
+            t0 = time.perf_counter()
+            fn()
+            times[i, j] = time.perf_counter() - t0
     worst = np.empty_like(times)
     base.Allreduce(times, worst, op=_max())
-    return float(np.median(worst)), wrong, where
+    medians = np.median(worst, axis=0)
+    for (row, key, _), t in zip(calls, medians):
+        row[key] = float(t) * 1e6
+        row[key.replace("time_us", "iters")] = iters
 
 
 def _max():
@@ -507,6 +656,39 @@ def _print_footer(args, rows):
         if auto:
             parts.append(f"auto {auto / native:.2f}x")
         print(f"#   {coll:<14s} {nbytes:>10d} B: " + ", ".join(parts))
+
+
+def markdown_table(rows) -> str:
+    """Markdown tables of a sweep's rows, one per collective: per size the native MPI time and
+    each algorithm's time with its ratio to native (below 1 is faster), and auto's choice."""
+    from .units import format_bytes
+
+    out = []
+    for coll in dict.fromkeys(r["collective"] for r in rows):
+        sub = [r for r in rows if r["collective"] == coll]
+        algs = [a for a in dict.fromkeys(r["algorithm"] for r in sub) if a != "mpi"]
+        by_size = {}
+        for r in sub:
+            by_size.setdefault(r["bytes"], {})[r["algorithm"]] = r
+        out.append(f"| {coll} size | native (us) | " + " | ".join(algs) + " | auto picks |")
+        out.append("|---:|---:|" + "---:|" * len(algs) + "---|")
+        for nbytes, got in by_size.items():
+            native = got.get("mpi")
+            cells = []
+            for a in algs:
+                r = got.get(a)
+                if r is None:
+                    cells.append("")
+                elif native:
+                    cells.append(f"{r['time_us']:.1f} ({r['time_us'] / native['time_us']:.2f}x)")
+                else:
+                    cells.append(f"{r['time_us']:.1f}")
+            choice = next(iter(got.values()))["auto_choice"]
+            native_cell = f"{native['time_us']:.1f}" if native else ""
+            out.append(f"| {format_bytes(nbytes)} | {native_cell} | " + " | ".join(cells)
+                       + f" | {choice} |")
+        out.append("")
+    return "\n".join(out)
 
 
 def _plot(rows, path, n):

@@ -60,6 +60,57 @@ def test_bench_table_and_output_file(tmp_path):
     assert {row["algorithm"] for row in lines} == {"mpi", "ring", "rhd"}
 
 
+def test_bench_interleaved_json_has_native_and_ours_at_every_size():
+    r = run("bench", "-n", "2", "-c", "allreduce,alltoall", "-a", "ring,pairwise,auto", "-s", "1K,4K",
+            "--iters", "4", "--warmup", "1", "--interleave", "--check", "--format", "json")
+    assert r.returncode == 0, r.stdout + r.stderr
+    rows = json.loads(r.stdout[r.stdout.index("["):])
+    points = {}
+    for row in rows:
+        points.setdefault((row["collective"], row["bytes"]), []).append(row)
+    assert {c for c, _ in points} == {"allreduce", "alltoall"} and len(points) == 4
+    for (coll, _), got in points.items():
+        assert [row["algorithm"] for row in got] == ["mpi", "ring" if coll == "allreduce" else "pairwise",
+                                                     "auto"]
+        for row in got:
+            assert row["interleaved"] is True and row["iters"] == 4 and row["wrong"] == 0
+            assert row["time_us"] > 0 and row["busbw"] >= 0
+            if coll == "allreduce":
+                assert row["inplace_iters"] == 4 and row["inplace_time_us"] > 0
+
+
+def test_bench_markdown_format_names_native_and_ratios():
+    r = run("bench", "-n", "2", "-c", "allreduce", "-a", "ring", "-s", "1K", "--iters", "2",
+            "--interleave", "--format", "markdown")
+    assert r.returncode == 0, r.stdout + r.stderr
+    lines = r.stdout.strip().splitlines()
+    assert lines[0] == "| allreduce size | native (us) | ring | auto picks |"
+    assert lines[2].startswith("| 1KiB | ") and lines[2].count("x)") == 1
+
+
+def test_interleaved_timing_alternates_the_calls():
+    """Every iteration calls each candidate once, in turn, after the warm-up calls."""
+    from collectives.bench import _time_calls
+
+    class OneRank:
+        def Barrier(self):
+            pass
+
+        def allreduce(self, value, op=None):
+            return value
+
+        def Allreduce(self, send, recv, op=None):
+            recv[...] = send
+
+    order = []
+    rows = [{}, {}]
+    calls = [(rows[0], "time_us", lambda: order.append("native")),
+             (rows[1], "time_us", lambda: order.append("ours"))]
+    _time_calls(OneRank(), calls, iters=3, warmup=1, budget=0.0)
+    assert order == ["native", "ours"] + ["native", "ours"] * 3
+    assert all(row["iters"] == 3 and row["time_us"] >= 0 for row in rows)
+
+
 @pytest.mark.parametrize("args, message", [
     (["bench", "-s", "8:banana"], "sizes"),
     (["bench", "-c", "allsort"], "unknown collective 'allsort'"),
