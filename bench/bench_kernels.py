@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
-import time
 
 import numpy as np
 
@@ -28,6 +26,8 @@ except ImportError:  # running from a checkout without installing: use the tree
     import collectives._kernels as K
 
 import ml_dtypes
+
+from collectives.bench import time_interleaved
 
 NBYTES = 64 << 20
 GiB = float(1 << 30)
@@ -62,27 +62,25 @@ def reference(a, b):
     np.add(a, b, out=a)
 
 
-def _time(fn, a, b, budget):
-    """Run fn until budget seconds or at least 3 runs; return the list of seconds per call."""
-    fn(a, b)  # warm up: pages touched, caches and clocks settled
-    times = []
-    t_end = time.perf_counter() + budget
-    while len(times) < 3 or (time.perf_counter() < t_end and len(times) < 50):
-        t0 = time.perf_counter()
-        fn(a, b)
-        times.append(time.perf_counter() - t0)
-    return times
-
-
 def measure(name, rounds=5, budget=0.3, nbytes=NBYTES):
-    """Medians (GiB/s) of ours, the reference and the portable path, interleaved over rounds."""
+    """Medians (GiB/s) of ours, the reference and the portable path, timed interleaved.
+
+    Every iteration calls each once, in turn (``collectives.bench.time_interleaved``); as many
+    iterations as give the slowest about ``rounds * budget`` seconds (3 to 50 per round).
+    """
     a, b = make_arrays(name, nbytes)
-    got = {"ours": [], "reference": [], "portable": []}
     fns = {"ours": ours, "reference": reference, "portable": portable}
-    for _ in range(rounds):
-        for key, fn in fns.items():
-            got[key].extend(_time(fn, a, b, budget))
-    return {key: a.nbytes / statistics.median(ts) / GiB for key, ts in got.items()}
+    calls = [lambda fn=fn: fn(a, b) for fn in fns.values()]
+    for call in calls:      # warm up: pages touched, caches and clocks settled
+        call()
+    slowest = float(time_interleaved(calls, 1, barrier=_no_barrier).max())
+    iters = int(min(50 * rounds, max(3 * rounds, rounds * budget / max(slowest, 1e-9))))
+    times = time_interleaved(calls, iters, barrier=_no_barrier)
+    return {key: a.nbytes / float(np.median(times[:, j])) / GiB for j, key in enumerate(fns)}
+
+
+def _no_barrier():
+    """One process: nothing to wait for."""
 
 
 def table(rounds=5, budget=0.3, names=None):
@@ -101,8 +99,9 @@ def table(rounds=5, budget=0.3, names=None):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--rounds", type=int, default=5, help="interleaved rounds per dtype (default 5)")
-    p.add_argument("--budget", type=float, default=0.3, help="seconds per implementation per round")
+    p.add_argument("--rounds", type=int, default=5,
+                   help="the slowest implementation runs about rounds x budget seconds (default 5)")
+    p.add_argument("--budget", type=float, default=0.3, help="seconds per round (default 0.3)")
     p.add_argument("--dtype", action="append", choices=list(CASES), help="only these dtypes")
     args = p.parse_args(argv)
     print(f"reduce_into(a, b, 'sum') on {NBYTES >> 20} MiB arrays, kernels: {K.kernel_isa()}, "

@@ -7,7 +7,8 @@
 Every rank makes the default group over "collectives" (algorithm "auto") and a
 gloo group; extra groups force algorithms. Backends take turns size by size and
 repetition by repetition, so load from other processes on a shared machine
-falls on all of them alike. Times are medians over repetitions of the mean of a
+falls on all of them alike (``collectives.bench.time_interleaved``, the loop
+behind ``collectives bench``). Times are medians over repetitions of the mean of a
 batch of calls (rank 0's clock, after a gloo barrier); ratios are gloo's time
 over collectives' (above 1: collectives is faster).
 
@@ -24,8 +25,8 @@ import argparse
 import os
 import statistics
 import sys
-import time
 
+import numpy as np
 import torch
 import torch.distributed as dist
 
@@ -34,45 +35,39 @@ sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "examples"))
 
 import collectives.torch as ct  # noqa: E402
+from collectives.bench import time_interleaved  # noqa: E402
+from collectives.units import format_bytes  # noqa: E402
 import ddp_train  # noqa: E402
 
 
-def fmt_bytes(n):
-    for unit, size in (("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if n >= size:
-            return f"{n // size} {unit}"
-    return f"{n} B"
-
-
-def time_allreduce(group, x, iters, sync_group):
-    dist.barrier(group=sync_group)
-    t0 = time.perf_counter()
-    for _ in range(iters):
-        dist.all_reduce(x, group=group)
-    return (time.perf_counter() - t0) / iters
+def _batch(group, x, iters):
+    """A call that runs ``iters`` all-reduces of ``x`` over ``group``."""
+    def run():
+        for _ in range(iters):
+            dist.all_reduce(x, group=group)
+    return run
 
 
 def bench_allreduce(groups, sizes, reps, budget, sync_group):
-    """{name: {size: median seconds}}."""
+    """{name: {size: median seconds per all-reduce}}, timed by the benchmarks' one loop."""
+    def barrier():
+        dist.barrier(group=sync_group)
+
+    names = list(groups)
     out = {name: {} for name in groups}
     for nbytes in sizes:
         x = torch.ones(nbytes // 4, dtype=torch.float32)
         # iterations per batch from a first timing on gloo (all backends use the same count)
-        t = time_allreduce(groups["gloo"], x, 1, sync_group)
-        t = max(t, time_allreduce(groups["gloo"], x, 1, sync_group))
-        iters = int(max(1, min(200, budget / max(t, 1e-6))))
-        iters = int(torch.tensor([iters]).max())
-        box = torch.tensor([iters], dtype=torch.int64)
+        t = float(time_interleaved([_batch(groups["gloo"], x, 1)], 2, barrier=barrier).max())
+        box = torch.tensor([int(max(1, min(200, budget / max(t, 1e-6))))], dtype=torch.int64)
         dist.broadcast(box, src=0, group=sync_group)
         iters = int(box.item())
-        samples = {name: [] for name in groups}
-        for name, g in groups.items():      # warm-up: plans, buffers, connections
-            time_allreduce(g, x, 1, sync_group)
-        for _ in range(reps):
-            for name, g in groups.items():
-                samples[name].append(time_allreduce(g, x, iters, sync_group))
-        for name in groups:
-            out[name][nbytes] = statistics.median(samples[name])
+        # warm-up: plans, buffers, connections
+        time_interleaved([_batch(groups[n], x, 1) for n in names], 1, barrier=barrier)
+        times = time_interleaved([_batch(groups[n], x, iters) for n in names], reps,
+                                 barrier=barrier) / iters
+        for j, name in enumerate(names):
+            out[name][nbytes] = float(np.median(times[:, j]))
     return out
 
 
@@ -131,7 +126,7 @@ def main(argv=None):
         say(head)
         say("|" + "---|" * (head.count("|") - 1))
         for nbytes in sizes:
-            row = [fmt_bytes(nbytes)] + [f"{res[n][nbytes] * 1e6:.1f}" for n in names]
+            row = [format_bytes(nbytes)] + [f"{res[n][nbytes] * 1e6:.1f}" for n in names]
             row += [f"{res['gloo'][nbytes] / res[n][nbytes]:.2f}" for n in names if n != "gloo"]
             say("| " + " | ".join(row) + " |")
         say("")

@@ -480,36 +480,54 @@ def _prepare(comm, coll, alg, x, op, ref, inplace):
     return fn, wrong, where
 
 
+def time_interleaved(fns, iters, *, barrier, slowest=None) -> np.ndarray:
+    """Seconds taken by each call of each function: an array of shape ``(iters, len(fns))``.
+
+    The one timing loop of the benchmarks. Every iteration calls each function
+    once, in turn, each right after ``barrier()``, so that a burst of load from
+    other processes falls on all of them alike; with one function it is a plain
+    timing loop.
+
+    Parameters
+    ----------
+    fns : sequence of callable
+        The calls to time (no arguments).
+    iters : int
+        Iterations.
+    barrier : callable
+        Called before every timed call (``comm.Barrier``; a no-op on one process).
+    slowest : callable, optional
+        Turns this rank's array into the one to report, for example the
+        element-wise maximum over ranks; None keeps this rank's own times.
+    """
+    times = np.empty((iters, len(fns)))
+    for i in range(iters):
+        for j, fn in enumerate(fns):
+            barrier()
+            t0 = time.perf_counter()
+            fn()
+            times[i, j] = time.perf_counter() - t0
+    return slowest(times) if slowest else times
+
+
 def _time_calls(base, calls, *, iters, warmup, budget):
     """Time each ``(row, key, fn)`` and store in ``row[key]`` the median over iterations of the
-    slowest rank's time, in microseconds; ``row["iters"]`` gets the iteration count.
-
-    Every iteration calls each fn once, in turn, after a barrier: with one call this is a plain
-    timing loop, with several an interleaved one.
-    """
+    slowest rank's time, in microseconds, and the iteration count under the matching ``iters``
+    key; several calls are timed interleaved (:func:`time_interleaved`)."""
     fns = [fn for _, _, fn in calls]
+
+    def slowest(times):
+        worst = np.empty_like(times)
+        base.Allreduce(times, worst, op=_max())
+        return worst
+
     for fn in fns:
         for _ in range(warmup):
             fn()
     if iters is None:
-        slowest = 0.0
-        for fn in fns:
-            base.Barrier()
-            t0 = time.perf_counter()
-            fn()
-            slowest = max(slowest, time.perf_counter() - t0)
-        one = base.allreduce(slowest, op=_max())
+        one = float(time_interleaved(fns, 1, barrier=base.Barrier, slowest=slowest).max())
         iters = int(max(3, min(1000, budget / max(one, 1e-7))))
-    times = np.empty((iters, len(fns)))
-    for i in range(iters):
-        for j, fn in enumerate(fns):
-            base.Barrier()
-            t0 = time.perf_counter()
-            fn()
-            times[i, j] = time.perf_counter() - t0
-    worst = np.empty_like(times)
-    base.Allreduce(times, worst, op=_max())
-    medians = np.median(worst, axis=0)
+    medians = np.median(time_interleaved(fns, iters, barrier=base.Barrier, slowest=slowest), axis=0)
     for (row, key, _), t in zip(calls, medians):
         row[key] = float(t) * 1e6
         row[key.replace("time_us", "iters")] = iters

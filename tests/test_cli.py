@@ -96,9 +96,6 @@ def test_interleaved_timing_alternates_the_calls():
         def Barrier(self):
             pass
 
-        def allreduce(self, value, op=None):
-            return value
-
         def Allreduce(self, send, recv, op=None):
             recv[...] = send
 
