@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import subprocess
 import sys
@@ -710,13 +709,11 @@ def markdown_table(rows) -> str:
 
 
 def _plot(rows, path, n):
-    try:
-        import matplotlib
+    import matplotlib   # main() checked that it is installed before any rank started
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise CollectivesError('--plot needs matplotlib: pip install "collectives[plot]"') from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     colls = sorted({r["collective"] for r in rows})
     fig, axes = plt.subplots(1, len(colls), figsize=(6 * len(colls), 4.5), squeeze=False)
     for ax, coll in zip(axes[0], colls):

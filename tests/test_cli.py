@@ -108,6 +108,27 @@ def test_interleaved_timing_alternates_the_calls():
     assert all(row["iters"] == 3 and row["time_us"] >= 0 for row in rows)
 
 
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(collectives=["allsort"]), "unknown collective 'allsort'"),
+    (dict(algorithms="ring,banana"), "unknown algorithm"),
+    (dict(op="median"), "unknown op 'median'"),
+    (dict(dtype="int32", op="avg"), "op avg needs a floating dtype"),
+    (dict(iters=0), "iters must be at least 1"),
+])
+def test_sweep_refuses_bad_options_before_using_the_communicator(kwargs, message):
+    from collectives.bench import sweep
+    from collectives.errors import InvalidArgument
+
+    class Untouchable:
+        def __getattr__(self, name):
+            raise AssertionError(f"the communicator was used ({name}) before the options were checked")
+
+    args = dict(collectives=["allreduce"], sizes=[8])
+    args.update(kwargs)
+    with pytest.raises(InvalidArgument, match=message):
+        sweep(Untouchable(), args.pop("collectives"), args.pop("sizes"), **args)
+
+
 @pytest.mark.parametrize("args, message", [
     (["bench", "-s", "8:banana"], "sizes"),
     (["bench", "-c", "allsort"], "unknown collective 'allsort'"),

@@ -420,6 +420,10 @@ def test_bad_input(groups):
         dist.all_reduce(torch.zeros(4, dtype=torch.bool))
     with pytest.raises(ValueError, match="output has 3 elements"):
         dist.all_gather_into_tensor(torch.empty(3), torch.empty(2))
+    with pytest.raises(ValueError, match=f"tensor_list has {p + 1} tensors, the group has {p} ranks"):
+        dist.all_gather([torch.empty(2) for _ in range(p + 1)], torch.empty(2))
+    with pytest.raises(ValueError, match=r"input_list\[1\] has 3 elements .*the output has 2 .*must match"):
+        dist.reduce_scatter(torch.empty(2), [torch.empty(2), torch.empty(3)] + [torch.empty(2)] * (p - 2))
     with pytest.raises(ValueError, match="not divisible"):
         dist.all_to_all_single(torch.empty(3), torch.empty(3))
     with pytest.raises(ValueError, match="sum to"):

@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Optional, Union
 
 import numpy as np
@@ -305,14 +304,7 @@ class ProcessGroupCollectives(dist.ProcessGroup):
         if len(output_lists) != 1:
             raise _bad(f"all_gather: expected one output list, got {len(output_lists)}")
         outs = list(output_lists[0])
-        if len(outs) != self._size:
-            raise _bad(f"all_gather: tensor_list has {len(outs)} tensors, the group has "
-                       f"{self._size} ranks: pass one tensor per rank")
-        for i, o in enumerate(outs):
-            self._tensor(o, f"all_gather: tensor_list[{i}]")
-            if o.numel() != inp.numel() or o.dtype != inp.dtype:
-                raise _bad(f"all_gather: tensor_list[{i}] has {o.numel()} elements of {o.dtype}, "
-                           f"the input has {inp.numel()} of {inp.dtype}; they must match")
+        self._check_rank_list(outs, inp, "all_gather", "tensor_list", "input")
         comm, algo = self.comm, self._algo("allgather")
 
         def run():
@@ -354,14 +346,7 @@ class ProcessGroupCollectives(dist.ProcessGroup):
         if len(input_lists) != 1:
             raise _bad(f"reduce_scatter: expected one input list, got {len(input_lists)}")
         ins = list(input_lists[0])
-        if len(ins) != self._size:
-            raise _bad(f"reduce_scatter: input_list has {len(ins)} tensors, the group has "
-                       f"{self._size} ranks: pass one tensor per rank")
-        for i, x in enumerate(ins):
-            self._tensor(x, f"reduce_scatter: input_list[{i}]")
-            if x.numel() != out.numel() or x.dtype != out.dtype:
-                raise _bad(f"reduce_scatter: input_list[{i}] has {x.numel()} elements of "
-                           f"{x.dtype}, the output has {out.numel()} of {out.dtype}; they must match")
+        self._check_rank_list(ins, out, "reduce_scatter", "input_list", "output")
         op = self._op(opts, out, "reduce_scatter")
         if out.numel() == 0:
             return completed_work([out])
@@ -541,16 +526,17 @@ class ProcessGroupCollectives(dist.ProcessGroup):
             return [t]
         return self._submit(run, opts)
 
-    def _check_root_list(self, tensors, mine, op, list_name, mine_name):
-        """The root's list for gather/scatter: one tensor per rank, each like this rank's."""
+    def _check_rank_list(self, tensors, mine, op, list_name, mine_name, where=""):
+        """A list of one tensor per rank (all-gather, reduce-scatter, the root's gather and
+        scatter lists), each with the element count and dtype of this rank's ``mine``."""
         if len(tensors) != self._size:
-            raise _bad(f"{op}: {list_name} has {len(tensors)} tensors on the root, the group "
-                       f"has {self._size} ranks")
+            raise _bad(f"{op}: {list_name} has {len(tensors)} tensors{where}, the group has "
+                       f"{self._size} ranks: pass one tensor per rank")
         for i, t in enumerate(tensors):
             self._tensor(t, f"{op}: {list_name}[{i}]")
             if t.numel() != mine.numel() or t.dtype != mine.dtype:
                 raise _bad(f"{op}: {list_name}[{i}] has {t.numel()} elements of {t.dtype}, "
-                           f"the {mine_name} has {mine.numel()} of {mine.dtype}")
+                           f"the {mine_name} has {mine.numel()} of {mine.dtype}; they must match")
 
     def gather(self, output_lists, input_tensors, opts=None):
         if opts is None:
@@ -561,7 +547,7 @@ class ProcessGroupCollectives(dist.ProcessGroup):
         p, me = self._size, self._rank
         outs = list(output_lists[0]) if output_lists else []
         if me == root:
-            self._check_root_list(outs, inp, "gather", "gather_list", "input")
+            self._check_rank_list(outs, inp, "gather", "gather_list", "input", " on the root")
         nbytes = inp.numel() * inp.element_size()
         send_counts = np.zeros(p, dtype=np.int64)
         send_counts[root] = nbytes
@@ -584,7 +570,7 @@ class ProcessGroupCollectives(dist.ProcessGroup):
         p, me = self._size, self._rank
         ins = list(input_lists[0]) if input_lists else []
         if me == root:
-            self._check_root_list(ins, out, "scatter", "scatter_list", "output")
+            self._check_rank_list(ins, out, "scatter", "scatter_list", "output", " on the root")
         nbytes = out.numel() * out.element_size()
         send_counts = np.full(p, nbytes if me == root else 0, dtype=np.int64)
         recv_counts = np.zeros(p, dtype=np.int64)
