@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
@@ -88,6 +89,9 @@ def main(args) -> int:
                           args.warmup, flag="--")
     if args.nranks is not None and args.nranks < 1:
         raise InvalidArgument(f"-n {args.nranks}: the rank count must be at least 1")
+    if not (args.timeout > 0 and math.isfinite(args.timeout)):
+        raise InvalidArgument(f"--timeout {args.timeout:g}: give the seconds after which a call counts "
+                              "as hung, a finite number above 0 (default 60)")
     for what, path in (("--output", args.output), ("--plot", args.plot)):
         if path:
             folder = os.path.dirname(os.path.abspath(path))

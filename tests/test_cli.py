@@ -137,6 +137,7 @@ def test_sweep_refuses_bad_options_before_using_the_communicator(kwargs, message
     (["bench", "-n", "100000"], "cannot start that many ranks"),
     (["bench", "-n", "4", "--emulate", "star:n=2"], "fewer than the 4 ranks"),
     (["bench", "--emulate", "torus:banana"], "torus"),
+    (["bench", "--timeout", "0"], "--timeout 0: give the seconds"),
 ])
 def test_bench_user_errors_are_one_line(args, message):
     r = run(*args, timeout=60)
