@@ -108,8 +108,6 @@ def main(args) -> int:
         if n > 256:
             raise InvalidArgument(f"-n {n}: this machine cannot start that many ranks sensibly; "
                                   "run under your cluster's launcher instead")
-        if n < 1:
-            raise InvalidArgument(f"-n {n}: the rank count must be at least 1")
         if args.emulate:
             from .topology import resolve
 
