@@ -155,7 +155,40 @@ def _families(args):
     return 0
 
 
+#: switched networks with more hosts than this are drawn with each leaf's hosts folded into it
+MAX_DRAWN_HOSTS = 64
+
+
+def _torus_positions(topo):
+    """Grid positions of a torus of any dimension: dims 0 and 1 span a 2-D slice, the slices of
+    the remaining dims are laid side by side (then in rows), one empty column/row between them."""
+    import math
+
+    G = topo.graph
+    dims = list(topo.params.get("dims") or [])
+    nx0, ny0 = dims[0], dims[1] if len(dims) > 1 else 1
+    slices = 1
+    for d in dims[2:]:
+        slices *= d
+    per_row = max(1, math.ceil(math.sqrt(slices)))
+    pos = {}
+    for n in G:
+        c = list(G.nodes[n]["coord"]) + [0, 0]
+        rest = 0
+        for d, k in zip(dims[2:], c[2:len(dims)]):
+            rest = rest * d + k
+        col, row = rest % per_row, rest // per_row
+        pos[n] = (c[0] + col * (nx0 + 1), -(c[1] + row * (ny0 + 1)))
+    return pos
+
+
+def _neighbours_in_grid(pos, u, v):
+    (x0, y0), (x1, y1) = pos[u], pos[v]
+    return abs(x0 - x1) + abs(y0 - y1) <= 1.0 + 1e-9
+
+
 def _layout(topo):
+    """Node positions for ``topo draw`` and the edges worth drawing (None: all of them)."""
     import math
 
     import networkx as nx
@@ -163,11 +196,13 @@ def _layout(topo):
     G = topo.graph
     fam = topo.family
     if fam in ("ring", "full-mesh"):
-        return nx.circular_layout(G, scale=1.0)
-    if fam == "torus" and len(topo.params.get("dims", [])) <= 2:
-        dims = topo.params["dims"]
-        return {h: (G.nodes[h]["coord"][0], G.nodes[h]["coord"][-1] if len(dims) > 1 else 0)
-                for h in G}
+        return nx.circular_layout(G, scale=1.0), None
+    if fam == "torus" and topo.params.get("dims"):
+        pos = _torus_positions(topo)
+        # wrap-around links would cross the whole slice, links between slices the whole
+        # picture: they are left out (the title says so)
+        edges = [(u, v) for u, v in G.edges() if _neighbours_in_grid(pos, u, v)]
+        return pos, edges
     if fam == "dragonfly":
         # groups on a circle, routers on a small circle per group, hosts outside their router
         p = topo.params
@@ -190,29 +225,47 @@ def _layout(topo):
             i = seen[rt] = seen.get(rt, -1) + 1
             ang = math.atan2(y - cy, x - cx) + 0.6 * (i - (k - 1) / 2) / max(k, 1)
             pos[h] = (x + 0.45 * r * math.cos(ang), y + 0.45 * r * math.sin(ang))
-        return pos
+        return pos, None
     if topo.switched:
-        # layers by distance from the hosts; within a layer, order by the mean position of
-        # the neighbours one layer down (hosts in rank order)
-        level = topo.hop_levels()
-        layers = {}
-        for n, lv in level.items():
+        return _layered(G, list(topo.hosts), topo.hop_levels()), None
+    return nx.spring_layout(G, seed=0), None
+
+
+def _layered(G, bottom, level):
+    """Positions by layer: ``bottom`` (in order) on the ground, every other node at its
+    ``level`` (hops from the hosts), ordered within its layer by the mean position of its
+    neighbours one layer down."""
+    layers = {}
+    for n, lv in level.items():
+        if n in G:
             layers.setdefault(lv, []).append(n)
-        x = {h: float(i) for i, h in enumerate(topo.hosts)}
-        width = max(len(topo.hosts) - 1, 1)
-        pos = {h: (x[h], 0.0) for h in topo.hosts}
-        for lv in sorted(layers)[1:]:
-            nodes = layers[lv]
-            def bary(n):
-                xs = [x[m] for m in G.adj[n] if level.get(m, lv) < lv and m in x]
-                return sum(xs) / len(xs) if xs else 0.0
-            nodes.sort(key=lambda n: (bary(n), str(n)))
-            step = width / max(len(nodes), 1)
-            for i, n in enumerate(nodes):
-                x[n] = (i + 0.5) * step if len(nodes) > 1 else width / 2
-                pos[n] = (x[n], lv * width / max(len(layers), 2))
-        return pos
-    return nx.spring_layout(G, seed=0)
+    x = {h: float(i) for i, h in enumerate(bottom)}
+    width = max(len(bottom) - 1, 1)
+    pos = {h: (x[h], 0.0) for h in bottom}
+    for lv in sorted(layers):
+        nodes = [n for n in layers[lv] if n not in pos]
+        if not nodes:
+            continue
+
+        def bary(n):
+            xs = [x[m] for m in G.adj[n] if m in x and level.get(m, lv) < lv]
+            return sum(xs) / len(xs) if xs else 0.0
+
+        nodes.sort(key=lambda n: (bary(n), str(n)))
+        step = width / max(len(nodes), 1)
+        for i, n in enumerate(nodes):
+            x[n] = (i + 0.5) * step if len(nodes) > 1 else width / 2
+            pos[n] = (x[n], lv * width / max(len(layers), 2))
+    return pos
+
+
+def _folded(topo):
+    """The graph without hosts, and each switch's number of attached hosts."""
+    G = topo.graph
+    hosts = set(topo.hosts)
+    folded = G.subgraph([n for n in G if n not in hosts]).copy()
+    attached = {n: sum(1 for m in G.adj[n] if m in hosts) for n in folded}
+    return folded, attached
 
 
 def _draw(args):
@@ -231,19 +284,43 @@ def _draw(args):
     if G.number_of_nodes() > args.max_nodes:
         raise InvalidArgument(f"{topo.name} has {G.number_of_nodes()} nodes; drawing is for small "
                               f"topologies (raise --max-nodes to try anyway)")
-    pos = _layout(topo)
+    title = topo.name
+    if topo.switched and len(topo.hosts) > MAX_DRAWN_HOSTS and topo.family != "dragonfly":
+        # a thousand host dots under their leaves is ink, not information: fold them in
+        G, attached = _folded(topo)
+        first_host = {}
+        for i, h in enumerate(topo.hosts):
+            for m in topo.graph.adj[h]:
+                first_host.setdefault(m, i)
+        leaves = sorted((n for n in G if attached[n]), key=lambda n: first_host.get(n, 0))
+        pos = _layered(G, leaves, topo.hop_levels())
+        edges = None
+        title += f" (hosts folded into their switches: {len(topo.hosts)} in all)"
+    else:
+        attached = {}
+        pos, edges = _layout(topo)
+        if edges is not None and len(edges) < G.number_of_edges():
+            dims = topo.params.get("dims") or []
+            across = " and the links between slices (dims 3 on: slices left to right, then down)" \
+                if len(dims) > 2 else ""
+            title += (f"\n{G.number_of_edges() - len(edges)} links not drawn: the wrap-around "
+                      f"links{across}")
     colors = {"host": "#4c72b0", "switch": "#dd8452", "nic": "#55a868"}
     fig, ax = plt.subplots(figsize=(10, 7))
-    nx.draw_networkx_edges(G, pos, ax=ax, width=0.6, alpha=0.5)
+    many = G.number_of_edges() > 500
+    nx.draw_networkx_edges(G, pos, edgelist=edges, ax=ax, width=0.3 if many else 0.6,
+                           alpha=0.25 if many else 0.5)
     for kind, color in colors.items():
         nodes = [n for n, k in G.nodes(data="kind") if k == kind]
         if nodes:
+            sizes = [40 + 4 * attached.get(n, 0) if attached else (60 if kind == "host" else 120)
+                     for n in nodes]
             nx.draw_networkx_nodes(G, pos, nodelist=nodes, node_color=color, ax=ax,
-                                   node_size=60 if kind == "host" else 120, label=kind)
+                                   node_size=sizes, label=kind)
     if G.number_of_nodes() <= 64:
         nx.draw_networkx_labels(G, pos, ax=ax, font_size=6)
     ax.set_aspect("equal" if topo.family in ("dragonfly", "ring", "full-mesh", "torus") else "auto")
-    ax.set_title(topo.name)
+    ax.set_title(title)
     ax.legend(loc="best", fontsize=8)
     ax.axis("off")
     try:
