@@ -18,15 +18,10 @@ import time
 
 import numpy as np
 
+from .algorithms import COLLECTIVES
+from .busbw import busbw_factor
 from .errors import CollectivesError, InvalidArgument
 
-BUS_FACTOR = {
-    "allreduce": lambda n: 2.0 * (n - 1) / n,
-    "alltoall": lambda n: (n - 1) / n,
-    "allgather": lambda n: (n - 1) / n,
-    "reduce_scatter": lambda n: (n - 1) / n,
-    "broadcast": lambda n: 1.0,
-}
 REDUCING = ("allreduce", "reduce_scatter")
 DEFAULT_SIZES = "4:64M:4"
 
@@ -75,8 +70,8 @@ def main(args) -> int:
     # check everything a user can get wrong before starting ranks
     collectives = [c.strip() for c in args.collective.split(",") if c.strip()]
     for c in collectives:
-        if c not in BUS_FACTOR:
-            raise InvalidArgument(f"unknown collective {c!r}: accepted are {', '.join(BUS_FACTOR)}")
+        if c not in COLLECTIVES:
+            raise InvalidArgument(f"unknown collective {c!r}: accepted are {', '.join(COLLECTIVES)}")
     sizes = parse_sizes(args.sizes)
     from . import dtypes as _dt
 
@@ -231,7 +226,7 @@ def _run(args, collectives, sizes, dtype) -> int:
                 wrong_total += wrong_in
                 if where is not None and first_wrong is None:
                     first_wrong = (coll, alg, count, where)
-            factor = BUS_FACTOR[coll](n)
+            factor = busbw_factor(coll, n)
             for key in ("time_us", "inplace_time_us"):
                 if key in row:
                     algbw = row["bytes"] / (row[key] * 1e-6) / 1e9 if row[key] > 0 else 0.0

@@ -45,8 +45,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import CollectivesError
 from ..schedule import BUF_IN, BUF_OUT, BUF_TMP, Ops, Schedule, StepGroup
-from ._blocks import I64, make_groups, split_off, split_runs, with_first_copy
+from ._blocks import (I64, block_owner, make_groups, split_off, split_runs, topology_groups,
+                      with_first_copy)
+from ._variant import Variant
 
 
 def _expand(counts):
@@ -110,7 +113,7 @@ def allreduce(nranks: int, count: int, groups=None) -> Schedule:
         else:
             sp, rp = (jj - i) % G, (jj - i - 1) % G
         nj, pj = (jj + 1) % G, (jj - 1) % G
-        holder = lambda grp: g.member(grp, _owner(k, S, g.size[grp]))  # noqa: E731
+        holder = lambda grp: g.member(grp, block_owner(k, S, g.size[grp]))  # noqa: E731
         so = lo + split_off(sp, n, G)
         sc = split_off(sp + 1, n, G) - split_off(sp, n, G)
         ro = lo + split_off(rp, n, G)
@@ -135,16 +138,6 @@ def allreduce(nranks: int, count: int, groups=None) -> Schedule:
     steps = with_first_copy(steps, lambda ranks: Ops.copy(ranks, BUF_IN, 0, BUF_OUT, 0, count))
     return Schedule("allreduce", "hierarchical", p, count, count, steps, tmp_count=0, reduces=True,
                     params={"groups": g.describe()})
-
-
-def _owner(k, n, parts):
-    """Index of the part of array_split(range(n), parts) that holds k (vectorised over parts)."""
-    k = np.asarray(k, dtype=I64)
-    parts = np.asarray(parts, dtype=I64)
-    base = n // parts
-    extra = n % parts
-    big = extra * (base + 1)
-    return np.where(k < big, k // (base + 1), extra + (k - big) // np.maximum(base, 1))
 
 
 # ---- all-to-all -------------------------------------------------------------------------------
@@ -310,3 +303,51 @@ def alltoall(nranks: int, count: int, groups=None) -> Schedule:
             steps.append(StepGroup(1, step3, "hierarchical: unpack", lambda i, ranks: Ops.empty()))
     return Schedule("alltoall", "hierarchical", p, count, count, steps, tmp_count=tmp_count,
                     params={"groups": g.describe()})
+
+
+# ---- variants the planner prices ---------------------------------------------------------------
+
+def _levels(topology):
+    """The topology's group levels that can make groups (not single hosts, not everything)."""
+    if not hasattr(topology, "group_levels"):
+        return []
+    return [level for level in topology.group_levels() if level not in ("host", "all")]
+
+
+def _group_variants(topology, hosts, params, messages_per_step):
+    """One variant per distinct grouping of the ranks by a level of the topology.
+
+    Levels that put every rank in one group, or each in its own, are left out
+    (the algorithm would be a flat one). With ``groups=`` fixed by the caller, or
+    no usable level, only the defaults are priced.
+    """
+    if "groups" in params:
+        yield Variant(params=dict(params))
+        return
+    p = len(hosts)
+    seen = set()
+    for level in _levels(topology):
+        try:
+            groups = topology_groups(topology, hosts, level)
+        except CollectivesError:
+            continue    # this level does not apply to these hosts
+        ngroups = int(groups.max()) + 1 if len(groups) else 0
+        if groups.tobytes() in seen or ngroups in (1, p):
+            continue
+        seen.add(groups.tobytes())
+        yield Variant(f"groups={level}", dict(params, groups=groups),
+                      messages_per_step=messages_per_step(p, ngroups))
+    if not seen:
+        yield Variant(params=dict(params))
+
+
+def allreduce_variants(topology, hosts, count, params):
+    """Hierarchical all-reduce: one variant per group level of the topology."""
+    return _group_variants(topology, hosts, params, lambda p, ngroups: 0)
+
+
+def alltoall_variants(topology, hosts, count, params):
+    """Hierarchical all-to-all: one variant per group level; every rank sends to every
+    group's aggregator, so its first step has p x groups messages."""
+    return _group_variants(topology, hosts, params, lambda p, ngroups: p * ngroups)
+

@@ -34,8 +34,9 @@ from numbers import Integral, Real
 
 import numpy as np
 
+from ..algorithms import COLLECTIVES
 from ..errors import InvalidArgument, ModelError, TopologyError
-from ..schedule import RECV, RECV_REDUCE, SEND
+from ..schedule import RECV, RECV_REDUCE
 from .maxmin import incidence, maxmin
 from .network import Network, VirtualFullMesh, network_for
 
@@ -51,7 +52,6 @@ DEFAULTS = {
     "max_samples": 16,            # repetitions priced in a group whose pattern varies
 }
 
-COLLECTIVES = ("allreduce", "alltoall", "reduce_scatter", "allgather", "broadcast")
 _MODEL_KEYS = set(DEFAULTS) | {"placement", "dtype", "itemsize"}
 
 
@@ -288,17 +288,6 @@ class _Step:
     inc: object
 
 
-def _ops_flows(ops, nranks, itemsize):
-    ops = ops.nonempty()
-    send = ops.kind == SEND
-    red = ops.kind == RECV_REDUCE
-    src = ops.rank[send]
-    dst = ops.peer[send]
-    nbytes = ops.count[send] * itemsize
-    rb = np.bincount(ops.rank[red], weights=ops.count[red] * itemsize, minlength=nranks)
-    return src, dst, nbytes.astype(np.float64), rb
-
-
 def _price(net, hosts, src, dst, nbytes, reduce_bytes, nranks, mp) -> _Step:
     if len(src) == 0:
         t = float((reduce_bytes / mp["reduce_bandwidth"]).max()) if reduce_bytes.any() else 0.0
@@ -322,16 +311,15 @@ def _same(a, b):
     return all(x.shape == y.shape and np.array_equal(x, y) for x, y in zip(a, b))
 
 
-def _group_reps(g, ranks, nranks, itemsize, max_samples):
+def _group_reps(g, nranks, itemsize, max_samples):
     """Which repetitions of a group to price: [(index, flows)], and whether exact."""
-    build = g.messages or g.build
-    first = _ops_flows(build(0, ranks), nranks, itemsize)
+    first = g.flows(0, nranks, itemsize)
     if g.repeat == 1:
         return [(0, first)], True, True
     probe = sorted({1, g.repeat - 1, g.repeat // 2})
     flows = {0: first}
     for i in probe:
-        flows[i] = _ops_flows(build(i, ranks), nranks, itemsize)
+        flows[i] = g.flows(i, nranks, itemsize)
     if all(_same(first, flows[i]) for i in probe):
         return [(0, first)], True, True            # one pattern: priced once
     if g.repeat <= max_samples:
@@ -344,7 +332,7 @@ def _group_reps(g, ranks, nranks, itemsize, max_samples):
     for i in idx:
         f = flows.get(i)
         if f is None:
-            f = _ops_flows(build(i, ranks), nranks, itemsize)
+            f = g.flows(i, nranks, itemsize)
         out.append((i, f))
     return out, exact, False
 
@@ -379,13 +367,12 @@ def simulate(schedule, topology, placement=None, **params) -> SimulationResult:
     net = network_for(topo, mp["routing"], mp["switch_latency"])
     nranks = schedule.nranks
     hosts = placement_of(topo, nranks, placement)
-    ranks = np.arange(nranks, dtype=np.int64)
     total = 0.0
     step_times, names = [], []
     all_ids, all_bytes = [], []
     exact_all = True
     for g in schedule.groups:
-        reps, exact, single = _group_reps(g, ranks, nranks, itemsize, mp["max_samples"])
+        reps, exact, single = _group_reps(g, nranks, itemsize, mp["max_samples"])
         exact_all &= exact
         times = []
         weight = g.repeat / len(reps)
@@ -460,30 +447,24 @@ def _check_collective_algorithm(collective, algorithm):
 
 
 def build_for(collective, algorithm, nbytes, topo, ranks, hosts, itemsize, alg_params):
-    """The Schedule ``predict`` prices (with topology-derived groups for hierarchical)."""
+    """The Schedule ``predict`` prices.
+
+    An algorithm that needs groups and is given none gets the topology's
+    natural host groups under the placement (when there are any; else its
+    own default).
+    """
     from .. import algorithms as _alg
+    from ..algorithms._blocks import topology_groups
 
     count = nbytes // itemsize
     if nbytes % itemsize:
         raise InvalidArgument(f"nbytes={nbytes} is not a whole number of {itemsize}-byte elements")
     ap = dict(alg_params)
-    if algorithm == "hierarchical" and "groups" not in ap:
-        g = rank_groups(topo, hosts)
-        if len(g) and int(g.max()) + 1 < len(g):      # no natural groups: the algorithm's default
+    if "groups" in _alg.get(collective, algorithm).needs and "groups" not in ap:
+        g = topology_groups(topo, hosts)
+        if len(g) and int(g.max()) + 1 < len(g):
             ap["groups"] = g
     return _alg.build_schedule(collective, algorithm, ranks, count, **ap)
-
-
-def rank_groups(topo, hosts, level=None) -> np.ndarray:
-    """Group index of each rank: the topology's natural host groups under the placement."""
-    gi = np.asarray(topo.group_index(level), dtype=np.int64)[hosts]
-    _, inv = np.unique(gi, return_inverse=True)
-    # number groups in order of first appearance
-    first = {}
-    out = np.empty(len(inv), dtype=np.int64)
-    for i, g in enumerate(inv.tolist()):
-        out[i] = first.setdefault(g, len(first))
-    return out
 
 
 def predict(collective, algorithm, nbytes, topology, ranks=None, **params) -> float:
@@ -550,7 +531,6 @@ def message_times(schedule, topology, placement=None, rank=0, **params) -> np.nd
     out = np.zeros(len(prog))
     if not len(prog):
         return out
-    ranks = np.arange(nranks, dtype=np.int64)
     # step index -> (group, repetition)
     where = []
     for gi, g in enumerate(schedule.groups):
@@ -559,8 +539,7 @@ def message_times(schedule, topology, placement=None, rank=0, **params) -> np.nd
     priced = {}
     for step in np.unique(prog["step"][is_recv]).tolist():
         gi, i = where[step]
-        g = schedule.groups[gi]
-        src, dst, nb, rb = _ops_flows((g.messages or g.build)(i, ranks), nranks, itemsize)
+        src, dst, nb, rb = schedule.groups[gi].flows(i, nranks, itemsize)
         key = _digest(src, dst, nb)
         st = priced.get(key)
         if st is None:
