@@ -102,10 +102,6 @@ def split_runs(repeat: int, signature: Callable[[int], object], make: Callable[[
     return out
 
 
-def shifted(build: Callable[[int, np.ndarray], Ops], start: int) -> Callable[[int, np.ndarray], Ops]:
-    return lambda i, ranks: build(start + i, ranks)
-
-
 # ---- groups ---------------------------------------------------------------------------------
 
 class Groups:

@@ -35,7 +35,7 @@ from numbers import Integral, Real
 import numpy as np
 
 from ..algorithms import COLLECTIVES
-from ..errors import InvalidArgument, ModelError, TopologyError
+from ..errors import InvalidArgument, ModelError
 from ..schedule import RECV, RECV_REDUCE
 from .maxmin import incidence, maxmin
 from .network import Network, VirtualFullMesh, network_for
@@ -161,10 +161,7 @@ def resolve_topology(topology):
             return hit
         topo = _virtual_mesh_spec(s)
         if topo is None:
-            fn = getattr(_topo, "resolve", None) or getattr(_topo, "from_spec", None)
-            if fn is None:
-                raise TopologyError("this build of collectives.topology cannot read topology specs")
-            topo = fn(spec)
+            topo = _topo.resolve(spec)
         if len(_SPECS) >= 8:
             _SPECS.pop(next(iter(_SPECS)))
         _SPECS[key] = topo
