@@ -34,12 +34,11 @@ __all__ = ["choose", "Plan", "Candidate"]
 #: candidates whose steps would have more flows than this are listed but not priced
 MAX_FLOWS = 2_000_000
 
-_MODEL_KEYS = ("overhead", "reduce_bandwidth", "switch_latency", "routing", "max_samples",
-               "placement", "dtype", "itemsize")
-
 
 @dataclass
 class Candidate:
+    """One schedule the planner priced (or could not price, and why)."""
+
     label: str                 # e.g. "hierarchical(groups=pod)"
     algorithm: str
     params: dict               # what the executor passes to build_schedule
@@ -147,8 +146,7 @@ def choose(collective, nbytes, topology, ranks=None, *, cache=True, **params) ->
         schedule with (hierarchical ``groups``, tree ``chunk``, ring ``order``).
     """
     from . import algorithms as _alg
-    from .model.simulate import (_check_nbytes, _itemsize, _num_hosts, build_for, placement_of,
-                                 resolve_topology, simulate)
+    from .model.simulate import _check_nbytes, build_for, resolve_call, simulate
 
     if not isinstance(collective, str) or collective not in _alg.COLLECTIVES:
         raise InvalidArgument(f"unknown collective {collective!r}: accepted are "
@@ -162,18 +160,7 @@ def choose(collective, nbytes, topology, ranks=None, *, cache=True, **params) ->
         ranks = comm.size
         topology, comm_params = _comm_model(comm)
         params = {**comm_params, **params}
-    topo = resolve_topology(topology)
-    if ranks is None:
-        ranks = _num_hosts(topo)
-    if isinstance(ranks, bool) or not isinstance(ranks, (int, np.integer)) or ranks < 1:
-        raise InvalidArgument(f"ranks must be an integer >= 1, got {ranks!r}")
-    ranks = int(ranks)
-    model = {k: v for k, v in params.items() if k in _MODEL_KEYS}
-    alg_params = {k: v for k, v in params.items() if k not in _MODEL_KEYS}
-    itemsize = _itemsize(model)
-    model.pop("itemsize", None)
-    model.pop("dtype", None)
-    hosts = placement_of(topo, ranks, model.pop("placement", None))
+    topo, ranks, model, alg_params, itemsize, hosts = resolve_call(topology, ranks, params)
     key = None
     if cache:
         try:

@@ -256,6 +256,18 @@ def _pingpong(comm, peer, sizes, iters, first):
     return out
 
 
+def _pingpong_with(comm, peer, sizes, iters):
+    """Rank 0's ping-pong times with ``peer`` (None elsewhere, or without a peer); then a barrier."""
+    times = None
+    if peer is not None:
+        if comm.Get_rank() == 0:
+            times = _pingpong(comm, peer, sizes, iters, True)
+        elif comm.Get_rank() == peer:
+            _pingpong(comm, 0, sizes, iters, False)
+    comm.Barrier()
+    return times
+
+
 def measure_reduce_bandwidth(nbytes=16 << 20, repeat=5) -> float:
     """Bytes/s of ``reduce_into`` (float32 sum) on this core."""
     from .._kernels import reduce_into
@@ -297,21 +309,8 @@ def calibrate(comm=None, sizes=None, iters=20):
     same = [r for r in range(comm.Get_size()) if node_of[r] == node_of[0] and r != 0]
     other = [r for r in range(comm.Get_size()) if node_of[r] != node_of[0]]
     measured = {"sizes": sizes}
-    intra_t = inter_t = None
-    if same:
-        peer = same[0]
-        if rank == 0:
-            intra_t = _pingpong(comm, peer, sizes, iters, True)
-        elif rank == peer:
-            _pingpong(comm, 0, sizes, iters, False)
-    comm.Barrier()
-    if other:
-        peer = other[0]
-        if rank == 0:
-            inter_t = _pingpong(comm, peer, sizes, iters, True)
-        elif rank == peer:
-            _pingpong(comm, 0, sizes, iters, False)
-    comm.Barrier()
+    intra_t = _pingpong_with(comm, same[0] if same else None, sizes, iters)
+    inter_t = _pingpong_with(comm, other[0] if other else None, sizes, iters)
     prof = None
     if rank == 0:
         gamma = measure_reduce_bandwidth()

@@ -487,20 +487,33 @@ def predict(collective, algorithm, nbytes, topology, ranks=None, **params) -> fl
     """
     _check_collective_algorithm(collective, algorithm)
     nbytes = _check_nbytes(nbytes)
+    topo, ranks, model, alg, itemsize, hosts = resolve_call(topology, ranks, params)
+    sched = build_for(collective, algorithm, nbytes, topo, ranks, hosts, itemsize, alg)
+    return simulate(sched, topo, placement=hosts, itemsize=itemsize, **model).time
+
+
+def resolve_call(topology, ranks, params):
+    """What a call of :func:`predict` or the planner prices on.
+
+    Returns ``(topology, ranks, model constants, algorithm parameters,
+    itemsize, hosts)``: the resolved topology, the rank count (default every
+    host), the keyword arguments split into model constants (without
+    placement, dtype and itemsize) and the rest, the element size and the
+    host of each rank.
+    """
     topo = resolve_topology(topology)
-    H = _num_hosts(topo)
     if ranks is None:
-        ranks = H
+        ranks = _num_hosts(topo)
     if isinstance(ranks, bool) or not isinstance(ranks, (Integral, np.integer)) or ranks < 1:
         raise InvalidArgument(f"ranks must be an integer >= 1, got {ranks!r}")
     ranks = int(ranks)
     model = {k: v for k, v in params.items() if k in _MODEL_KEYS}
     alg = {k: v for k, v in params.items() if k not in _MODEL_KEYS}
     itemsize = _itemsize(model)
-    hosts = placement_of(topo, ranks, model.get("placement"))
-    sched = build_for(collective, algorithm, nbytes, topo, ranks, hosts, itemsize, alg)
-    model["placement"] = hosts
-    return simulate(sched, topo, **model).time
+    hosts = placement_of(topo, ranks, model.pop("placement", None))
+    model.pop("itemsize", None)
+    model.pop("dtype", None)
+    return topo, ranks, model, alg, itemsize, hosts
 
 
 # ---------------------------------------------------------------------- per message
