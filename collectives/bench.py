@@ -23,15 +23,10 @@ import time
 
 import numpy as np
 
+from .algorithms import COLLECTIVES
+from .busbw import busbw_factor
 from .errors import CollectivesError, InvalidArgument
 
-BUS_FACTOR = {
-    "allreduce": lambda n: 2.0 * (n - 1) / n,
-    "alltoall": lambda n: (n - 1) / n,
-    "allgather": lambda n: (n - 1) / n,
-    "reduce_scatter": lambda n: (n - 1) / n,
-    "broadcast": lambda n: 1.0,
-}
 REDUCING = ("allreduce", "reduce_scatter")
 DEFAULT_SIZES = "4:64M:4"
 
@@ -146,8 +141,8 @@ def check_options(collectives, algorithms, dtype, op, iters, warmup, *, flag="")
     from . import dtypes as _dt
 
     for c in collectives:
-        if c not in BUS_FACTOR:
-            raise InvalidArgument(f"unknown collective {c!r}: accepted are {', '.join(BUS_FACTOR)}")
+        if c not in COLLECTIVES:
+            raise InvalidArgument(f"unknown collective {c!r}: accepted are {', '.join(COLLECTIVES)}")
     dt = _dt.normalize_dtype(dtype, f"{flag}dtype")
     if op not in ("sum", "prod", "min", "max", "avg"):
         raise InvalidArgument(f"unknown {flag}op {op!r}: accepted are sum, prod, min, max, avg")
@@ -327,7 +322,7 @@ def sweep(comm, collectives, sizes, *, algorithms="all", dtype="float32", op="su
 def _finish_row(comm, row, n):
     """Add bandwidths and, under emulation, the model's prediction to a timed row."""
     coll, alg = row["collective"], row["algorithm"]
-    factor = BUS_FACTOR[coll](n)
+    factor = busbw_factor(coll, n)
     for key in ("time_us", "inplace_time_us"):
         if key in row:
             algbw = row["bytes"] / (row[key] * 1e-6) / 1e9 if row[key] > 0 else 0.0

@@ -280,29 +280,34 @@ class Communicator:
             self._check_result(res, "barrier", "mpi")
 
     def plan(self, collective: str, nbytes: int, dtype="float32"):
-        """What ``algorithm="auto"`` does for this collective and size, with the reasons."""
-        from . import policy
+        """What ``algorithm="auto"`` does for this collective and size, with the reasons.
 
-        return policy.plan_for(self, collective, nbytes, dtype)
+        The same as ``collectives.planner.choose(collective, nbytes, comm, dtype=dtype)``.
+        """
+        from . import planner
+
+        return planner.choose(collective, nbytes, self, dtype=dtype)
 
     def predict(self, collective: str, algorithm: str, nbytes: int) -> float:
         """The model's time (seconds) for this call on this communicator's topology.
 
-        Uses the same schedule parameters a call would (hierarchical groups,
-        the planner's parameters for "auto") and the same placement. Needs a topology.
+        Uses the same schedule parameters a call would (this communicator's
+        groups for an algorithm that needs them, the planner's parameters for
+        "auto") and the same placement. Needs a topology.
         """
         if self.topology is None:
             raise InvalidArgument("predict needs a Communicator created with topology=")
+        from . import algorithms as _alg
         from . import model as _model
-        from . import policy
+        from . import planner
 
         params = {}
         if algorithm == "auto":
-            plan = policy.plan_for(self, collective, nbytes, None)
-            if getattr(plan, "predicted_time", None) is not None:
+            plan = planner.choose(collective, nbytes, self)
+            if plan.predicted_time is not None:
                 return float(plan.predicted_time)
             algorithm = plan.algorithm
-        if algorithm == "hierarchical":
+        if "groups" in _alg.get(collective, algorithm).needs:
             params["groups"] = self.groups
         return float(_model.predict(collective, algorithm, int(nbytes), self.topology, ranks=self.size,
                                     placement=self.placement, **params))
@@ -393,19 +398,15 @@ class Communicator:
                 "comm.abort()")
 
     def _choose(self, collective, algorithm, a):
-        if not isinstance(algorithm, str):
-            raise InvalidType(f"algorithm must be a string, got {algorithm!r}")
+        """(algorithm name, schedule parameters) for this call: the planner's for "auto"."""
         from . import algorithms as _alg
-        from . import policy
 
-        name = algorithm.lower()
+        name = _alg.accepted_name(collective, algorithm)
         if name == "auto":
-            return policy.auto_plan(self, collective, a.nbytes, a.dtype)
-        if name == "mpi":
-            return name, {}
-        if name not in _alg.algorithm_names(collective):
-            accepted = ", ".join(["auto", "mpi"] + list(_alg.algorithm_names(collective)))
-            raise InvalidArgument(f"unknown {collective} algorithm {algorithm!r}: accepted are {accepted}")
+            from . import planner
+
+            plan = planner.choose(collective, a.nbytes, self, dtype=a.dtype)
+            return plan.algorithm, dict(plan.params)
         return name, {}
 
     def _entry(self, collective, algorithm, a, op_code, root):
@@ -426,11 +427,10 @@ class Communicator:
         else:
             from . import algorithms as _alg
 
-            params = {}
-            if name == "hierarchical":
-                params["groups"] = self.groups
+            needs = _alg.get(collective, name).needs
+            params = {"groups": self.groups} if "groups" in needs else {}
             params.update(plan_params)
-            if collective == "broadcast":
+            if "root" in needs:
                 params["root"] = root
             sched = _alg.build_schedule(collective, name, self.size, count, **params)
             program = np.ascontiguousarray(sched.program(self.rank))
@@ -538,10 +538,7 @@ def _algorithm_of_crc(crc: int) -> str:
     """The algorithm name behind a fingerprint's checksum (names are few and known)."""
     from . import algorithms as _alg
 
-    names = {"mpi", "auto"}
-    for coll in COLLECTIVES:
-        names.update(_alg.algorithm_names(coll))
-    for name in names:
+    for name in _alg.all_names():
         if zlib.crc32(name.encode()) == crc:
             return name
     return f"#{crc:08x}"

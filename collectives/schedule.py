@@ -148,6 +148,19 @@ class StepGroup:
     #: cheap to price at large p.
     messages: Callable[[int, np.ndarray], Ops] | None = None
 
+    def flows(self, i: int, nranks: int, itemsize: int = 1):
+        """Every message of repetition ``i``, all ranks at once: ``(src, dst, nbytes, reduce_bytes)``.
+
+        ``src``/``dst``/``nbytes`` are int64 arrays, one entry per message of
+        a non-zero size; ``reduce_bytes[r]`` is how many bytes rank r reduces.
+        """
+        ops = (self.messages or self.build)(i, np.arange(nranks, dtype=np.int64)).nonempty()
+        sends = ops.select(ops.kind == SEND)
+        red = ops.select(ops.kind == RECV_REDUCE)
+        reduce_bytes = np.bincount(red.rank, weights=red.count * itemsize,
+                                   minlength=nranks).astype(np.int64)
+        return sends.rank, sends.peer, sends.count * itemsize, reduce_bytes
+
 
 @dataclass
 class Schedule:
@@ -226,16 +239,11 @@ class Schedule:
 
         ``src``/``dst``/``nbytes`` describe every message of repetition 0 of
         the group (the pattern all its repetitions share); ``reduce_bytes[r]``
-        is how many bytes rank r reduces in that step.
+        is how many bytes rank r reduces in that step. The model prices other
+        repetitions with :meth:`StepGroup.flows`.
         """
-        ranks = np.arange(self.nranks, dtype=np.int64)
         for g in self.groups:
-            ops = (g.messages or g.build)(0, ranks).nonempty()
-            sends = ops.select(ops.kind == SEND)
-            red = ops.select(ops.kind == RECV_REDUCE)
-            reduce_bytes = np.bincount(red.rank, weights=red.count * itemsize,
-                                       minlength=self.nranks).astype(np.int64)
-            yield (g.repeat, sends.rank, sends.peer, sends.count * itemsize, reduce_bytes)
+            yield (g.repeat, *g.flows(0, self.nranks, itemsize))
 
     def describe(self) -> str:
         return (f"{self.collective}/{self.algorithm}: {self.nranks} ranks, {self.count} elements, "

@@ -9,7 +9,7 @@ import collectives as cl
 from collectives import topology as T
 from collectives.errors import CollectivesError, ModelError, TopologyFileError
 from collectives.model import predict
-from collectives.planner import choose, plan_for_comm
+from collectives.planner import choose
 
 
 def test_choose_picks_the_fastest_and_explains():
@@ -58,17 +58,17 @@ class _FakeComm:
         self.segment_bytes = 1 << 20
 
 
-def test_plan_for_comm_without_topology_uses_two_level_default(monkeypatch):
+def test_choose_for_a_communicator_without_topology_uses_two_level_default(monkeypatch):
     monkeypatch.delenv("COLLECTIVES_PROFILE", raising=False)
     comm = _FakeComm(8, [0, 0, 0, 0, 1, 1, 1, 1])
-    plan = plan_for_comm(comm, "allreduce", 1 << 20)
+    plan = choose("allreduce", 1 << 20, comm)
     assert plan.algorithm in ("ring", "tree", "rhd", "hierarchical")
     assert plan.predicted_time > 0
-    plan = plan_for_comm(comm, "alltoall", 8 * 1024)
+    plan = choose("alltoall", 8 * 1024, comm)
     assert plan.algorithm in ("pairwise", "bruck", "hierarchical")
 
 
-def test_plan_for_comm_with_profile(tmp_path, monkeypatch):
+def test_choose_for_a_communicator_with_profile(tmp_path, monkeypatch):
     prof = {"format": "collectives-profile", "version": 1,
             "intra": {"latency": 1e-6, "bandwidth": 5e9},
             "inter": {"latency": 3e-6, "bandwidth": 1e9},
@@ -77,7 +77,7 @@ def test_plan_for_comm_with_profile(tmp_path, monkeypatch):
     path.write_text(json.dumps(prof))
     monkeypatch.setenv("COLLECTIVES_PROFILE", str(path))
     comm = _FakeComm(4, [0, 0, 1, 1])
-    plan = plan_for_comm(comm, "allreduce", 1 << 20)
+    plan = choose("allreduce", 1 << 20, comm)
     assert plan.predicted_time > 0
     assert "two-level" in plan.topology
 

@@ -1,8 +1,12 @@
 """The algorithm registry: the one place that knows algorithms by name.
 
-Every algorithm is a function ``(nranks, count, **params) -> Schedule`` in the
-module of its family; :data:`ALGORITHMS` maps collective -> name -> function.
-The executor, the model and the emulator only ever see the Schedule.
+Every algorithm is described once, by an :class:`Algorithm`: its collective
+and name, the function of its family's module that builds its
+:class:`~collectives.schedule.Schedule` (``build(nranks, count, **params)``),
+what it needs from whoever runs it, and which parameter variants are worth
+pricing on a given network. The Communicator, the model, the planner, the
+emulator and the torch backend ask this registry and never test a name, so a
+new algorithm is one module and one :func:`register` call.
 
 ``count`` is the number of elements of each rank's input buffer:
 
@@ -14,51 +18,135 @@ The executor, the model and the emulator only ever see the Schedule.
 - allgather: ``out_count = p * count``, rank r's input lands at ``out[r*count]``;
 - broadcast: in place on BUF_OUT, ``count`` elements, ``root=`` parameter.
 
+What an algorithm may need (:attr:`Algorithm.needs`):
+
+- ``"groups"``: groups of ranks (``groups=``); the Communicator passes the
+  groups of its topology or of shared memory, the model the topology's natural
+  groups under the placement;
+- ``"root"``: the call's root rank (``root=``);
+- ``"order"``: a rank order (``order=``), which the planner's variants supply.
+
 "mpi" (the MPI library's own collective) and "auto" (the planner) are handled
 by the Communicator, not here; :data:`SPECIAL_NAMES` lists them for messages.
+The first algorithm registered for a collective is its default: what a plan
+on one rank names, where nothing is sent.
 """
 
 from __future__ import annotations
 
 import inspect
+from dataclasses import dataclass
+from functools import partial
+from typing import Callable, Iterable, Optional
+
+import numpy as np
 
 from ..errors import InvalidArgument, InvalidType
 from ..schedule import Schedule
-from . import bruck, hierarchical, pairwise, rhd, ring, tree
-from . import broadcast as _broadcast
+from . import broadcast, bruck, hierarchical, pairwise, rhd, ring, tree
 from ._blocks import block_bounds
+from ._variant import Variant
 
 #: names the Communicator accepts besides the registry's
 SPECIAL_NAMES = ("auto", "mpi")
 
-ALGORITHMS: dict[str, dict[str, callable]] = {
-    "allreduce": {
-        "ring": ring.allreduce,
-        "tree": tree.allreduce,
-        "rhd": rhd.allreduce,
-        "hierarchical": hierarchical.allreduce,
-    },
-    "alltoall": {
-        "pairwise": pairwise.alltoall,
-        "bruck": bruck.alltoall,
-        "hierarchical": hierarchical.alltoall,
-    },
-    "reduce_scatter": {
-        "ring": ring.reduce_scatter,
-        "rhd": rhd.reduce_scatter,
-    },
-    "allgather": {
-        "ring": ring.allgather,
-        "rhd": rhd.allgather,
-    },
-    "broadcast": {
-        "binomial": _broadcast.binomial,
-        "scatter_allgather": _broadcast.scatter_allgather,
-        "chain": _broadcast.chain,
-    },
-}
+#: the collectives, in the order the Communicator numbers them
+COLLECTIVES = ("allreduce", "alltoall", "reduce_scatter", "allgather", "broadcast")
 
-COLLECTIVES = tuple(ALGORITHMS)
+#: what an algorithm may declare in :attr:`Algorithm.needs`
+NEEDS = frozenset({"groups", "root", "order"})
+
+
+@dataclass(frozen=True)
+class Algorithm:
+    """The registry's description of one algorithm.
+
+    Attributes
+    ----------
+    collective : str
+        One of :data:`COLLECTIVES`.
+    name : str
+        The name users pass as ``algorithm=``.
+    build : callable
+        ``build(nranks, count, **params) -> Schedule``.
+    needs : frozenset of str
+        What it takes from the caller's context (see :data:`NEEDS`).
+    variants : callable, optional
+        ``variants(topology, hosts, count, params)`` yields the
+        :class:`Variant` worth pricing on ``topology`` with rank r on host
+        ``hosts[r]``, for ``count`` elements, leaving the ``params`` the
+        caller fixed alone. None: only the defaults.
+    doc : str
+        One line for listings.
+    """
+
+    collective: str
+    name: str
+    build: Callable[..., Schedule]
+    needs: frozenset = frozenset()
+    variants: Optional[Callable[..., Iterable[Variant]]] = None
+    doc: str = ""
+
+    @property
+    def params(self) -> dict:
+        """The keyword parameters ``build`` takes, with their defaults."""
+        sig = inspect.signature(self.build)
+        return {n: p.default for n, p in list(sig.parameters.items())[2:]}
+
+    def label(self, variant: Variant) -> str:
+        """How a plan names ``variant`` of this algorithm: ``name`` or ``name(label)``."""
+        return f"{self.name}({variant.label})" if variant.label else self.name
+
+    def variants_on(self, topology, hosts, count: int, params: dict) -> list:
+        """The variants worth pricing (at least one: the defaults with ``params``)."""
+        if self.variants is None:
+            return [Variant(params=dict(params))]
+        return list(self.variants(topology, hosts, count, dict(params))) or [Variant(params=dict(params))]
+
+
+ALGORITHMS: dict[str, dict[str, Algorithm]] = {c: {} for c in COLLECTIVES}
+
+
+def register(algorithm: Algorithm) -> Algorithm:
+    """Add ``algorithm`` to the registry (its name must be new for its collective).
+
+    Raises :class:`~collectives.errors.InvalidArgument` for an unknown
+    collective or need, a name already taken or reserved, or a ``build`` that
+    is not callable.
+    """
+    if not isinstance(algorithm, Algorithm):
+        raise InvalidType(f"register takes an Algorithm, got {type(algorithm).__name__}")
+    table = _table(algorithm.collective)
+    name = algorithm.name
+    if not isinstance(name, str) or not name or name != name.lower() or name in SPECIAL_NAMES:
+        raise InvalidArgument(f"algorithm name {name!r} must be a new lower-case name, not one of "
+                              f"{', '.join(SPECIAL_NAMES)}")
+    if name in table:
+        raise InvalidArgument(f"{algorithm.collective} already has an algorithm named {name!r}")
+    if not callable(algorithm.build):
+        raise InvalidArgument(f"{algorithm.collective} algorithm {name!r}: build must be callable")
+    unknown = set(algorithm.needs) - NEEDS
+    if unknown:
+        raise InvalidArgument(f"{algorithm.collective} algorithm {name!r} needs {sorted(unknown)}; "
+                              f"known needs are {', '.join(sorted(NEEDS))}")
+    table[name] = algorithm
+    return algorithm
+
+
+def unregister(collective: str, name: str) -> None:
+    """Remove an algorithm :func:`register` added."""
+    _lookup(collective, name)
+    del ALGORITHMS[collective][name]
+
+
+def get(collective: str, name: str) -> Algorithm:
+    """The :class:`Algorithm` registered as ``name`` for ``collective``."""
+    return _lookup(collective, name)
+
+
+def algorithms(collective: str) -> tuple[Algorithm, ...]:
+    """Every registered algorithm of ``collective``, in registration order."""
+    return tuple(_table(collective).values())
 
 
 def algorithm_names(collective: str) -> tuple[str, ...]:
@@ -66,11 +154,34 @@ def algorithm_names(collective: str) -> tuple[str, ...]:
     return tuple(_table(collective))
 
 
+def all_names() -> frozenset:
+    """Every name an ``algorithm=`` argument can hold, for any collective."""
+    return frozenset(SPECIAL_NAMES).union(*(table.keys() for table in ALGORITHMS.values()))
+
+
+def default_algorithm(collective: str) -> str:
+    """The collective's default algorithm: its first registered one."""
+    return next(iter(_table(collective)))
+
+
+def accepted_name(collective: str, algorithm) -> str:
+    """``algorithm`` (any case) as a name the Communicator runs: a registry name or a special one.
+
+    Raises :class:`~collectives.errors.InvalidType` for a non-string and
+    :class:`~collectives.errors.InvalidArgument` for an unknown name.
+    """
+    if not isinstance(algorithm, str):
+        raise InvalidType(f"algorithm must be a string, got {algorithm!r}")
+    name = algorithm.lower()
+    if name in SPECIAL_NAMES or name in _table(collective):
+        return name
+    accepted = ", ".join(list(SPECIAL_NAMES) + list(algorithm_names(collective)))
+    raise InvalidArgument(f"unknown {collective} algorithm {algorithm!r}: accepted are {accepted}")
+
+
 def algorithm_params(collective: str, algorithm: str) -> dict:
     """The keyword parameters an algorithm takes, with their defaults."""
-    fn = _lookup(collective, algorithm)
-    sig = inspect.signature(fn)
-    return {n: p.default for n, p in list(sig.parameters.items())[2:]}
+    return _lookup(collective, algorithm).params
 
 
 def build_schedule(collective: str, algorithm: str, nranks: int, count: int, **params) -> Schedule:
@@ -80,26 +191,24 @@ def build_schedule(collective: str, algorithm: str, nranks: int, count: int, **p
     collective, algorithm or parameter, a bad rank count or count, or an
     all-to-all count not divisible by ``nranks``.
     """
-    fn = _lookup(collective, algorithm)
+    entry = _lookup(collective, algorithm)
     nranks = _int_arg(nranks, "nranks", 1)
     count = _int_arg(count, "count", 0)
     if collective == "alltoall" and count % nranks:
         raise InvalidArgument(
             f"alltoall: count={count} is not divisible into nranks={nranks} equal blocks; "
             "pass a buffer of nranks equal blocks")
-    accepted = algorithm_params(collective, algorithm)
+    accepted = entry.params
     unknown = sorted(set(params) - set(accepted))
     if unknown:
         names = ", ".join(f"{k}={v!r}" for k, v in accepted.items()) or "none"
         raise InvalidArgument(
             f"{collective} algorithm {algorithm!r} does not take {', '.join(map(repr, unknown))}; "
             f"its parameters are: {names}")
-    return fn(nranks, count, **params)
+    return entry.build(nranks, count, **params)
 
 
 def _int_arg(value, name, low):
-    import numpy as np
-
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise InvalidType(f"{name} must be an int, got {value!r}")
     if value < low:
@@ -126,5 +235,45 @@ def _lookup(collective, algorithm):
     return table[algorithm]
 
 
-__all__ = ["ALGORITHMS", "COLLECTIVES", "SPECIAL_NAMES", "algorithm_names", "algorithm_params",
-           "build_schedule", "block_bounds"]
+# ---- the entries ----------------------------------------------------------------------------
+# The first entry of each collective is its default (see default_algorithm).
+for _entry in (
+    Algorithm("allreduce", "ring", ring.allreduce, frozenset({"order"}),
+              partial(ring.order_variants, takes_order=True),
+              "ring reduce-scatter then all-gather: bandwidth optimal, 2(p-1) steps"),
+    Algorithm("allreduce", "tree", tree.allreduce, frozenset(), tree.chunk_variants,
+              "two pipelined binary trees (NCCL's double binary tree): log p latency"),
+    Algorithm("allreduce", "rhd", rhd.allreduce, frozenset(), None,
+              "recursive halving and doubling: 2 log p steps"),
+    Algorithm("allreduce", "hierarchical", hierarchical.allreduce, frozenset({"groups"}),
+              hierarchical.allreduce_variants,
+              "reduce-scatter in groups, all-reduce across groups, all-gather in groups"),
+    Algorithm("alltoall", "pairwise", pairwise.alltoall, frozenset(), None,
+              "p-1 steps, one peer each: bandwidth optimal"),
+    Algorithm("alltoall", "bruck", bruck.alltoall, frozenset(), None,
+              "Bruck's log p steps: fewer, larger messages"),
+    Algorithm("alltoall", "hierarchical", hierarchical.alltoall, frozenset({"groups"}),
+              hierarchical.alltoall_variants,
+              "blocks aggregated per group pair: one message between two groups"),
+    Algorithm("reduce_scatter", "ring", ring.reduce_scatter, frozenset(),
+              partial(ring.order_variants, takes_order=False), "ring: p-1 steps"),
+    Algorithm("reduce_scatter", "rhd", rhd.reduce_scatter, frozenset(), None,
+              "recursive halving: log p steps"),
+    Algorithm("allgather", "ring", ring.allgather, frozenset(),
+              partial(ring.order_variants, takes_order=False), "ring: p-1 steps"),
+    Algorithm("allgather", "rhd", rhd.allgather, frozenset(), None,
+              "recursive doubling: log p steps"),
+    Algorithm("broadcast", "binomial", broadcast.binomial, frozenset({"root"}), None,
+              "binomial tree: log p steps of the whole buffer"),
+    Algorithm("broadcast", "scatter_allgather", broadcast.scatter_allgather, frozenset({"root"}),
+              None, "scatter then ring all-gather (van de Geijn): for large buffers"),
+    Algorithm("broadcast", "chain", broadcast.chain, frozenset({"root"}), None,
+              "pipelined chain: for large buffers on few ranks or a line"),
+):
+    register(_entry)
+del _entry
+
+
+__all__ = ["ALGORITHMS", "COLLECTIVES", "NEEDS", "SPECIAL_NAMES", "Algorithm", "Variant",
+           "accepted_name", "algorithm_names", "algorithm_params", "algorithms", "all_names",
+           "block_bounds", "build_schedule", "default_algorithm", "get", "register", "unregister"]

@@ -5,7 +5,7 @@ Everything here is vectorised over numpy arrays of indices or ranks.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Callable
 
 import numpy as np
 
@@ -102,10 +102,6 @@ def split_runs(repeat: int, signature: Callable[[int], object], make: Callable[[
     return out
 
 
-def shifted(build: Callable[[int, np.ndarray], Ops], start: int) -> Callable[[int, np.ndarray], Ops]:
-    return lambda i, ranks: build(start + i, ranks)
-
-
 # ---- groups ---------------------------------------------------------------------------------
 
 class Groups:
@@ -194,3 +190,17 @@ def split_off(idx, n, parts) -> np.ndarray:
     n = np.asarray(n, dtype=I64)
     parts = np.maximum(np.asarray(parts, dtype=I64), 1)
     return idx * (n // parts) + np.minimum(idx, n % parts)
+
+
+def topology_groups(topology, hosts, level=None) -> np.ndarray:
+    """Group index of each rank: the topology's host groups at ``level`` under the placement.
+
+    ``hosts[r]`` is rank r's host index; groups are numbered in order of their
+    first rank, so group numbers follow ranks.
+    """
+    label = np.asarray(topology.group_index(level), dtype=I64)[np.asarray(hosts, dtype=I64)]
+    _, first, inverse = np.unique(label, return_index=True, return_inverse=True)
+    number = np.empty(len(first), dtype=I64)
+    number[np.argsort(first, kind="stable")] = np.arange(len(first), dtype=I64)
+    return number[inverse.reshape(-1)]
+

@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..schedule import BUF_OUT, Ops, Schedule, StepGroup
-from ._blocks import I64, block_off, ceil_log2, split_runs
+from ._blocks import block_off, ceil_log2, split_runs
 from .tree import default_chunks
 
 

@@ -45,8 +45,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import CollectivesError
 from ..schedule import BUF_IN, BUF_OUT, BUF_TMP, Ops, Schedule, StepGroup
-from ._blocks import I64, make_groups, split_off, split_runs, with_first_copy
+from ._blocks import (I64, block_owner, make_groups, split_off, split_runs, topology_groups,
+                      with_first_copy)
+from ._variant import Variant
 
 
 def _expand(counts):
@@ -110,7 +113,7 @@ def allreduce(nranks: int, count: int, groups=None) -> Schedule:
         else:
             sp, rp = (jj - i) % G, (jj - i - 1) % G
         nj, pj = (jj + 1) % G, (jj - 1) % G
-        holder = lambda grp: g.member(grp, _owner(k, S, g.size[grp]))  # noqa: E731
+        holder = lambda grp: g.member(grp, block_owner(k, S, g.size[grp]))  # noqa: E731
         so = lo + split_off(sp, n, G)
         sc = split_off(sp + 1, n, G) - split_off(sp, n, G)
         ro = lo + split_off(rp, n, G)
@@ -137,176 +140,261 @@ def allreduce(nranks: int, count: int, groups=None) -> Schedule:
                     params={"groups": g.describe()})
 
 
-def _owner(k, n, parts):
-    """Index of the part of array_split(range(n), parts) that holds k (vectorised over parts)."""
-    k = np.asarray(k, dtype=I64)
-    parts = np.asarray(parts, dtype=I64)
-    base = n // parts
-    extra = n % parts
-    big = extra * (base + 1)
-    return np.where(k < big, k // (base + 1), extra + (k - big) // np.maximum(base, 1))
-
-
 # ---- all-to-all -------------------------------------------------------------------------------
 
+class _Aggregators:
+    """Who aggregates the traffic between two groups, and where it lies in scratch.
+
+    Member ``l`` of a group of ``s`` members is the aggregator for every remote
+    group ``j' = l (mod s)``. Its aggregation area holds, remote group after
+    remote group in increasing order, the ``s`` segments its group's members
+    send to ``j'`` (``size[j']`` blocks each, member by member): ``s *
+    size[j']`` blocks per served group. Sizes and offsets here are in blocks.
+    """
+
+    def __init__(self, g):
+        self.g = g
+        size = g.size
+        index = np.arange(g.count, dtype=I64)
+        moduli = np.unique(size)
+        row = {int(m): t for t, m in enumerate(moduli)}
+        # same_residue_before[t, j'] = total size of the groups j'' < j' with
+        # j'' = j' (mod m), m = moduli[t]: the groups served before j' by one member
+        self.same_residue_before = np.zeros((len(moduli), g.count), dtype=I64)
+        residue_total = {}    # m -> total size of the groups of each residue mod m
+        for t, m in enumerate(moduli):
+            m = int(m)
+            for residue in range(min(m, g.count)):
+                sel = index[residue::m]
+                self.same_residue_before[t, sel] = np.cumsum(size[sel]) - size[sel]
+            residue_total[m] = np.bincount(index % m, weights=size, minlength=m).astype(I64)
+        self.row_of_group = np.array([row[int(m)] for m in size], dtype=I64)
+        # blocks of each rank's aggregation area: its served groups, not its own
+        group, local = g.group, g.local
+        own_size = size[group]
+        self.area = np.zeros(g.p, dtype=I64)
+        for m in moduli:
+            m = int(m)
+            sel = own_size == m
+            serves_own = group[sel] % m == local[sel]
+            self.area[sel] = m * (residue_total[m][local[sel]]
+                                  - np.where(serves_own, size[group[sel]], 0))
+
+    def member(self, j, remote):
+        """The rank of group ``j`` that aggregates its traffic with group ``remote``."""
+        return self.g.member(j, remote % self.g.size[j])
+
+    def slot(self, j, remote):
+        """Blocks before ``remote``'s part of the aggregation area of its aggregator in group ``j``."""
+        s = self.g.size[j]
+        before = self.same_residue_before[self.row_of_group[j], remote]
+        # group j has the residue of the groups its members serve, but is not served
+        own_counted = (j < remote) & ((j % s) == (remote % s))
+        return s * (before - np.where(own_counted, self.g.size[j], 0))
+
+    def served(self, ranks):
+        """``(entry, remote)``: for each rank of ``ranks`` (by index) every remote group it serves."""
+        g = self.g
+        j, l = g.group[ranks], g.local[ranks]
+        s = g.size[j]
+        entry, q = _expand(np.where(l < g.count, (g.count - l + s - 1) // s, 0))
+        remote = l[entry] + q * s[entry]
+        keep = remote != j[entry]
+        return entry[keep], remote[keep]
+
+
 def alltoall(nranks: int, count: int, groups=None) -> Schedule:
+    """Hierarchical all-to-all: one message between two groups, through aggregators.
+
+    Rank r's block for rank d (``count // nranks`` elements) travels, when d is
+    in another group, from r to the aggregator of r's group for d's group,
+    packed with the blocks of r's group-mates for that group; then, in one
+    message, to the counterpart aggregator in d's group, which hands d the
+    blocks of every member of r's group. See the module docstring for the steps.
+
+    Parameters
+    ----------
+    nranks, count : int
+        Ranks, and elements of each rank's buffer (``nranks`` equal blocks).
+    groups : optional
+        As :func:`allreduce`.
+
+    Returns
+    -------
+    Schedule
+    """
     p = nranks
     g = make_groups(groups, p)
-    G = g.count
-    B = count // p
+    ngroups = g.count
+    block = count // p
     size = g.size
-    gidx = np.arange(G, dtype=I64)
+    agg = _Aggregators(g)
 
-    # strided prefix sums: CS[mi, j'] = sum of size[j''] for j'' < j', j'' = j' (mod m)
-    moduli = np.unique(size)
-    mindex = {int(m): t for t, m in enumerate(moduli)}
-    CS = np.zeros((len(moduli), G), dtype=I64)
-    TOT = {}
-    for t, m in enumerate(moduli):
-        m = int(m)
-        for res in range(min(m, G)):
-            sel = gidx[res::m]
-            CS[t, sel] = np.cumsum(size[sel]) - size[sel]
-        TOT[m] = np.bincount(gidx % m, weights=size, minlength=m).astype(I64)
-    mi_of_group = np.array([mindex[int(m)] for m in size], dtype=I64)
+    # scratch: the input packed group-major (when groups are not consecutive ranks),
+    # then two aggregation areas: what is gathered (later: what the counterpart sent)
+    # and its transpose, ready to send
+    packed = not g.consecutive
+    pack_len = p * block if packed else 0
+    area_len = int(agg.area.max()) * block
+    gathered, transposed = pack_len, pack_len + area_len
+    tmp_count = pack_len + 2 * area_len if ngroups > 1 else pack_len
+    source = BUF_TMP if packed else BUF_IN      # the input in group-major block order
 
-    def slot(j, jr):
-        """Blocks before remote group jr's area in an aggregation area of group j (vectorised)."""
-        s = size[j]
-        before = CS[mi_of_group[j], jr]
-        own = (j < jr) & ((j % s) == (jr % s))
-        return s * (before - np.where(own, size[j], 0))
+    def segment_of(remote):
+        """Offset in ``source`` of the blocks for the members of group ``remote``."""
+        return g.start[remote] * block
 
-    # scratch layout
-    pack = not g.consecutive
-    r0 = p * B if pack else 0
-    j_all = g.group
-    l_all = g.local
-    s_all = size[j_all]
-    area = np.zeros(p, dtype=I64)   # blocks of each rank's aggregation area
-    for m in moduli:
-        m = int(m)
-        sel = s_all == m
-        tot = TOT[m][l_all[sel]]
-        area[sel] = m * (tot - np.where(j_all[sel] % m == l_all[sel], size[j_all[sel]], 0))
-    R1 = int(area.max()) * B if p else 0
-    O1, O2 = r0, r0 + R1
-    tmp_count = r0 + 2 * R1 if G > 1 else r0
+    def landing(src_group):
+        """Where the blocks from the members of ``src_group`` land: output, or the packed area."""
+        return (BUF_TMP if packed else BUF_OUT), g.start[src_group] * block
 
-    SRC = BUF_TMP if pack else BUF_IN
-
-    def seg_off(jr):  # offset of group jr's destinations in the source layout
-        return g.start[jr] * B
-
-    def agg(j, jr):  # aggregator in group j for traffic to/from group jr
-        return g.member(j, jr % size[j])
-
-    def dest(jj):  # where a rank puts the blocks of source group jj in step 2
-        return (BUF_TMP if pack else BUF_OUT), g.start[jj] * B
-
-    def step0(i, ranks, copies=True):
+    def to_aggregators(i, ranks, copies=True):
         j, l = g.group[ranks], g.local[ranks]
-        s = size[j]
-        parts = []
+        local_ops = []
         if copies:
-            parts.append(Ops.copy(ranks, BUF_IN, ranks * B, BUF_OUT, ranks * B, B))
-            if pack:
-                it, q = _expand(np.full(ranks.shape, p))
-                d = g.members[q]
-                parts.append(Ops.copy(ranks[it], BUF_IN, d * B, BUF_TMP, q * B, B))
-        # direct blocks inside the group
-        it, q = _expand(s)
-        r, jq, lq = ranks[it], j[it], l[it]
-        d = g.member(jq, q)
-        parts_send = [Ops.send(r, d, SRC, g.pos[d] * B, np.where(q != lq, B, 0))]
-        parts_recv = [Ops.recv(r, d, BUF_OUT, d * B, np.where(q != lq, B, 0))]
-        # segments to the aggregators, remote groups in increasing order
-        it, jr = _expand(np.full(ranks.shape, G))
-        r, jq, lq = ranks[it], j[it], l[it]
-        a = agg(jq, jr)
-        remote = jr != jq
-        n = np.where(remote & (a != r), size[jr] * B, 0)
-        parts_send.append(Ops.send(r, a, SRC, seg_off(jr), n))
+            local_ops.append(Ops.copy(ranks, BUF_IN, ranks * block, BUF_OUT, ranks * block, block))
+            if packed:
+                entry, q = _expand(np.full(ranks.shape, p))
+                local_ops.append(Ops.copy(ranks[entry], BUF_IN, g.members[q] * block, BUF_TMP,
+                                          q * block, block))
+        # blocks for the other members of the group go straight to them
+        entry, q = _expand(size[j])
+        r, mate = ranks[entry], g.member(j[entry], q)
+        n = np.where(q != l[entry], block, 0)
+        sends = [Ops.send(r, mate, source, g.pos[mate] * block, n)]
+        recvs = [Ops.recv(r, mate, BUF_OUT, mate * block, n)]
+        # the segment for each remote group goes to the group's aggregator for it
+        entry, remote = _expand(np.full(ranks.shape, ngroups))
+        r, jr, lr = ranks[entry], j[entry], l[entry]
+        aggregator = agg.member(jr, remote)
+        is_remote = remote != jr
+        segment = size[remote] * block
+        sends.append(Ops.send(r, aggregator, source, segment_of(remote),
+                              np.where(is_remote & (aggregator != r), segment, 0)))
         if copies:
-            mine = remote & (a == r)
-            parts.append(Ops.copy(r, SRC, seg_off(jr), BUF_TMP,
-                                  O1 + (slot(jq, jr) + lq * size[jr]) * B, np.where(mine, size[jr] * B, 0)))
-        # as aggregator: receive every other member's segment for each remote group I serve
-        it, q = _expand(np.where(l < G, (G - l + s - 1) // s, 0))
-        r, jq, lq, sq = ranks[it], j[it], l[it], s[it]
-        jr = lq + q * sq
-        it2, m = _expand(sq)
-        r, jq, lq, jr = r[it2], jq[it2], lq[it2], jr[it2]
-        ok = (jr != jq) & (m != lq)
-        parts_recv.append(Ops.recv(r, g.member(jq, m), BUF_TMP, O1 + (slot(jq, jr) + m * size[jr]) * B,
-                                   np.where(ok, size[jr] * B, 0)))
-        return Ops.concat(parts + parts_send + parts_recv)
+            local_ops.append(Ops.copy(r, source, segment_of(remote), BUF_TMP,
+                                      gathered + (agg.slot(jr, remote) + lr * size[remote]) * block,
+                                      np.where(is_remote & (aggregator == r), segment, 0)))
+        # as aggregator: every other member's segment for each remote group served
+        entry, remote = agg.served(ranks)
+        r, jr, lr = ranks[entry], j[entry], l[entry]
+        entry, member = _expand(size[jr])
+        r, jr, lr, remote = r[entry], jr[entry], lr[entry], remote[entry]
+        recvs.append(Ops.recv(r, g.member(jr, member), BUF_TMP,
+                              gathered + (agg.slot(jr, remote) + member * size[remote]) * block,
+                              np.where(member != lr, size[remote] * block, 0)))
+        return Ops.concat(local_ops + sends + recvs)
 
-    def served(ranks):
-        """(rank entry, remote group) for every remote group a rank aggregates/counterparts."""
-        j, l = g.group[ranks], g.local[ranks]
+    def between_groups(i, ranks, copies=True):
+        entry, remote = agg.served(ranks)
+        r, j = ranks[entry], g.group[ranks][entry]
         s = size[j]
-        it, q = _expand(np.where(l < G, (G - l + s - 1) // s, 0))
-        jr = l[it] + q * s[it]
-        keep = jr != j[it]
-        return it[keep], jr[keep]
-
-    def step1(i, ranks, copies=True):
-        it, jr = served(ranks)
-        r, j = ranks[it], g.group[ranks][it]
-        s = size[j]
-        base = slot(j, jr)
-        parts = []
+        base = agg.slot(j, remote)
+        ops = []
         if copies:
-            # transpose [m][d'] -> [d'][m]
-            it2, w = _expand(s * size[jr])
-            rr, jj, ss, jrr, bb = r[it2], j[it2], s[it2], jr[it2], base[it2]
-            m, dd = w // size[jrr], w % size[jrr]
-            parts.append(Ops.copy(rr, BUF_TMP, O1 + (bb + m * size[jrr] + dd) * B,
-                                  BUF_TMP, O2 + (bb + dd * ss + m) * B, B))
-        c = agg(jr, j)
-        parts.append(Ops.send(r, c, BUF_TMP, O2 + base * B, s * size[jr] * B))
-        parts.append(Ops.recv(r, c, BUF_TMP, O1 + base * B, s * size[jr] * B))
-        return Ops.concat(parts)
+            # [member][member of remote] -> [member of remote][member]: the counterpart's
+            # members then each find their blocks in one run
+            entry, w = _expand(s * size[remote])
+            rr, ss, rem, bb = r[entry], s[entry], remote[entry], base[entry]
+            member, dest = w // size[rem], w % size[rem]
+            ops.append(Ops.copy(rr, BUF_TMP, gathered + (bb + member * size[rem] + dest) * block,
+                                BUF_TMP, transposed + (bb + dest * ss + member) * block, block))
+        counterpart = agg.member(remote, j)
+        n = s * size[remote] * block
+        ops.append(Ops.send(r, counterpart, BUF_TMP, transposed + base * block, n))
+        ops.append(Ops.recv(r, counterpart, BUF_TMP, gathered + base * block, n))
+        return Ops.concat(ops)
 
-    def step2(i, ranks, copies=True):
-        it, jr = served(ranks)            # jr: the source group whose blocks I hold
-        r, j = ranks[it], g.group[ranks][it]
-        s = size[j]
-        base = O1 + slot(j, jr) * B
-        it2, dl = _expand(s)
-        rr, jj, jrr, bb, me = r[it2], j[it2], jr[it2], base[it2], g.local[r][it2]
-        d = g.member(jj, dl)
-        n = size[jrr] * B
-        dbuf, doff = dest(jrr)
-        parts = []
+    def scatter_in_groups(i, ranks, copies=True):
+        # as counterpart: hand each member of the group its blocks from each source group
+        entry, src_group = agg.served(ranks)
+        r, j = ranks[entry], g.group[ranks][entry]
+        base = gathered + agg.slot(j, src_group) * block
+        entry, dest = _expand(size[j])
+        r, j, src_group, base = r[entry], j[entry], src_group[entry], base[entry]
+        me = g.local[r]
+        n = size[src_group] * block
+        buf, off = landing(src_group)
+        ops = []
         if copies:
-            parts.append(Ops.copy(rr, BUF_TMP, bb + dl * n, dbuf, doff, np.where(dl == me, n, 0)))
-        parts.append(Ops.send(rr, d, BUF_TMP, bb + dl * n, np.where(dl != me, n, 0)))
+            ops.append(Ops.copy(r, BUF_TMP, base + dest * n, buf, off, np.where(dest == me, n, 0)))
+        ops.append(Ops.send(r, g.member(j, dest), BUF_TMP, base + dest * n,
+                            np.where(dest != me, n, 0)))
         # receive from the counterpart of every remote source group
-        j0 = g.group[ranks]
-        it3, js = _expand(np.full(ranks.shape, G))
-        r3, jq = ranks[it3], j0[it3]
-        c = agg(jq, js)
-        ok = (js != jq) & (c != r3)
-        dbuf, doff = dest(js)
-        parts.append(Ops.recv(r3, c, dbuf, doff, np.where(ok, size[js] * B, 0)))
-        return Ops.concat(parts)
+        entry, src_group = _expand(np.full(ranks.shape, ngroups))
+        r, j = ranks[entry], g.group[ranks][entry]
+        counterpart = agg.member(j, src_group)
+        buf, off = landing(src_group)
+        ops.append(Ops.recv(r, counterpart, buf, off,
+                            np.where((src_group != j) & (counterpart != r), size[src_group] * block, 0)))
+        return Ops.concat(ops)
 
-    def step3(i, ranks):
-        it, sidx = _expand(np.full(ranks.shape, p))
-        r = ranks[it]
-        other = g.group[sidx] != g.group[r]
-        return Ops.copy(r, BUF_TMP, g.pos[sidx] * B, BUF_OUT, sidx * B, np.where(other, B, 0))
+    def unpack(i, ranks):
+        entry, src = _expand(np.full(ranks.shape, p))
+        r = ranks[entry]
+        other = g.group[src] != g.group[r]
+        return Ops.copy(r, BUF_TMP, g.pos[src] * block, BUF_OUT, src * block,
+                        np.where(other, block, 0))
 
-    steps = [StepGroup(1, step0, "hierarchical: intra-group and to aggregators",
-                       lambda i, ranks: step0(i, ranks, copies=False))]
-    if G > 1:
-        steps.append(StepGroup(1, step1, "hierarchical: between groups",
-                               lambda i, ranks: step1(i, ranks, copies=False)))
-        steps.append(StepGroup(1, step2, "hierarchical: scatter in groups",
-                               lambda i, ranks: step2(i, ranks, copies=False)))
-        if pack:
-            steps.append(StepGroup(1, step3, "hierarchical: unpack", lambda i, ranks: Ops.empty()))
+    def messages_only(step):
+        return lambda i, ranks: step(i, ranks, copies=False)
+
+    steps = [StepGroup(1, to_aggregators, "hierarchical: intra-group and to aggregators",
+                       messages_only(to_aggregators))]
+    if ngroups > 1:
+        steps.append(StepGroup(1, between_groups, "hierarchical: between groups",
+                               messages_only(between_groups)))
+        steps.append(StepGroup(1, scatter_in_groups, "hierarchical: scatter in groups",
+                               messages_only(scatter_in_groups)))
+        if packed:
+            steps.append(StepGroup(1, unpack, "hierarchical: unpack", lambda i, ranks: Ops.empty()))
     return Schedule("alltoall", "hierarchical", p, count, count, steps, tmp_count=tmp_count,
                     params={"groups": g.describe()})
+
+
+# ---- variants the planner prices ---------------------------------------------------------------
+
+def _levels(topology):
+    """The topology's group levels that can make groups (not single hosts, not everything)."""
+    if not hasattr(topology, "group_levels"):
+        return []
+    return [level for level in topology.group_levels() if level not in ("host", "all")]
+
+
+def _group_variants(topology, hosts, params, messages_per_step):
+    """One variant per distinct grouping of the ranks by a level of the topology.
+
+    Levels that put every rank in one group, or each in its own, are left out
+    (the algorithm would be a flat one). With ``groups=`` fixed by the caller, or
+    no usable level, only the defaults are priced.
+    """
+    if "groups" in params:
+        yield Variant(params=dict(params))
+        return
+    p = len(hosts)
+    seen = set()
+    for level in _levels(topology):
+        try:
+            groups = topology_groups(topology, hosts, level)
+        except CollectivesError:
+            continue    # this level does not apply to these hosts
+        ngroups = int(groups.max()) + 1 if len(groups) else 0
+        if groups.tobytes() in seen or ngroups in (1, p):
+            continue
+        seen.add(groups.tobytes())
+        yield Variant(f"groups={level}", dict(params, groups=groups),
+                      messages_per_step=messages_per_step(p, ngroups))
+    if not seen:
+        yield Variant(params=dict(params))
+
+
+def allreduce_variants(topology, hosts, count, params):
+    """Hierarchical all-reduce: one variant per group level of the topology."""
+    return _group_variants(topology, hosts, params, lambda p, ngroups: 0)
+
+
+def alltoall_variants(topology, hosts, count, params):
+    """Hierarchical all-to-all: one variant per group level; every rank sends to every
+    group's aggregator, so its first step has p x groups messages."""
+    return _group_variants(topology, hosts, params, lambda p, ngroups: p * ngroups)
+

@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import CollectivesError, InvalidArgument
 from ..schedule import BUF_IN, BUF_OUT, BUF_TMP, Ops, Schedule, StepGroup
-from ..errors import InvalidArgument
 from ._blocks import block_off, block_size, copy_whole, with_first_copy
+from ._variant import Variant
 
 
 def _ring_positions(p: int, order):
@@ -135,3 +136,63 @@ def allgather(nranks: int, count: int) -> Schedule:
         groups = [_allgather_group(p, lambda b: b * count, lambda b: np.full_like(b, count))]
     groups = with_first_copy(groups, lambda ranks: Ops.copy(ranks, BUF_IN, 0, BUF_OUT, ranks * count, count))
     return Schedule("allgather", "ring", p, count, p * count, groups, tmp_count=0)
+
+
+# ---- ring orders the planner prices ----------------------------------------------------------
+
+def ring_orders(topology, hosts) -> dict:
+    """Candidate ring orders: name -> permutation of ranks (rank order along the ring).
+
+    ``"linear"`` is rank order; ``"hierarchy"`` visits the ranks group by group
+    of the topology's switch hierarchy (when that differs); ``"snake"``, on a
+    torus, is the boustrophedon order whose consecutive ranks are neighbours.
+    """
+    p = len(hosts)
+    orders = {"linear": np.arange(p, dtype=np.int64)}
+    if hasattr(topology, "graph"):
+        try:
+            group = np.asarray(topology.group_index(), dtype=np.int64)[hosts]
+            hierarchy = np.lexsort((hosts, group))
+            if not np.array_equal(hierarchy, orders["linear"]):
+                orders["hierarchy"] = hierarchy.astype(np.int64)
+        except CollectivesError:
+            pass    # no group structure: rank order is all there is
+        if topology.family == "torus":
+            dims = list(topology.params.get("dims") or [])
+            coords = [topology.graph.nodes[topology.hosts[h]].get("coord") for h in hosts.tolist()]
+            if dims and all(c is not None for c in coords):
+                orders["snake"] = _snake(np.asarray(coords), dims)
+    return orders
+
+
+def _snake(coords, dims):
+    """Boustrophedon (dimension-ordered, reflected) order: consecutive ranks are neighbours."""
+    key = np.zeros(len(coords), dtype=np.int64)
+    flip = np.zeros(len(coords), dtype=np.int64)
+    for d in range(len(dims) - 1, -1, -1):
+        c = coords[:, d]
+        c = np.where(flip % 2 == 1, dims[d] - 1 - c, c)
+        key = key * dims[d] + c
+        flip = flip + c
+    return np.argsort(key, kind="stable").astype(np.int64)
+
+
+def order_variants(topology, hosts, count, params, *, takes_order):
+    """Rank order, then every other order of :func:`ring_orders`.
+
+    With ``takes_order`` the order is passed as ``order=``; without (a ring
+    that cannot follow an order yet) it is priced by placing ring position i
+    on the host of rank ``order[i]``, and marked as model only.
+    """
+    yield Variant(params=dict(params))
+    if "order" in params:
+        return
+    for name, order in ring_orders(topology, hosts).items():
+        if name == "linear":
+            continue
+        if takes_order:
+            yield Variant(f"order={name}", dict(params, order=order))
+        else:
+            yield Variant(f"order={name}", dict(params), placement=hosts[order], executable=False,
+                          note="model only: the ring takes no order= parameter yet")
+

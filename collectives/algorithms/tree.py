@@ -40,6 +40,7 @@ import numpy as np
 
 from ..schedule import BUF_OUT, Ops, Schedule, StepGroup
 from ._blocks import block_off, block_size, copy_whole, split_runs, with_first_copy
+from ._variant import Variant
 
 I64 = np.int64
 
@@ -100,6 +101,23 @@ def default_chunks(half: int, chunk: int | None) -> int:
     if chunk is None:
         return int(min(MAX_CHUNKS, max(1, -(-half // DEFAULT_CHUNK))))
     return int(max(1, -(-half // int(chunk))))
+
+
+def chunk_variants(topology, hosts, count, params):
+    """Pipeline chunks worth pricing: the default, 8 large chunks per half and 256 small ones.
+
+    Only when the caller did not fix ``chunk=`` and the alternatives differ
+    from the default and hold at least 64 elements (smaller ones only add steps).
+    """
+    yield Variant(params=dict(params))
+    if "chunk" in params or not count:
+        return
+    half = -(-count // 2)
+    default = default_chunks(half, None)
+    for nchunks in (8, 256):
+        chunk = max(1, -(-half // nchunks))
+        if nchunks != default and chunk >= 64:
+            yield Variant(f"chunk={chunk}", dict(params, chunk=chunk))
 
 
 def allreduce(nranks: int, count: int, chunk: int | None = None) -> Schedule:

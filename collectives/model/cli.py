@@ -139,7 +139,8 @@ def _csv(headers, rows):
 
 # ---------------------------------------------------------------------- plan
 def plan_main(args) -> int:
-    from ..planner import busbw_factor, choose
+    from ..busbw import busbw_factor
+    from ..planner import choose
     from ..units import format_bandwidth, format_bytes, format_time, parse_size_range
     from .simulate import _num_hosts, resolve_topology
 
@@ -266,7 +267,8 @@ class _Progress:
 def whatif(ranks, families, collectives, sizes, *, link_bandwidth=12.5e9, link_latency=500e-9,
            progress=False, **model):
     """The what-if study as a list of row dicts (see ``collectives whatif --help``)."""
-    from ..planner import busbw_factor, choose
+    from ..busbw import busbw_factor
+    from ..planner import choose
 
     if isinstance(ranks, bool) or not isinstance(ranks, int) or ranks < 2:
         raise InvalidArgument(f"--ranks must be an integer >= 2, got {ranks!r}")

@@ -34,8 +34,9 @@ from numbers import Integral, Real
 
 import numpy as np
 
-from ..errors import InvalidArgument, ModelError, TopologyError
-from ..schedule import RECV, RECV_REDUCE, SEND
+from ..algorithms import COLLECTIVES
+from ..errors import InvalidArgument, ModelError
+from ..schedule import RECV, RECV_REDUCE
 from .maxmin import incidence, maxmin
 from .network import Network, VirtualFullMesh, network_for
 
@@ -51,7 +52,6 @@ DEFAULTS = {
     "max_samples": 16,            # repetitions priced in a group whose pattern varies
 }
 
-COLLECTIVES = ("allreduce", "alltoall", "reduce_scatter", "allgather", "broadcast")
 _MODEL_KEYS = set(DEFAULTS) | {"placement", "dtype", "itemsize"}
 
 
@@ -161,10 +161,7 @@ def resolve_topology(topology):
             return hit
         topo = _virtual_mesh_spec(s)
         if topo is None:
-            fn = getattr(_topo, "resolve", None) or getattr(_topo, "from_spec", None)
-            if fn is None:
-                raise TopologyError("this build of collectives.topology cannot read topology specs")
-            topo = fn(spec)
+            topo = _topo.resolve(spec)
         if len(_SPECS) >= 8:
             _SPECS.pop(next(iter(_SPECS)))
         _SPECS[key] = topo
@@ -288,17 +285,6 @@ class _Step:
     inc: object
 
 
-def _ops_flows(ops, nranks, itemsize):
-    ops = ops.nonempty()
-    send = ops.kind == SEND
-    red = ops.kind == RECV_REDUCE
-    src = ops.rank[send]
-    dst = ops.peer[send]
-    nbytes = ops.count[send] * itemsize
-    rb = np.bincount(ops.rank[red], weights=ops.count[red] * itemsize, minlength=nranks)
-    return src, dst, nbytes.astype(np.float64), rb
-
-
 def _price(net, hosts, src, dst, nbytes, reduce_bytes, nranks, mp) -> _Step:
     if len(src) == 0:
         t = float((reduce_bytes / mp["reduce_bandwidth"]).max()) if reduce_bytes.any() else 0.0
@@ -322,16 +308,15 @@ def _same(a, b):
     return all(x.shape == y.shape and np.array_equal(x, y) for x, y in zip(a, b))
 
 
-def _group_reps(g, ranks, nranks, itemsize, max_samples):
+def _group_reps(g, nranks, itemsize, max_samples):
     """Which repetitions of a group to price: [(index, flows)], and whether exact."""
-    build = g.messages or g.build
-    first = _ops_flows(build(0, ranks), nranks, itemsize)
+    first = g.flows(0, nranks, itemsize)
     if g.repeat == 1:
         return [(0, first)], True, True
     probe = sorted({1, g.repeat - 1, g.repeat // 2})
     flows = {0: first}
     for i in probe:
-        flows[i] = _ops_flows(build(i, ranks), nranks, itemsize)
+        flows[i] = g.flows(i, nranks, itemsize)
     if all(_same(first, flows[i]) for i in probe):
         return [(0, first)], True, True            # one pattern: priced once
     if g.repeat <= max_samples:
@@ -344,7 +329,7 @@ def _group_reps(g, ranks, nranks, itemsize, max_samples):
     for i in idx:
         f = flows.get(i)
         if f is None:
-            f = _ops_flows(build(i, ranks), nranks, itemsize)
+            f = g.flows(i, nranks, itemsize)
         out.append((i, f))
     return out, exact, False
 
@@ -379,13 +364,12 @@ def simulate(schedule, topology, placement=None, **params) -> SimulationResult:
     net = network_for(topo, mp["routing"], mp["switch_latency"])
     nranks = schedule.nranks
     hosts = placement_of(topo, nranks, placement)
-    ranks = np.arange(nranks, dtype=np.int64)
     total = 0.0
     step_times, names = [], []
     all_ids, all_bytes = [], []
     exact_all = True
     for g in schedule.groups:
-        reps, exact, single = _group_reps(g, ranks, nranks, itemsize, mp["max_samples"])
+        reps, exact, single = _group_reps(g, nranks, itemsize, mp["max_samples"])
         exact_all &= exact
         times = []
         weight = g.repeat / len(reps)
@@ -460,30 +444,24 @@ def _check_collective_algorithm(collective, algorithm):
 
 
 def build_for(collective, algorithm, nbytes, topo, ranks, hosts, itemsize, alg_params):
-    """The Schedule ``predict`` prices (with topology-derived groups for hierarchical)."""
+    """The Schedule ``predict`` prices.
+
+    An algorithm that needs groups and is given none gets the topology's
+    natural host groups under the placement (when there are any; else its
+    own default).
+    """
     from .. import algorithms as _alg
+    from ..algorithms._blocks import topology_groups
 
     count = nbytes // itemsize
     if nbytes % itemsize:
         raise InvalidArgument(f"nbytes={nbytes} is not a whole number of {itemsize}-byte elements")
     ap = dict(alg_params)
-    if algorithm == "hierarchical" and "groups" not in ap:
-        g = rank_groups(topo, hosts)
-        if len(g) and int(g.max()) + 1 < len(g):      # no natural groups: the algorithm's default
+    if "groups" in _alg.get(collective, algorithm).needs and "groups" not in ap:
+        g = topology_groups(topo, hosts)
+        if len(g) and int(g.max()) + 1 < len(g):
             ap["groups"] = g
     return _alg.build_schedule(collective, algorithm, ranks, count, **ap)
-
-
-def rank_groups(topo, hosts, level=None) -> np.ndarray:
-    """Group index of each rank: the topology's natural host groups under the placement."""
-    gi = np.asarray(topo.group_index(level), dtype=np.int64)[hosts]
-    _, inv = np.unique(gi, return_inverse=True)
-    # number groups in order of first appearance
-    first = {}
-    out = np.empty(len(inv), dtype=np.int64)
-    for i, g in enumerate(inv.tolist()):
-        out[i] = first.setdefault(g, len(first))
-    return out
 
 
 def predict(collective, algorithm, nbytes, topology, ranks=None, **params) -> float:
@@ -509,20 +487,33 @@ def predict(collective, algorithm, nbytes, topology, ranks=None, **params) -> fl
     """
     _check_collective_algorithm(collective, algorithm)
     nbytes = _check_nbytes(nbytes)
+    topo, ranks, model, alg, itemsize, hosts = resolve_call(topology, ranks, params)
+    sched = build_for(collective, algorithm, nbytes, topo, ranks, hosts, itemsize, alg)
+    return simulate(sched, topo, placement=hosts, itemsize=itemsize, **model).time
+
+
+def resolve_call(topology, ranks, params):
+    """What a call of :func:`predict` or the planner prices on.
+
+    Returns ``(topology, ranks, model constants, algorithm parameters,
+    itemsize, hosts)``: the resolved topology, the rank count (default every
+    host), the keyword arguments split into model constants (without
+    placement, dtype and itemsize) and the rest, the element size and the
+    host of each rank.
+    """
     topo = resolve_topology(topology)
-    H = _num_hosts(topo)
     if ranks is None:
-        ranks = H
+        ranks = _num_hosts(topo)
     if isinstance(ranks, bool) or not isinstance(ranks, (Integral, np.integer)) or ranks < 1:
         raise InvalidArgument(f"ranks must be an integer >= 1, got {ranks!r}")
     ranks = int(ranks)
     model = {k: v for k, v in params.items() if k in _MODEL_KEYS}
     alg = {k: v for k, v in params.items() if k not in _MODEL_KEYS}
     itemsize = _itemsize(model)
-    hosts = placement_of(topo, ranks, model.get("placement"))
-    sched = build_for(collective, algorithm, nbytes, topo, ranks, hosts, itemsize, alg)
-    model["placement"] = hosts
-    return simulate(sched, topo, **model).time
+    hosts = placement_of(topo, ranks, model.pop("placement", None))
+    model.pop("itemsize", None)
+    model.pop("dtype", None)
+    return topo, ranks, model, alg, itemsize, hosts
 
 
 # ---------------------------------------------------------------------- per message
@@ -550,7 +541,6 @@ def message_times(schedule, topology, placement=None, rank=0, **params) -> np.nd
     out = np.zeros(len(prog))
     if not len(prog):
         return out
-    ranks = np.arange(nranks, dtype=np.int64)
     # step index -> (group, repetition)
     where = []
     for gi, g in enumerate(schedule.groups):
@@ -559,8 +549,7 @@ def message_times(schedule, topology, placement=None, rank=0, **params) -> np.nd
     priced = {}
     for step in np.unique(prog["step"][is_recv]).tolist():
         gi, i = where[step]
-        g = schedule.groups[gi]
-        src, dst, nb, rb = _ops_flows((g.messages or g.build)(i, ranks), nranks, itemsize)
+        src, dst, nb, rb = schedule.groups[gi].flows(i, nranks, itemsize)
         key = _digest(src, dst, nb)
         st = priced.get(key)
         if st is None:

@@ -24,6 +24,7 @@ import torch
 import torch.distributed as dist
 
 from .. import Communicator
+from .. import algorithms as _algorithms
 from ._progress import Progress, completed_work
 
 BACKEND_NAME = "collectives"
@@ -45,16 +46,8 @@ REDUCE_DTYPES = {
 }
 _FLOATING = {torch.float16, torch.bfloat16, torch.float32, torch.float64}
 
-#: the collectives an algorithm can be forced for, and the names known when
-#: collectives.algorithms cannot be asked (DESIGN.md)
-_COLLECTIVES = ("allreduce", "alltoall", "reduce_scatter", "allgather", "broadcast")
-_KNOWN_ALGORITHMS = {
-    "allreduce": ("ring", "tree", "rhd", "hierarchical"),
-    "alltoall": ("pairwise", "bruck", "hierarchical"),
-    "reduce_scatter": ("ring",),
-    "allgather": ("ring",),
-    "broadcast": ("tree",),
-}
+#: the collectives an algorithm can be forced for
+_COLLECTIVES = _algorithms.COLLECTIVES
 
 
 @dataclass
@@ -133,12 +126,7 @@ def parse_algorithm(spec) -> dict:
 
 
 def _names(collective):
-    try:
-        from .. import algorithms
-
-        return tuple(algorithms.algorithm_names(collective))
-    except Exception:  # the registry is not there (yet): the names DESIGN.md lists
-        return _KNOWN_ALGORITHMS[collective]
+    return _algorithms.algorithm_names(collective)
 
 
 def _env_bool(name, default):
