@@ -181,3 +181,13 @@ def test_cli_whatif_small(capsys):
     designs = {l.split(",")[0] for l in lines[1:]}
     assert designs == {"full-mesh:n=16", "fat-tree:k=4", "dragonfly:a=2,p=1,h=1"} or \
         len(designs) == 3
+
+
+def test_bad_routing_is_one_error_not_one_per_candidate():
+    from collectives.errors import CollectivesError
+
+    with pytest.raises(CollectivesError) as info:
+        cl.planner.choose("allreduce", 1 << 20, "fat-tree:k=4", routing="valient")
+    text = str(info.value)
+    assert text.count("valient") == 1, text
+    assert "not applicable" not in text

@@ -513,6 +513,9 @@ def resolve_call(topology, ranks, params):
     hosts = placement_of(topo, ranks, model.pop("placement", None))
     model.pop("itemsize", None)
     model.pop("dtype", None)
+    # a bad constant or routing mode is refused here, once, not once per candidate priced
+    mp = model_params(model)
+    network_for(topo, mp["routing"], mp["switch_latency"])
     return topo, ranks, model, alg, itemsize, hosts
 
 
