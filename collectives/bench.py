@@ -17,6 +17,7 @@ import argparse
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 import time
@@ -120,11 +121,39 @@ def main(args) -> int:
                     "sys.exit(main(sys.argv[1:]))")
         cmd = mpiexec_command(n, [sys.executable, "-c", launcher] + argv + ["--no-spawn"])
         print(f"# starting {n} ranks: {' '.join(cmd[:3])} ...", file=sys.stderr)
-        try:
-            return subprocess.call(cmd, env=env)
-        except OSError as exc:
-            raise CollectivesError(f"could not start {cmd[0]}: {exc}") from None
+        return run_forwarding_output(cmd, env)
     return _run(args, collectives, sizes, dtype)
+
+
+#: lines the launcher itself prints on standard output (MPICH's hydra: "[mpiexec@host] ...")
+_LAUNCHER_LINE = re.compile(r"^\[(mpiexec|mpirun|proxy)[@:][^\]]*\]")
+
+
+def run_forwarding_output(cmd, env) -> int:
+    """Run the launcher; pass the ranks' standard output through, the launcher's own lines
+    (such as MPICH's "Sending Ctrl-C to processes as requested") to standard error, so that
+    a CSV or JSON sweep on standard output stays parseable."""
+    try:
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True, bufsize=1)
+    except OSError as exc:
+        raise CollectivesError(f"could not start {cmd[0]}: {exc}") from None
+    try:
+        for line in proc.stdout:
+            stream = sys.stderr if _LAUNCHER_LINE.match(line) else sys.stdout
+            stream.write(line)
+            stream.flush()
+    except KeyboardInterrupt:
+        # the launcher got the interrupt too (same process group) and ends the ranks
+        for line in proc.stdout:
+            if not _LAUNCHER_LINE.match(line):
+                sys.stdout.write(line)
+        proc.wait()
+        raise
+    except BrokenPipeError:
+        proc.terminate()
+        proc.wait()
+        raise
+    return proc.wait()
 
 
 def check_options(collectives, algorithms, dtype, op, iters, warmup, *, flag=""):

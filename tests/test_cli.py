@@ -144,3 +144,22 @@ def test_bench_user_errors_are_one_line(args, message):
     assert r.returncode == 2
     assert message in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_launcher_lines_go_to_stderr_not_into_the_sweep(tmp_path, capfd):
+    """MPICH's launcher prints e.g. "Sending Ctrl-C to processes as requested" on stdout:
+    a CSV sweep must not get it."""
+    import sys
+
+    from collectives.bench import run_forwarding_output
+
+    script = tmp_path / "fake_launcher.py"
+    script.write_text("print('collective,algorithm,bytes')\n"
+                      "print('[mpiexec@node01] Sending Ctrl-C to processes as requested')\n"
+                      "print('allreduce,ring,8')\n"
+                      "raise SystemExit(3)\n")
+    rc = run_forwarding_output([sys.executable, str(script)], None)
+    out, err = capfd.readouterr()
+    assert rc == 3
+    assert out.splitlines() == ["collective,algorithm,bytes", "allreduce,ring,8"]
+    assert "Sending Ctrl-C" in err
