@@ -48,6 +48,8 @@ numpydoc_validation_checks: set = set()
 autodoc_default_options = {"members": True, "show-inheritance": True}
 autodoc_member_order = "bysource"
 autodoc_typehints = "none"  # numpydoc's Parameters sections say the types
+# the torch process group's methods would otherwise show torch's C++ docstrings
+autodoc_inherit_docstrings = False
 autosummary_generate = False
 # the torch backend is documented from its docstrings when torch is installed
 # (CI installs it); without torch its API page says so instead of failing

@@ -15,7 +15,7 @@ from .. import units
 
 KINDS = ("host", "switch", "nic")
 
-#: Defaults used by every builder (see the README, "Topologies").
+#: Defaults used by every builder (see the documentation's guide "Topologies").
 DEFAULT_BANDWIDTH = 12.5e9      # 100 Gb/s
 DEFAULT_LATENCY = 500e-9        # 500 ns per link
 
