@@ -71,16 +71,21 @@ def build_table(data: dict) -> nodes.table:
     head += header
     body = nodes.tbody()
     group += body
+    filled = [False] * len(columns)
     for row in data["rows"]:
         line = nodes.row()
-        for column in columns:
+        for i, column in enumerate(columns):
             try:
                 text = formatter.format(column["cell"], **row)
+                filled[i] = True
             except KeyError:
                 text = ""  # a cell this row has no value for stays empty
             classes = ["text-right"] if column.get("align") == "right" else []
             line += nodes.entry("", _paragraph(text), classes=classes)
         body += line
+    for column, used in zip(columns, filled):
+        if not used:   # a misspelt key would otherwise give a silently empty column
+            raise ValueError(f"column {column['label']!r}: no row has the keys of {column['cell']!r}")
     return table
 
 
@@ -98,7 +103,10 @@ class ResultsTable(SphinxDirective):
         except (OSError, ValueError) as exc:
             raise self.error(f"results-table: {exc}") from None
         out = []
-        table = build_table(data)
+        try:
+            table = build_table(data)
+        except ValueError as exc:
+            raise self.error(f"results-table {name}: {exc}") from None
         if "no-title" not in self.options:
             table.insert(0, nodes.title(data["title"], data["title"]))
         out.append(table)
