@@ -51,6 +51,9 @@ autodoc_typehints = "none"  # numpydoc's Parameters sections say the types
 # the torch process group's methods would otherwise show torch's C++ docstrings
 autodoc_inherit_docstrings = False
 autosummary_generate = False
+# classes of other projects that docstrings name (there is no inventory to link them to)
+nitpick_ignore = [("py:class", "networkx.Graph"),
+                  ("py:class", "torch.distributed.distributed_c10d.ProcessGroup")]
 # the torch backend is documented from its docstrings when torch is installed
 # (CI installs it); without torch its API page says so instead of failing
 HAVE_TORCH = importlib.util.find_spec("torch") is not None
