@@ -6,7 +6,7 @@
 >>> r = cl.model.simulate(schedule, t)                           # time, per-step times, link loads
 >>> r.hottest_links(5)
 
-See the README ("The model, the planner and what-if studies") for the assumptions and :mod:`collectives.model.simulate`
+See the documentation's guide "The model and the planner" for the assumptions and :mod:`collectives.model.simulate`
 for the cost of a step. Nothing here needs MPI or the compiled core.
 """
 

@@ -15,7 +15,7 @@ from .. import units
 
 KINDS = ("host", "switch", "nic")
 
-#: Defaults used by every builder (see the README, "Topologies").
+#: Defaults used by every builder (see the documentation's guide "Topologies").
 DEFAULT_BANDWIDTH = 12.5e9      # 100 Gb/s
 DEFAULT_LATENCY = 500e-9        # 500 ns per link
 
@@ -188,7 +188,7 @@ class Topology:
 
     @property
     def host_index(self) -> dict:
-        """host id -> its position in :attr:`hosts`."""
+        """host id -> its position in ``hosts``."""
         if "host_index" not in self._cache:
             self._cache["host_index"] = {h: i for i, h in enumerate(self.hosts)}
         return self._cache["host_index"]
@@ -292,9 +292,9 @@ class Topology:
         return "switch" if self.switched else "host"
 
     def group_index(self, level=None) -> np.ndarray:
-        """An int array: for each host (in :attr:`hosts` order) its group number.
+        """An int array: for each host (in ``hosts`` order) its group number.
 
-        Groups are numbered in order of first appearance in :attr:`hosts`.
+        Groups are numbered in order of first appearance in ``hosts``.
         """
         level = level or self.default_group_level
         key = ("group_index", level)
@@ -342,8 +342,8 @@ class Topology:
         Returns
         -------
         list of list
-            Groups in order of first appearance in :attr:`hosts`; hosts within
-            a group in :attr:`hosts` order.
+            Groups in order of first appearance in ``hosts``; hosts within
+            a group in ``hosts`` order.
         """
         idx = self.group_index(level)
         groups = [[] for _ in range(int(idx.max()) + 1 if len(idx) else 0)]
@@ -376,7 +376,7 @@ class Topology:
 
     # ----------------------------------------------------------------- placement
     def place(self, nranks=None, strategy="linear", **kwargs):
-        """Map ranks to hosts; see :func:`collectives.topology.placement.place`."""
+        """Map ranks to hosts; see :func:`collectives.topology.place`."""
         from .placement import place
 
         return place(self, nranks, strategy, **kwargs)

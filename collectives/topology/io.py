@@ -248,7 +248,7 @@ def load(path, *, format=None, **kwargs) -> Topology:
     format : {"json", "graphml", "slurm"}, optional
     **kwargs
         For Slurm files: ``bandwidth``, ``latency``, ``link_speed_unit``
-        (see :func:`collectives.topology.slurm.parse_slurm`).
+        (see :func:`collectives.topology.parse_slurm`).
 
     Raises
     ------

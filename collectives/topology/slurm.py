@@ -326,7 +326,7 @@ def format_slurm(topo, *, link_speed_unit="Gbps") -> str:
 
 
 def write_slurm(topo, path, **kwargs):
-    """Write :func:`format_slurm` output to ``path``."""
+    """Write ``format_slurm`` output to ``path``."""
     text = format_slurm(topo, **kwargs)
     try:
         with open(path, "w", encoding="utf-8") as f:

@@ -19,7 +19,7 @@ or the environment variables ``COLLECTIVES_TORCH_ALGORITHM`` (an algorithm name
 such as "ring" or "mpi", or "allreduce=ring,alltoall=bruck") and
 ``COLLECTIVES_TORCH_ASYNC`` (0 runs each operation in the calling thread).
 
-See the README, "PyTorch".
+See the documentation's guide "PyTorch".
 """
 
 from __future__ import annotations
