@@ -117,8 +117,15 @@ class Communicator:
         Size of the pieces large messages are cut into (default 1 MiB,
         ``COLLECTIVES_SEGMENT_BYTES``).
     placement : optional
-        Where ranks sit on ``topology``: a strategy name ("linear", the default,
-        "round-robin", "random"), a list of host ids, or a
+        Where ranks sit on ``topology``. By default (None) each rank is put on
+        the host it runs on: its machine name (``COLLECTIVES_HOSTNAME``, else
+        Slurm's ``SLURMD_NODENAME``, else ``MPI.Get_processor_name()``) is
+        matched to the topology's host names (exact, else short name or FQDN,
+        ignoring case); a machine that is not a host is a ``TopologyError`` on
+        every rank. When no rank's machine is a host and all ranks run on one
+        machine (an emulated network on one computer), rank r goes on the r-th
+        host, as with "linear". Otherwise a strategy name ("linear",
+        "round-robin", "random"), a list of host ids, a hostfile path, or a
         ``collectives.topology.placement.Placement``.
     """
 
@@ -164,7 +171,7 @@ class Communicator:
 
         self.placement = None
         if topology is not None:
-            self.topology, self.placement = _resolve_topology(topology, placement, comm.Get_size())
+            self.topology, self.placement = _resolve_topology(topology, placement, comm)
         self._comm = comm.Dup()
         self._comm.Set_errhandler(MPI.ERRORS_RETURN)
         self._handle = handle_of(self._comm)
@@ -556,8 +563,49 @@ def _tune_polling(ranks_on_node: int) -> None:
     _core.set_polls_before_yield(0 if ranks_on_node > cores else 64)
 
 
-def _resolve_topology(topology, placement, nranks):
-    """The Topology (a spec string or path is loaded) and the rank -> host placement."""
+def _resolve_topology(topology, placement, comm):
+    """The Topology (a spec string or path is loaded) and the rank -> host placement.
+
+    Every rank takes part in one allgather (its machine name and whether its own
+    setup failed), so a topology that one rank cannot load, or a machine that is
+    not a host of it, raises on every rank instead of leaving the others waiting.
+    """
+    nranks = comm.Get_size()
+    try:
+        topology, placement = _local_topology(topology, placement, nranks)
+        failure = None
+    except Exception as exc:   # any failure: the other ranks must hear of it
+        failure = exc
+    name = machine_name() if failure is None and placement is None else None
+    report = None if failure is None else (type(failure).__name__, str(failure))
+    everyone = comm.allgather((name, report))
+    failed = [r for r, (_, rep) in enumerate(everyone) if rep is not None]
+    if failure is not None:
+        raise failure
+    if failed:
+        from . import errors as _errors
+
+        kind, text = everyone[failed[0]][1]
+        cls = getattr(_errors, kind, None)
+        if not (isinstance(cls, type) and issubclass(cls, _errors.CollectivesError)):
+            cls = _errors.CollectivesError
+        ranks = ", ".join(map(str, failed[:6])) + (", ..." if len(failed) > 6 else "")
+        raise cls(f"rank(s) {ranks} could not set up the topology, so no rank goes on; rank "
+                  f"{failed[0]}: {text}")
+    if placement is None:
+        from .topology.placement import Placement, match_hosts
+
+        hosts = match_hosts(topology, [n for n, _ in everyone])
+        if hosts is None:   # one machine that is no host of the topology: an emulation
+            _check_linear_fits(topology, nranks)
+            placement = topology.place(nranks, "linear")
+        else:
+            placement = Placement(topology, hosts)
+    return topology, placement
+
+
+def _local_topology(topology, placement, nranks):
+    """What one rank decides alone: the Topology, and the placement unless it comes from names."""
     from . import topology as _topo
 
     if isinstance(topology, (str, os.PathLike)):
@@ -565,18 +613,38 @@ def _resolve_topology(topology, placement, nranks):
     if not isinstance(topology, _topo.Topology):
         raise InvalidType(f"topology must be a collectives.topology.Topology, a spec string or a file "
                           f"path; got {type(topology).__name__}")
-    if len(topology.hosts) < nranks:
-        raise InvalidArgument(f"topology {topology.name} has {len(topology.hosts)} hosts, fewer than "
-                              f"the communicator's {nranks} ranks")
-    from .topology.placement import Placement
+    from .topology.placement import STRATEGIES, Placement
 
-    if placement is None or isinstance(placement, str):
-        placement = topology.place(nranks, placement or "linear")
+    if placement is None:
+        return topology, None
+    if isinstance(placement, (str, os.PathLike)):
+        if isinstance(placement, str) and placement in STRATEGIES:
+            _check_linear_fits(topology, nranks)
+        placement = topology.place(nranks, placement)
     elif not isinstance(placement, Placement):
         placement = Placement(topology, list(placement))
     if placement.nranks != nranks:
         raise InvalidArgument(f"placement covers {placement.nranks} ranks, the communicator has {nranks}")
     return topology, placement
+
+
+def _check_linear_fits(topology, nranks):
+    if len(topology.hosts) < nranks:
+        raise InvalidArgument(f"topology {topology.name} has {len(topology.hosts)} hosts, fewer than "
+                              f"the communicator's {nranks} ranks")
+
+
+def machine_name() -> str:
+    """The name of the machine this rank runs on, as placement matches it to a topology's hosts.
+
+    ``COLLECTIVES_HOSTNAME`` when set (to fake where ranks run, e.g. in tests),
+    else Slurm's ``SLURMD_NODENAME``, else ``MPI.Get_processor_name()``.
+    """
+    for var in ("COLLECTIVES_HOSTNAME", "SLURMD_NODENAME"):
+        text = os.environ.get(var, "").strip()
+        if text:
+            return text
+    return MPI.Get_processor_name()
 
 
 def handle_of(comm) -> int:
