@@ -492,6 +492,8 @@ class Communicator:
                 + "\nMake every rank pass the same shape, dtype, op, algorithm and root.")
 
     def _run(self, collective, algorithm, a, o, result, *, op=None, op_code=0, root=0, timeout=None):
+        if op == "avg" and a.dtype.itemsize == 2:   # float16, bfloat16: their own sum overflows
+            return self._avg_in_float32(collective, algorithm, a, o, result, timeout)
         if self._broken or self._comm is None:
             self._ensure_usable()
         deadline = self.timeout_or_zero if timeout is None else self._deadline(timeout)
@@ -510,6 +512,30 @@ class Communicator:
             from ._kernels import divide_by
 
             divide_by(o, float(self.size))
+        return result
+
+    def _avg_in_float32(self, collective, algorithm, a, o, result, timeout):
+        """The average of a half-precision ``a``: summed in float32, divided, rounded once to a's dtype.
+
+        A float16 sum of values near 65504 overflows where their average does not.
+        Each value is scaled by 2**-k (2**k >= size, exact in float32 for every float16
+        and bfloat16 value while size <= 65536) so that the float32 sum of bfloat16
+        values, whose range is float32's, cannot overflow either. Every rank gets
+        the same float32 sum, so every rank rounds to the same result.
+        """
+        if self.validate and self.size > 1:   # the caller's own arguments, before the float32 call's
+            self._ensure_usable()
+            self._fingerprint(collective, str(algorithm).lower(), a, "avg", 0, self._deadline(timeout))
+        k = max(0, int(self.size - 1).bit_length())
+        wide = a.astype(np.float32)
+        if k:
+            wide *= np.float32(2.0 ** -k)
+        total = np.empty(o.shape, dtype=np.float32)
+        self._run(collective, algorithm, wide, total, total, op="sum",
+                  op_code=self._op("sum", total.dtype), timeout=timeout)
+        mean = total.astype(np.float64)
+        mean *= 2.0 ** k / self.size
+        o[...] = mean.astype(o.dtype)
         return result
 
     def _check_result(self, res, collective, algorithm, num_steps=None):
