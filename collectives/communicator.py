@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import zlib
 from dataclasses import dataclass
-from typing import Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 from mpi4py import MPI
@@ -22,6 +22,11 @@ from .algorithms._blocks import block_bounds
 from .buffers import address, as_array
 from .errors import (CollectiveTimeout, CommunicationError, CommunicatorBroken,
                      InvalidArgument, InvalidType, MismatchError)
+
+if TYPE_CHECKING:   # names for the public signatures' type hints only
+    from .planner import Plan
+    from .topology import Topology
+    from .topology.placement import Placement
 
 _core = load_core()
 
@@ -129,8 +134,10 @@ class Communicator:
         ``collectives.topology.placement.Placement``.
     """
 
-    def __init__(self, comm=None, topology=None, emulate: bool = False, timeout=None,
-                 validate: bool = False, segment_bytes: Optional[int] = None, placement=None):
+    def __init__(self, comm: MPI.Comm | None = None, topology: Topology | str | os.PathLike | None = None,
+                 emulate: bool = False, timeout: float | None = None, validate: bool = False,
+                 segment_bytes: int | str | None = None,
+                 placement: str | os.PathLike | list | Placement | None = None) -> None:
         if comm is None:
             comm = MPI.COMM_WORLD
         if not isinstance(comm, MPI.Comm):
@@ -187,7 +194,7 @@ class Communicator:
     # ---- properties -----------------------------------------------------------------
 
     @property
-    def mpi_comm(self):
+    def mpi_comm(self) -> MPI.Comm:
         """The library's own duplicate of the MPI communicator."""
         return self._comm
 
@@ -211,7 +218,8 @@ class Communicator:
 
     # ---- public collectives ------------------------------------------------------------
 
-    def allreduce(self, x, op: str = "sum", *, out=None, algorithm: str = "auto", timeout=None):
+    def allreduce(self, x: Any, op: str = "sum", *, out: Any = None, algorithm: str = "auto",
+                  timeout: float | None = None) -> Any:
         """Reduce ``x`` element-wise over all ranks; every rank gets the result.
 
         Returns a new array (or ``out``; ``out=x`` reduces in place).
@@ -221,7 +229,8 @@ class Communicator:
         o, result = self._output(x, a, out, a.shape)
         return self._run("allreduce", algorithm, a, o, result, op=op, op_code=op_code, timeout=timeout)
 
-    def alltoall(self, x, *, out=None, algorithm: str = "auto", timeout=None):
+    def alltoall(self, x: Any, *, out: Any = None, algorithm: str = "auto",
+                 timeout: float | None = None) -> Any:
         """Exchange blocks: ``x`` holds ``size`` equal blocks along axis 0; block j goes to rank j.
 
         The result holds, in block i, what rank i sent to this rank.
@@ -236,7 +245,8 @@ class Communicator:
             a = a.copy()  # in place: the blocks still to be sent must not be overwritten
         return self._run("alltoall", algorithm, a, o, result, timeout=timeout)
 
-    def reduce_scatter(self, x, op: str = "sum", *, out=None, algorithm: str = "auto", timeout=None):
+    def reduce_scatter(self, x: Any, op: str = "sum", *, out: Any = None, algorithm: str = "auto",
+                       timeout: float | None = None) -> Any:
         """Reduce ``x`` over all ranks and return this rank's block of the result.
 
         A 1-D ``x`` of n elements is split like ``numpy.array_split(x, size)`` (the
@@ -260,14 +270,16 @@ class Communicator:
         return self._run("reduce_scatter", algorithm, a, o, result, op=op, op_code=op_code,
                          timeout=timeout)
 
-    def allgather(self, x, *, out=None, algorithm: str = "auto", timeout=None):
+    def allgather(self, x: Any, *, out: Any = None, algorithm: str = "auto",
+                  timeout: float | None = None) -> Any:
         """Every rank's ``x`` (same shape on all), concatenated along axis 0 in rank order."""
         a = as_array(x, "x")
         shape = (self.size,) if a.ndim == 0 else (self.size * a.shape[0],) + a.shape[1:]
         o, result = self._output(x, a, out, shape, same_as_input=False)
         return self._run("allgather", algorithm, a, o, result, timeout=timeout)
 
-    def broadcast(self, x, root: int = 0, *, algorithm: str = "auto", timeout=None):
+    def broadcast(self, x: Any, root: int = 0, *, algorithm: str = "auto",
+                  timeout: float | None = None) -> Any:
         """Copy ``root``'s ``x`` into ``x`` on every rank, in place; returns ``x``."""
         a = as_array(x, "x", writable=True)
         if isinstance(root, bool) or not isinstance(root, (int, np.integer)):
@@ -277,7 +289,7 @@ class Communicator:
         self._run("broadcast", algorithm, a, a, x, root=int(root), timeout=timeout)
         return x
 
-    def barrier(self, timeout=None):
+    def barrier(self, timeout: float | None = None) -> None:
         """Wait until every rank has called barrier (with the same deadline rules)."""
         self._ensure_usable()
         deadline = self._deadline(timeout)
@@ -286,7 +298,7 @@ class Communicator:
         if res is not None:
             self._check_result(res, "barrier", "mpi")
 
-    def plan(self, collective: str, nbytes: int, dtype="float32"):
+    def plan(self, collective: str, nbytes: int, dtype: str | np.dtype = "float32") -> Plan:
         """What ``algorithm="auto"`` does for this collective and size, with the reasons."""
         from . import policy
 
@@ -314,11 +326,11 @@ class Communicator:
         return float(_model.predict(collective, algorithm, int(nbytes), self.topology, ranks=self.size,
                                     placement=self.placement, **params))
 
-    def abort(self, errorcode: int = 1):
+    def abort(self, errorcode: int = 1) -> None:
         """End the whole MPI job at once (MPI_Abort): for jobs that prefer dying to waiting."""
         MPI.COMM_WORLD.Abort(errorcode)
 
-    def free(self):
+    def free(self) -> None:
         """Release the duplicated MPI communicator (also done when garbage collected)."""
         if getattr(self, "_comm", None) is not None and self._comm != MPI.COMM_NULL:
             try:
