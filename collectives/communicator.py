@@ -545,8 +545,8 @@ class Communicator:
         total = np.empty(o.shape, dtype=np.float32)
         self._run(collective, algorithm, wide, total, total, op="sum",
                   op_code=self._op("sum", total.dtype), timeout=timeout)
-        mean = total.astype(np.float64)
-        mean *= 2.0 ** k / self.size
+        # one correctly rounded division of exact operands; float64 -> half then rounds as if once
+        mean = total.astype(np.float64) / (self.size * 2.0 ** -k)
         o[...] = mean.astype(o.dtype)
         return result
 
