@@ -614,7 +614,7 @@ def _resolve_topology(topology, placement, comm):
         failure = None
     except Exception as exc:   # any failure: the other ranks must hear of it
         failure = exc
-    name = machine_name() if failure is None and placement is None else None
+    name = _machine_name() if failure is None and placement is None else None
     report = None if failure is None else (type(failure).__name__, str(failure))
     everyone = comm.allgather((name, report))
     failed = [r for r, (_, rep) in enumerate(everyone) if rep is not None]
@@ -672,7 +672,7 @@ def _check_linear_fits(topology, nranks):
                               f"the communicator's {nranks} ranks")
 
 
-def machine_name() -> str:
+def _machine_name() -> str:
     """The name of the machine this rank runs on, as placement matches it to a topology's hosts.
 
     ``COLLECTIVES_HOSTNAME`` when set (to fake where ranks run, e.g. in tests),
