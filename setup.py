@@ -23,6 +23,28 @@ from setuptools import Extension, setup
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
+def check_c_compiler():
+    """Stop the build with a clear message when the C compiler it would call is missing.
+
+    That compiler is ``CC`` when set, else the one Python was built with (what
+    setuptools calls); without it the build would fail later with a bare
+    "command 'gcc' failed".
+    """
+    cc = os.environ.get("CC", "").strip() or sysconfig.get_config_var("CC") or "cc"
+    words = shlex.split(cc)
+    compiler = words[0] if words else "cc"
+    if shutil.which(compiler) is None:
+        sys.exit(
+            f"collectives: no C compiler found: {compiler!r} (from "
+            f"{'CC' if os.environ.get('CC', '').strip() else 'the build configuration of this Python'}) "
+            "is not on PATH. The compiled core needs a C compiler: on Debian/Ubuntu "
+            "`apt-get install build-essential` (or just `gcc`), on Fedora/RHEL `dnf install gcc`, "
+            "on macOS `xcode-select --install`; or set CC to a C compiler you have (CC=clang), "
+            "then build again."
+        )
+    return compiler
+
+
 def find_mpicc():
     env = os.environ.get("MPICC")
     if env:
@@ -65,6 +87,7 @@ def mpi_flags(mpicc):
     return out, inc, libdirs, libs, rpaths, other
 
 
+check_c_compiler()
 MPICC, MPICC_SOURCE = find_mpicc()
 SHOW, MPI_INC, MPI_LIBDIRS, MPI_LIBS, MPI_RPATHS, MPI_DEFS = mpi_flags(MPICC)
 

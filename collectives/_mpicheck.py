@@ -19,6 +19,15 @@ def load_core():
         from . import _executor
     except ImportError as exc:
         text = str(exc)
+        shadowed = _unbuilt_source_tree()
+        if shadowed is not None:
+            here, installed = shadowed
+            raise BuildMismatch(
+                f"the compiled core of collectives could not be loaded ({text}): the collectives "
+                f"imported from {here} is a source tree without a built core"
+                + (f", and it shadows the installed package in {installed}" if installed else "")
+                + ". Run from outside the source tree, or build in place with `pip install -e .`"
+            ) from exc
         if "mpi" not in text.lower():
             raise BuildMismatch(
                 f"the compiled core of collectives could not be loaded ({text}); the installation is "
@@ -39,3 +48,27 @@ def load_core():
             f"  collectives: {ours.splitlines()[0] if ours else '?'}\n"
             f"  mpi4py:      {theirs.splitlines()[0] if theirs else '?'}\n" + _REBUILD)
     return _executor
+
+
+def _unbuilt_source_tree():
+    """``(package dir, installed dir or None)`` when the imported package is an unbuilt checkout.
+
+    A script started inside a checkout imports the checkout's ``collectives``
+    (Python puts the script's directory first on ``sys.path``), which has no
+    compiled core unless it was built in place.
+    """
+    import glob
+    import os
+    import sys
+
+    def built_core(pkg):
+        return [p for p in glob.glob(os.path.join(pkg, "_executor*")) if not p.endswith((".pyx", ".c"))]
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    if built_core(here) or not os.path.exists(os.path.join(os.path.dirname(here), "setup.py")):
+        return None
+    for entry in sys.path:
+        other = os.path.join(os.path.abspath(entry or os.curdir), "collectives")
+        if other != here and built_core(other):
+            return here, other
+    return here, None

@@ -97,7 +97,7 @@ def main(args) -> int:
         try:
             import matplotlib  # noqa: F401
         except ImportError:
-            raise InvalidArgument('--plot needs matplotlib: pip install "collectives[plot]"') from None
+            raise InvalidArgument('--plot needs matplotlib: pip install matplotlib (the plot extra)') from None
 
     if not args.no_spawn and not under_launcher():
         n = args.nranks or max(2, os.cpu_count() or 2)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import zlib
 from dataclasses import dataclass
-from typing import Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 from mpi4py import MPI
@@ -22,6 +22,11 @@ from .algorithms._blocks import block_bounds
 from .buffers import address, as_array
 from .errors import (CollectiveTimeout, CommunicationError, CommunicatorBroken,
                      InvalidArgument, InvalidType, MismatchError)
+
+if TYPE_CHECKING:   # names for the public signatures' type hints only
+    from .planner import Plan
+    from .topology import Topology
+    from .topology.placement import Placement
 
 _core = load_core()
 
@@ -117,13 +122,22 @@ class Communicator:
         Size of the pieces large messages are cut into (default 1 MiB,
         ``COLLECTIVES_SEGMENT_BYTES``).
     placement : optional
-        Where ranks sit on ``topology``: a strategy name ("linear", the default,
-        "round-robin", "random"), a list of host ids, or a
+        Where ranks sit on ``topology``. By default (None) each rank is put on
+        the host it runs on: its machine name (``COLLECTIVES_HOSTNAME``, else
+        Slurm's ``SLURMD_NODENAME``, else ``MPI.Get_processor_name()``) is
+        matched to the topology's host names (exact, else short name or FQDN,
+        ignoring case); a machine that is not a host is a ``TopologyError`` on
+        every rank. When no rank's machine is a host and all ranks run on one
+        machine (an emulated network on one computer), rank r goes on the r-th
+        host, as with "linear". Otherwise a strategy name ("linear",
+        "round-robin", "random"), a list of host ids, a hostfile path, or a
         ``collectives.topology.placement.Placement``.
     """
 
-    def __init__(self, comm=None, topology=None, emulate: bool = False, timeout=None,
-                 validate: bool = False, segment_bytes: Optional[int] = None, placement=None):
+    def __init__(self, comm: MPI.Comm | None = None, topology: Topology | str | os.PathLike | None = None,
+                 emulate: bool = False, timeout: float | None = None, validate: bool = False,
+                 segment_bytes: int | str | None = None,
+                 placement: str | os.PathLike | list | Placement | None = None) -> None:
         if comm is None:
             comm = MPI.COMM_WORLD
         if not isinstance(comm, MPI.Comm):
@@ -164,7 +178,7 @@ class Communicator:
 
         self.placement = None
         if topology is not None:
-            self.topology, self.placement = _resolve_topology(topology, placement, comm.Get_size())
+            self.topology, self.placement = _resolve_topology(topology, placement, comm)
         self._comm = comm.Dup()
         self._comm.Set_errhandler(MPI.ERRORS_RETURN)
         self._handle = handle_of(self._comm)
@@ -180,7 +194,7 @@ class Communicator:
     # ---- properties -----------------------------------------------------------------
 
     @property
-    def mpi_comm(self):
+    def mpi_comm(self) -> MPI.Comm:
         """The library's own duplicate of the MPI communicator."""
         return self._comm
 
@@ -204,7 +218,8 @@ class Communicator:
 
     # ---- public collectives ------------------------------------------------------------
 
-    def allreduce(self, x, op: str = "sum", *, out=None, algorithm: str = "auto", timeout=None):
+    def allreduce(self, x: Any, op: str = "sum", *, out: Any = None, algorithm: str = "auto",
+                  timeout: float | None = None) -> Any:
         """Reduce ``x`` element-wise over all ranks; every rank gets the result.
 
         Returns a new array (or ``out``; ``out=x`` reduces in place).
@@ -214,7 +229,8 @@ class Communicator:
         o, result = self._output(x, a, out, a.shape)
         return self._run("allreduce", algorithm, a, o, result, op=op, op_code=op_code, timeout=timeout)
 
-    def alltoall(self, x, *, out=None, algorithm: str = "auto", timeout=None):
+    def alltoall(self, x: Any, *, out: Any = None, algorithm: str = "auto",
+                 timeout: float | None = None) -> Any:
         """Exchange blocks: ``x`` holds ``size`` equal blocks along axis 0; block j goes to rank j.
 
         The result holds, in block i, what rank i sent to this rank.
@@ -229,7 +245,8 @@ class Communicator:
             a = a.copy()  # in place: the blocks still to be sent must not be overwritten
         return self._run("alltoall", algorithm, a, o, result, timeout=timeout)
 
-    def reduce_scatter(self, x, op: str = "sum", *, out=None, algorithm: str = "auto", timeout=None):
+    def reduce_scatter(self, x: Any, op: str = "sum", *, out: Any = None, algorithm: str = "auto",
+                       timeout: float | None = None) -> Any:
         """Reduce ``x`` over all ranks and return this rank's block of the result.
 
         A 1-D ``x`` of n elements is split like ``numpy.array_split(x, size)`` (the
@@ -253,14 +270,16 @@ class Communicator:
         return self._run("reduce_scatter", algorithm, a, o, result, op=op, op_code=op_code,
                          timeout=timeout)
 
-    def allgather(self, x, *, out=None, algorithm: str = "auto", timeout=None):
+    def allgather(self, x: Any, *, out: Any = None, algorithm: str = "auto",
+                  timeout: float | None = None) -> Any:
         """Every rank's ``x`` (same shape on all), concatenated along axis 0 in rank order."""
         a = as_array(x, "x")
         shape = (self.size,) if a.ndim == 0 else (self.size * a.shape[0],) + a.shape[1:]
         o, result = self._output(x, a, out, shape, same_as_input=False)
         return self._run("allgather", algorithm, a, o, result, timeout=timeout)
 
-    def broadcast(self, x, root: int = 0, *, algorithm: str = "auto", timeout=None):
+    def broadcast(self, x: Any, root: int = 0, *, algorithm: str = "auto",
+                  timeout: float | None = None) -> Any:
         """Copy ``root``'s ``x`` into ``x`` on every rank, in place; returns ``x``."""
         a = as_array(x, "x", writable=True)
         if isinstance(root, bool) or not isinstance(root, (int, np.integer)):
@@ -270,7 +289,7 @@ class Communicator:
         self._run("broadcast", algorithm, a, a, x, root=int(root), timeout=timeout)
         return x
 
-    def barrier(self, timeout=None):
+    def barrier(self, timeout: float | None = None) -> None:
         """Wait until every rank has called barrier (with the same deadline rules)."""
         self._ensure_usable()
         deadline = self._deadline(timeout)
@@ -279,7 +298,7 @@ class Communicator:
         if res is not None:
             self._check_result(res, "barrier", "mpi")
 
-    def plan(self, collective: str, nbytes: int, dtype="float32"):
+    def plan(self, collective: str, nbytes: int, dtype: str | np.dtype = "float32") -> Plan:
         """What ``algorithm="auto"`` does for this collective and size, with the reasons.
 
         The same as ``collectives.planner.choose(collective, nbytes, comm, dtype=dtype)``.
@@ -312,11 +331,11 @@ class Communicator:
         return float(_model.predict(collective, algorithm, int(nbytes), self.topology, ranks=self.size,
                                     placement=self.placement, **params))
 
-    def abort(self, errorcode: int = 1):
+    def abort(self, errorcode: int = 1) -> None:
         """End the whole MPI job at once (MPI_Abort): for jobs that prefer dying to waiting."""
         MPI.COMM_WORLD.Abort(errorcode)
 
-    def free(self):
+    def free(self) -> None:
         """Release the duplicated MPI communicator (also done when garbage collected)."""
         if getattr(self, "_comm", None) is not None and self._comm != MPI.COMM_NULL:
             try:
@@ -485,6 +504,8 @@ class Communicator:
                 + "\nMake every rank pass the same shape, dtype, op, algorithm and root.")
 
     def _run(self, collective, algorithm, a, o, result, *, op=None, op_code=0, root=0, timeout=None):
+        if op == "avg" and a.dtype.itemsize == 2:   # float16, bfloat16: their own sum overflows
+            return self._avg_in_float32(collective, algorithm, a, o, result, timeout)
         if self._broken or self._comm is None:
             self._ensure_usable()
         deadline = self.timeout_or_zero if timeout is None else self._deadline(timeout)
@@ -503,6 +524,30 @@ class Communicator:
             from ._kernels import divide_by
 
             divide_by(o, float(self.size))
+        return result
+
+    def _avg_in_float32(self, collective, algorithm, a, o, result, timeout):
+        """The average of a half-precision ``a``: summed in float32, divided, rounded once to a's dtype.
+
+        A float16 sum of values near 65504 overflows where their average does not.
+        Each value is scaled by 2**-k (2**k >= size, exact in float32 for every float16
+        and bfloat16 value while size <= 65536) so that the float32 sum of bfloat16
+        values, whose range is float32's, cannot overflow either. Every rank gets
+        the same float32 sum, so every rank rounds to the same result.
+        """
+        if self.validate and self.size > 1:   # the caller's own arguments, before the float32 call's
+            self._ensure_usable()
+            self._fingerprint(collective, str(algorithm).lower(), a, "avg", 0, self._deadline(timeout))
+        k = max(0, int(self.size - 1).bit_length())
+        wide = a.astype(np.float32)
+        if k:
+            wide *= np.float32(2.0 ** -k)
+        total = np.empty(o.shape, dtype=np.float32)
+        self._run(collective, algorithm, wide, total, total, op="sum",
+                  op_code=self._op("sum", total.dtype), timeout=timeout)
+        # one correctly rounded division of exact operands; float64 -> half then rounds as if once
+        mean = total.astype(np.float64) / (self.size * 2.0 ** -k)
+        o[...] = mean.astype(o.dtype)
         return result
 
     def _check_result(self, res, collective, algorithm, num_steps=None):
@@ -553,8 +598,49 @@ def _tune_polling(ranks_on_node: int) -> None:
     _core.set_polls_before_yield(0 if ranks_on_node > cores else 64)
 
 
-def _resolve_topology(topology, placement, nranks):
-    """The Topology (a spec string or path is loaded) and the rank -> host placement."""
+def _resolve_topology(topology, placement, comm):
+    """The Topology (a spec string or path is loaded) and the rank -> host placement.
+
+    Every rank takes part in one allgather (its machine name and whether its own
+    setup failed), so a topology that one rank cannot load, or a machine that is
+    not a host of it, raises on every rank instead of leaving the others waiting.
+    """
+    nranks = comm.Get_size()
+    try:
+        topology, placement = _local_topology(topology, placement, nranks)
+        failure = None
+    except Exception as exc:   # any failure: the other ranks must hear of it
+        failure = exc
+    name = _machine_name() if failure is None and placement is None else None
+    report = None if failure is None else (type(failure).__name__, str(failure))
+    everyone = comm.allgather((name, report))
+    failed = [r for r, (_, rep) in enumerate(everyone) if rep is not None]
+    if failure is not None:
+        raise failure
+    if failed:
+        from . import errors as _errors
+
+        kind, text = everyone[failed[0]][1]
+        cls = getattr(_errors, kind, None)
+        if not (isinstance(cls, type) and issubclass(cls, _errors.CollectivesError)):
+            cls = _errors.CollectivesError
+        ranks = ", ".join(map(str, failed[:6])) + (", ..." if len(failed) > 6 else "")
+        raise cls(f"rank(s) {ranks} could not set up the topology, so no rank goes on; rank "
+                  f"{failed[0]}: {text}")
+    if placement is None:
+        from .topology.placement import Placement, match_hosts
+
+        hosts = match_hosts(topology, [n for n, _ in everyone])
+        if hosts is None:   # one machine that is no host of the topology: an emulation
+            _check_linear_fits(topology, nranks)
+            placement = topology.place(nranks, "linear")
+        else:
+            placement = Placement(topology, hosts)
+    return topology, placement
+
+
+def _local_topology(topology, placement, nranks):
+    """What one rank decides alone: the Topology, and the placement unless it comes from names."""
     from . import topology as _topo
 
     if isinstance(topology, (str, os.PathLike)):
@@ -562,18 +648,38 @@ def _resolve_topology(topology, placement, nranks):
     if not isinstance(topology, _topo.Topology):
         raise InvalidType(f"topology must be a collectives.topology.Topology, a spec string or a file "
                           f"path; got {type(topology).__name__}")
-    if len(topology.hosts) < nranks:
-        raise InvalidArgument(f"topology {topology.name} has {len(topology.hosts)} hosts, fewer than "
-                              f"the communicator's {nranks} ranks")
-    from .topology.placement import Placement
+    from .topology.placement import STRATEGIES, Placement
 
-    if placement is None or isinstance(placement, str):
-        placement = topology.place(nranks, placement or "linear")
+    if placement is None:
+        return topology, None
+    if isinstance(placement, (str, os.PathLike)):
+        if isinstance(placement, str) and placement in STRATEGIES:
+            _check_linear_fits(topology, nranks)
+        placement = topology.place(nranks, placement)
     elif not isinstance(placement, Placement):
         placement = Placement(topology, list(placement))
     if placement.nranks != nranks:
         raise InvalidArgument(f"placement covers {placement.nranks} ranks, the communicator has {nranks}")
     return topology, placement
+
+
+def _check_linear_fits(topology, nranks):
+    if len(topology.hosts) < nranks:
+        raise InvalidArgument(f"topology {topology.name} has {len(topology.hosts)} hosts, fewer than "
+                              f"the communicator's {nranks} ranks")
+
+
+def _machine_name() -> str:
+    """The name of the machine this rank runs on, as placement matches it to a topology's hosts.
+
+    ``COLLECTIVES_HOSTNAME`` when set (to fake where ranks run, e.g. in tests),
+    else Slurm's ``SLURMD_NODENAME``, else ``MPI.Get_processor_name()``.
+    """
+    for var in ("COLLECTIVES_HOSTNAME", "SLURMD_NODENAME"):
+        text = os.environ.get(var, "").strip()
+        if text:
+            return text
+    return MPI.Get_processor_name()
 
 
 def handle_of(comm) -> int:

@@ -285,8 +285,13 @@ def format_bytes(n, *, binary=True, digits=4) -> str:
 
 
 def format_bandwidth(bps, *, bits=False, digits=4) -> str:
-    """Bytes per second to text: ``12.5e9 -> "12.5GB/s"``, or ``"100Gbps"`` with ``bits=True``."""
+    """Bytes per second to text: ``12.5e9 -> "12.5GB/s"``, or ``"100Gbps"`` with ``bits=True``.
+
+    A bandwidth that is not finite (0 bytes over 0 s is ``inf``) prints as ``"-"``.
+    """
     v = float(bps) * (8.0 if bits else 1.0)
+    if not math.isfinite(v):
+        return "-"
     units = ["", "k", "M", "G", "T", "P"]
     i = 0
     while abs(v) >= 1000.0 and i < len(units) - 1:
@@ -296,9 +301,11 @@ def format_bandwidth(bps, *, bits=False, digits=4) -> str:
 
 
 def format_time(seconds, *, digits=4) -> str:
-    """Seconds to text: ``1e-6 -> "1us"``, ``0.0025 -> "2.5ms"``, ``0 -> "0s"``."""
+    """Seconds to text: ``1e-6 -> "1us"``, ``0.0025 -> "2.5ms"``, ``0 -> "0s"``; ``inf``/``nan`` -> ``"-"``."""
     s = float(seconds)
-    if s == 0 or not math.isfinite(s):
+    if not math.isfinite(s):
+        return "-"
+    if s == 0:
         return f"{s:g}s"
     a = abs(s)
     for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6), ("ns", 1e-9)):

@@ -3,7 +3,7 @@
 ::
 
     collectives topo describe SPEC|FILE [--json] [--port-cost X] [--cable-cost Y] [--nic-port-cost Z]
-    collectives topo draw SPEC|FILE -o file.png          (needs: pip install "collectives[plot]")
+    collectives topo draw SPEC|FILE -o file.png          (needs: pip install matplotlib (the plot extra))
     collectives topo export SPEC|FILE -o file.{json,graphml,conf}
     collectives topo routes SPEC|FILE SRC DST [--routing ecmp|minimal|valiant]
     collectives topo families
@@ -276,7 +276,7 @@ def _draw(args):
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise InvalidArgument('drawing needs matplotlib: pip install "collectives[plot]"') from None
+        raise InvalidArgument('drawing needs matplotlib: pip install matplotlib (the plot extra)') from None
     import networkx as nx
 
     topo = resolve(args.topology)

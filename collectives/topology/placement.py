@@ -19,6 +19,14 @@ a hostfile path (``str`` or ``os.PathLike`` naming an existing file)
     Open MPI / MPICH style: one host per line, optionally ``slots=N`` or
     ``host:N``; ``#`` starts a comment. Each host takes ``N`` consecutive ranks.
 
+By machine name (:func:`match_hosts`, :func:`place_by_name`)
+    Each rank on the topology host its machine is called (what a
+    :class:`~collectives.Communicator` with a topology does by default, from
+    every rank's processor name). A name matches a host exactly; else, ignoring
+    case, the short name (before the first dot) of one matches the other whole
+    (``node01.cluster`` and ``node01``). Several ranks may share a host, up to
+    the host's ``slots`` node attribute when the topology gives one.
+
 ``slots`` (ranks per host, default 1) applies to the first three strategies.
 Unknown hosts and too few hosts raise :class:`~collectives.errors.TopologyError`
 (a bad hostfile line names the file and the line number);
@@ -33,7 +41,7 @@ import numpy as np
 
 from ..errors import TopologyError, TopologyFileError
 
-__all__ = ["Placement", "place", "read_hostfile", "STRATEGIES"]
+__all__ = ["Placement", "place", "read_hostfile", "match_hosts", "place_by_name", "STRATEGIES"]
 
 STRATEGIES = ("linear", "round-robin", "random")
 
@@ -208,3 +216,129 @@ def _take(topo, hosts, nranks, what):
     if nranks > len(hosts):
         raise TopologyError(f"{nranks} ranks but {what} provides only {len(hosts)} slots")
     return Placement(topo, hosts[:nranks])
+
+
+# ---------------------------------------------------------------- by machine name
+
+def _short(name: str) -> str:
+    return name.split(".", 1)[0]
+
+
+class _HostNames:
+    """Lookup of a topology's hosts by name: exact, then case-insensitive, then short name."""
+
+    def __init__(self, topo):
+        self.topo = topo
+        self.exact = {str(h): h for h in topo.hosts}
+        self.folded: dict = {}
+        self.short: dict = {}
+        for h in topo.hosts:
+            text = str(h).lower()
+            self.folded.setdefault(text, []).append(h)
+            if "." in text:
+                self.short.setdefault(_short(text), []).append(h)
+
+    def find(self, name: str):
+        """The host ``name`` names, or None; TopologyError if it could be several."""
+        if name in self.exact:
+            return self.exact[name]
+        text = name.lower()
+        found = self.folded.get(text)
+        if not found and "." in text:
+            # node01.cluster.org on a machine, node01 in the topology
+            found = self.folded.get(_short(text))
+        if not found and "." not in text:
+            # node01 on a machine, node01.cluster.org in the topology
+            found = self.short.get(text)
+        if not found:
+            return None
+        if len(found) > 1:
+            raise TopologyError(f"machine name {name!r} matches several hosts of {self.topo.name}: "
+                                f"{', '.join(map(repr, map(str, found[:5])))}; give the full name "
+                                "(COLLECTIVES_HOSTNAME) or pass placement=")
+        return found[0]
+
+    def some(self, k=5) -> str:
+        hosts = [str(h) for h in self.topo.hosts[:k]]
+        more = len(self.topo.hosts) - len(hosts)
+        return ", ".join(hosts) + (f", ... ({more} more)" if more > 0 else "")
+
+
+def match_hosts(topo, names):
+    """The topology host each rank runs on, from the names of the ranks' machines.
+
+    Parameters
+    ----------
+    topo : Topology
+    names : sequence of str
+        Each rank's machine name, in rank order (its MPI processor name, or
+        Slurm's ``SLURMD_NODENAME``).
+
+    Returns
+    -------
+    list or None
+        The host id of each rank. None when no name matches a host and every
+        rank runs on one machine: an emulated network on one computer (hosts
+        ``h0``, ``h1``, ... on a laptop called ``vm``), which the caller places
+        linearly.
+
+    Raises
+    ------
+    TopologyError
+        A machine that is not a host of ``topo`` (the message lists the
+        unknown names and a few hosts that are), a name that matches several
+        hosts, or more ranks on a host than its ``slots`` node attribute allows.
+    """
+    names = [str(n) for n in names]
+    if not names:
+        raise TopologyError("no rank to place: the list of machine names is empty")
+    lookup = _HostNames(topo)
+    found = {name: lookup.find(name) for name in dict.fromkeys(names)}
+    unknown = [name for name, host in found.items() if host is None]
+    if len(unknown) == len(found) == 1:
+        return None
+    if unknown:
+        where = {name: [r for r, n in enumerate(names) if n == name] for name in unknown[:5]}
+        listed = "; ".join(f"{name!r} (rank{'s' if len(r) > 1 else ''} {_ranks_text(r)})"
+                           for name, r in where.items())
+        more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+        raise TopologyError(
+            f"{len(unknown)} machine(s) the ranks run on are not hosts of {topo.name}: {listed}{more}. "
+            f"Its hosts are {lookup.some()}. Describe the network the job runs on "
+            "(e.g. from `scontrol show topology`), or pass placement=\"linear\" to place rank r on "
+            "the r-th host regardless of where it runs")
+    hosts = [found[n] for n in names]
+    _check_slots(topo, hosts)
+    return hosts
+
+
+def place_by_name(topo, names) -> Placement:
+    """:func:`match_hosts` as a :class:`Placement`; one unmatched machine is placed linearly.
+
+    Raises
+    ------
+    TopologyError
+        As :func:`match_hosts`, or when a linear placement does not fit.
+    """
+    hosts = match_hosts(topo, names)
+    if hosts is None:
+        return place(topo, len(names), "linear")
+    return Placement(topo, hosts)
+
+
+def _check_slots(topo, hosts):
+    counts: dict = {}
+    for h in hosts:
+        counts[h] = counts.get(h, 0) + 1
+    nodes = topo.graph.nodes
+    for h, n in counts.items():
+        room = nodes[h].get("slots")
+        if room is not None and n > int(room):
+            ranks = [r for r, x in enumerate(hosts) if x == h]
+            raise TopologyError(f"{n} ranks ({_ranks_text(ranks)}) run on host {h!r}, which has "
+                                f"slots={room} in {topo.name}")
+
+
+def _ranks_text(ranks, k=6):
+    text = ", ".join(map(str, ranks[:k]))
+    return text + (", ..." if len(ranks) > k else "")
