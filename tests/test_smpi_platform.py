@@ -64,7 +64,7 @@ def bytes_per_s(text):
 
 def test_star_has_our_hosts_switch_and_duplex_links(writer):
     topo = cl.topology.star(4, link_bandwidth="100Gbps", link_latency="1us")
-    xml, info = writer.platform_xml(topo)
+    xml, info = writer.platform_xml(topo, cluster=False)
     zone = parse(xml)
     hosts = [h.get("id") for h in zone.findall("host")]
     assert hosts == topo.hosts
@@ -77,11 +77,26 @@ def test_star_has_our_hosts_switch_and_duplex_links(writer):
         assert seconds(link.get("latency")) == pytest.approx(1e-6)
     assert len(zone.findall("route")) == 4 * 3
     assert info == {"topology": topo.name, "hosts": 4, "routers": 1, "links": 4, "routes": 12,
-                    "multipath_pairs": 0}
+                    "multipath_pairs": 0, "zone": "full"}
     for a in topo.hosts:
         for b in topo.hosts:
             if a != b:
                 assert walk(zone, a, b) == [a, "sw0", b]
+
+
+def test_star_as_a_simgrid_cluster(writer):
+    topo = cl.topology.star(5, link_bandwidth="100Gbps", link_latency="1us")
+    xml, info = writer.platform_xml(topo)
+    root = ET.fromstring(xml.split("\n", 2)[2])
+    (cluster,) = root.findall("cluster")
+    assert not root.findall("zone")
+    # h0..h4, one private full-duplex link each, no backbone: our star exactly
+    assert (cluster.get("prefix"), cluster.get("radical"), cluster.get("suffix")) == ("h", "0-4", "")
+    assert cluster.get("sharing_policy") == "SPLITDUPLEX"
+    assert cluster.get("bb_bw") is None
+    assert bytes_per_s(cluster.get("bw")) == pytest.approx(12.5e9)
+    assert seconds(cluster.get("lat")) == pytest.approx(1e-6)
+    assert info["zone"] == "cluster" and info["hosts"] == 5 and info["links"] == 5
 
 
 def test_leaf_spine_routes_are_shortest_and_spread_by_destination(writer):
@@ -120,7 +135,7 @@ def test_dragonfly_routes_follow_our_minimal_routing(writer):
 
 def test_write_platform_and_hostfile(writer, tmp_path):
     topo = cl.topology.star(3)
-    info = writer.write_platform(topo, tmp_path / "p.xml", hosts=["h2", "h0"],
+    info = writer.write_platform(topo, tmp_path / "p.xml", hosts=["h2", "h0"], cluster=False,
                                  hostfile=tmp_path / "hosts")
     assert (tmp_path / "hosts").read_text().split() == ["h2", "h0"]
     zone = parse((tmp_path / "p.xml").read_text())

@@ -233,6 +233,22 @@ def _median(xs):
     return xs[n // 2] if n % 2 else 0.5 * (xs[n // 2 - 1] + xs[n // 2])
 
 
+def command_line(argv):
+    """The command as run, with local directories left out (they mean nothing elsewhere)."""
+    out, skip = ["python", "bench/smpi/compare.py"], None
+    for a in argv:
+        if skip:
+            p = Path(a).resolve()
+            out.append(str(p.relative_to(REPO)) if p.is_relative_to(REPO) else f"<{skip}>")
+            skip = None
+        elif a in ("--workdir", "--out"):
+            out.append(a)
+            skip = a.lstrip("-")
+        else:
+            out.append(a)
+    return " ".join(out)
+
+
 def git_commit():
     try:
         return subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True,
@@ -276,7 +292,7 @@ def main(argv=None):
         "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
         "commit": git_commit(),
         "simgrid": simgrid_version(),
-        "command": "python bench/smpi/compare.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "command": command_line(sys.argv[1:] if argv is None else argv),
         "smpi_options": SMPI_OPTIONS,
         "model_params": {"overhead": 0.0, "reduce_bandwidth": "inf"},
         "machine": {"cpus": os.cpu_count(), "python": _platform.python_version(),

@@ -18,7 +18,14 @@ shift and xor patterns of ring, recursive halving, pairwise and Bruck this
 loads every parallel link equally, as the even split does; ``info["multipath_pairs"]``
 counts the pairs where the choice was made.
 
-SimGrid's own ``<cluster>`` and dragonfly zones were not used: the dragonfly
+A star (``star(n)``, one non-blocking switch) is written as SimGrid's own
+``<cluster>`` without a backbone instead (``cluster=True``, the default): each
+host gets a private SPLITDUPLEX link to a crossbar that never limits, which is
+exactly our star, and SimGrid routes it without a table, so 1024 hosts cost
+nothing to parse (a table would have a million routes). The switch then is
+not a router of its own: the cluster's crossbar stands for it.
+
+SimGrid's other zones were not used: the dragonfly
 zone wires chassis and blades in rows and columns (not our full mesh of
 routers per group, nor our global-link arrangement), and the fat-tree zone
 takes one switch radix per level with parallel links, which our leaf-spine
@@ -82,7 +89,37 @@ def _check(topo):
                                 "it into the link latencies")
 
 
-def platform_xml(topology, hosts=None, routing=None):
+def _is_star(topo):
+    """One switch, every host hung off it by a link of the same bandwidth and latency,
+    and host ids h0..h{n-1} in order (what a SimGrid cluster names its hosts)."""
+    if len(topo.switches) != 1 or topo.nics or topo.graph.number_of_edges() != len(topo.hosts):
+        return False
+    if list(topo.hosts) != [f"h{i}" for i in range(len(topo.hosts))]:
+        return False
+    links = topo.links
+    return bool((links.bandwidth == links.bandwidth[0]).all() and
+                (links.latency == links.latency[0]).all())
+
+
+def _cluster_xml(topo):
+    links = topo.links
+    bw, lat = float(links.bandwidth[0]), float(links.latency[0])
+    n = len(topo.hosts)
+    xml = "\n".join([
+        "<?xml version='1.0'?>",
+        '<!DOCTYPE platform SYSTEM "https://simgrid.org/simgrid.dtd">',
+        f"<!-- {topo.name}: written by bench/smpi/platform_writer.py from collectives.topology; "
+        f"the cluster's crossbar (no backbone) is switch {topo.switches[0]} -->",
+        '<platform version="4.1">',
+        f'<cluster id="net" prefix="h" suffix="" radical="0-{n - 1}" speed="{HOST_SPEED}" '
+        f'bw="{bw!r}Bps" lat="{lat!r}s" sharing_policy="SPLITDUPLEX"/>',
+        "</platform>", ""])
+    info = {"topology": topo.name, "hosts": n, "routers": 0, "links": n,
+            "routes": 0, "multipath_pairs": 0, "zone": "cluster"}
+    return xml, info
+
+
+def platform_xml(topology, hosts=None, routing=None, cluster=True):
     """The platform file's text and a summary of what it holds.
 
     Parameters
@@ -95,13 +132,17 @@ def platform_xml(topology, hosts=None, routing=None):
     routing : str, optional
         Our routing mode (``"ecmp"``, ``"minimal"``, ``"valiant"``); default
         the family's, as in the model.
+    cluster : bool
+        Write a star as a SimGrid ``<cluster>`` (routes implicit, every host
+        routed); False writes it as any other graph.
 
     Returns
     -------
     xml : str
     info : dict
         ``hosts``, ``routers``, ``links`` (undirected, each SPLITDUPLEX),
-        ``routes`` (ordered host pairs), ``multipath_pairs``.
+        ``routes`` (ordered host pairs written), ``multipath_pairs``, ``zone``
+        (``"full"`` or ``"cluster"``).
 
     Raises
     ------
@@ -120,6 +161,8 @@ def platform_xml(topology, hosts=None, routing=None):
     for h in hosts:
         if h not in known:
             raise TopologyError(f"host {h!r} is not a host of {topo.name}")
+    if cluster and _is_star(topo):
+        return _cluster_xml(topo)
     routes, multipath = _routes(topo, hosts, routing)
     links = topo.links
     out = ["<?xml version='1.0'?>",
@@ -147,17 +190,18 @@ def platform_xml(topology, hosts=None, routing=None):
         out.append("  </route>")
     out += ["</zone>", "</platform>", ""]
     info = {"topology": topo.name, "hosts": len(topo.hosts), "routers": len(routers),
-            "links": len(topo.edges), "routes": len(routes), "multipath_pairs": multipath}
+            "links": len(topo.edges), "routes": len(routes), "multipath_pairs": multipath,
+            "zone": "full"}
     return "\n".join(out), info
 
 
-def write_platform(topology, path, hosts=None, routing=None, hostfile=None):
+def write_platform(topology, path, hosts=None, routing=None, hostfile=None, cluster=True):
     """Write the platform of ``topology`` to ``path`` (see :func:`platform_xml`).
 
     ``hostfile``, if given, receives the routed hosts one per line, in order:
     rank ``i`` runs on line ``i`` (smpirun's ``-hostfile``). Returns the info dict.
     """
-    xml, info = platform_xml(topology, hosts, routing)
+    xml, info = platform_xml(topology, hosts, routing, cluster)
     with open(path, "w") as f:
         f.write(xml)
     if hostfile is not None:
@@ -176,10 +220,13 @@ def main(argv=None):
                     help="route only the first RANKS hosts (linear placement); default all")
     ap.add_argument("--hostfile", default=None, help="also write an smpirun hostfile")
     ap.add_argument("--routing", default=None, help="ecmp or minimal (default: the family's)")
+    ap.add_argument("--no-cluster", action="store_true",
+                    help="write a star with explicit routes, not as a SimGrid <cluster>")
     args = ap.parse_args(argv)
     topo = cl.topology.resolve(args.topology)
     hosts = topo.hosts if args.ranks is None else topo.hosts[:args.ranks]
-    info = write_platform(topo, args.output, hosts, args.routing, args.hostfile)
+    info = write_platform(topo, args.output, hosts, args.routing, args.hostfile,
+                          cluster=not args.no_cluster)
     print(" ".join(f"{k}={v}" for k, v in info.items()))
 
 
