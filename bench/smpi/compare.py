@@ -77,6 +77,10 @@ ALGORITHMS = {
     },
 }
 
+#: What an algorithm of ours does when the registry does not take the parameter
+#: (our rhd before it had a pairing order: round j pairs v with v xor p/2^(j+1)).
+IMPLICIT = {("allreduce", "rhd"): {"pairing": "far-first"}}
+
 SIZES = ["8KiB", "256KiB", "4MiB", "16MiB", "64MiB"]
 RANKS = [16, 64, 256]
 FAMILIES = ["flat", "fat-tree", "dragonfly"]
@@ -162,9 +166,25 @@ def predict(collective, algorithm, params, nbytes, topo, ranks):
 
 
 # ---------------------------------------------------------------------- summary
+def exact_counterpart(row):
+    """True when our priced configuration is SMPI's algorithm: every parameter the
+    mapping asks for (rhd's pairing order) was known to our registry."""
+    ours, wanted = ALGORITHMS[row["collective"]][row["smpi_algorithm"]]
+    used = row.get("our_params") or {}
+    implicit = IMPLICIT.get((row["collective"], ours), {})
+    return all(used[k] == v if k in used else implicit.get(k) == v for k, v in wanted.items())
+
+
+def _agreement(rows, tolerance):
+    within = sum(abs(r["ratio"] - 1) <= tolerance for r in rows)
+    return {"cases": len(rows), "within_20pct": within,
+            "share": within / len(rows) if rows else None}
+
+
 def summarize(rows, tolerance=0.2):
     done = [r for r in rows if r["smpi_time"] is not None and r["our_time"] is not None]
     within = [r for r in done if abs(r["ratio"] - 1) <= tolerance]
+    exact = [r for r in done if exact_counterpart(r)]
     by = {}
     for r in done:
         k = f'{r["family"]}/{r["collective"]}/{r["smpi_algorithm"]}'
@@ -175,7 +195,8 @@ def summarize(rows, tolerance=0.2):
     groups = {}
     for r in done:
         groups.setdefault((r["family"], r["ranks"], r["collective"], r["nbytes"]), []).append(r)
-    decided, agreed, blind, disagreements = 0, 0, [], []
+    tally = {"exact_counterparts": [0, 0, []], "all": [0, 0, []]}
+    blind = []
     for key, rs in sorted(groups.items()):
         for i in range(len(rs)):
             for j in range(i + 1, len(rs)):
@@ -183,17 +204,20 @@ def summarize(rows, tolerance=0.2):
                 hi, lo = max(a["smpi_time"], b["smpi_time"]), min(a["smpi_time"], b["smpi_time"])
                 if hi <= (1 + tolerance) * lo:
                     continue
-                pair = f'{key[0]}/p={key[1]}/{key[2]}/{key[3]}B: {a["smpi_algorithm"]} vs {b["smpi_algorithm"]}'
+                pair = (f'{key[0]}/p={key[1]}/{key[2]}/{key[3]}B: '
+                        f'{a["smpi_algorithm"]} vs {b["smpi_algorithm"]}')
                 if (a["our_algorithm"], a["our_params"]) == (b["our_algorithm"], b["our_params"]):
                     blind.append(pair)      # one of our configurations stands for both
                     continue
-                decided += 1
-                smpi_a_faster = a["smpi_time"] < b["smpi_time"]
-                ours_a_faster = a["our_time"] < b["our_time"]
-                if smpi_a_faster == ours_a_faster:
-                    agreed += 1
-                else:
-                    disagreements.append(pair)
+                same = (a["smpi_time"] < b["smpi_time"]) == (a["our_time"] < b["our_time"])
+                kinds = ["all"] + (["exact_counterparts"]
+                                   if exact_counterpart(a) and exact_counterpart(b) else [])
+                for k in kinds:
+                    t = tally[k]
+                    t[0] += 1
+                    t[1] += same
+                    if not same:
+                        t[2].append(pair)
 
     # which SMPI Rabenseifner order our rhd (as priced) matches
     order = {}
@@ -213,12 +237,16 @@ def summarize(rows, tolerance=0.2):
         "within_20pct": len(within),
         "share_within_20pct": len(within) / len(done) if done else None,
         "median_abs_error": _median([abs(r["ratio"] - 1) for r in done]),
+        "exact_counterparts": _agreement(exact, tolerance),
+        "not_implemented_by_us": sorted({f'{r["collective"]}/{r["smpi_algorithm"]}' for r in done
+                                         if not exact_counterpart(r)}),
         "worst": sorted(({"case": r["case"], "ratio": r["ratio"]} for r in done),
                         key=lambda d: -abs(d["ratio"] - 1))[:8],
         "by_family_algorithm": {k: {"cases": n, "within_20pct": w} for k, (n, w) in sorted(by.items())},
-        "faster_algorithm": {"pairs_smpi_20pct_apart": decided, "same_choice": agreed,
-                             "disagreements": disagreements,
-                             "one_model_for_both": blind},
+        "faster_algorithm": {
+            **{k: {"pairs_smpi_20pct_apart": n, "same_choice": a, "disagreements": d}
+               for k, (n, a, d) in tally.items()},
+            "one_model_for_both": blind},
         "rhd_order": order,
         "wall": {"smpi_s": smpi_wall, "ours_s": our_wall,
                  "speedup": smpi_wall / our_wall if our_wall else None},
@@ -269,9 +297,20 @@ def main(argv=None):
                     help="skip cases with ranks x size above this (SMPI's algorithms allocate "
                          "real temporary buffers of the message size per rank; default 4GiB)")
     ap.add_argument("--out", default=str(DEFAULT_OUT), help="JSON to write (default %(default)s)")
+    ap.add_argument("--summarize", metavar="JSON", default=None,
+                    help="only recompute the summary of an existing results file, in place")
     ap.add_argument("--workdir", default=None, help="where platforms and the binary go "
                                                     "(default: a temporary directory)")
     args = ap.parse_args(argv)
+    if args.summarize:
+        with open(args.summarize) as f:
+            data = json.load(f)
+        data["summary"] = summarize(data["rows"])
+        with open(args.summarize, "w") as f:
+            json.dump(data, f, indent=1)
+            f.write("\n")
+        print(json.dumps(data["summary"], indent=1))
+        return
 
     for tool in ("smpicc", "smpirun"):
         if shutil.which(tool) is None:
