@@ -306,6 +306,7 @@ def main(argv=None):
         with open(args.summarize) as f:
             data = json.load(f)
         data["summary"] = summarize(data["rows"])
+        data["meta"]["summary_commit"] = git_commit()
         with open(args.summarize, "w") as f:
             json.dump(data, f, indent=1)
             f.write("\n")
