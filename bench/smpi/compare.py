@@ -253,6 +253,42 @@ def summarize(rows, tolerance=0.2):
     }
 
 
+def markdown_table(rows):
+    """Ours / SMPI per case as a markdown table: one line per (family, ranks, algorithm),
+    one column per size; SMPI's time in brackets."""
+    from collectives.units import format_bytes, format_time
+
+    sizes = sorted({r["nbytes"] for r in rows})
+    lines = ["| family | ranks | SMPI algorithm | ours | " +
+             " | ".join(format_bytes(n) for n in sizes) + " |",
+             "| --- | --- | --- | --- |" + " --- |" * len(sizes)]
+    keys = []
+    for r in rows:
+        k = (r["family"], r["ranks"], r["collective"], r["smpi_algorithm"])
+        if k not in keys:
+            keys.append(k)
+    for fam, p, coll, alg in keys:
+        cells = []
+        for n in sizes:
+            r = next((r for r in rows if (r["family"], r["ranks"], r["collective"],
+                                          r["smpi_algorithm"], r["nbytes"]) ==
+                      (fam, p, coll, alg, n)), None)
+            if r is None or r.get("ratio") is None:
+                cells.append("-")
+            else:
+                cells.append(f'{r["ratio"]:.2f} ({format_time(r["smpi_time"], digits=3)})')
+        first = next(r for r in rows if (r["family"], r["ranks"], r["collective"],
+                                         r["smpi_algorithm"]) == (fam, p, coll, alg))
+        ours = f"`{ALGORITHMS[coll][alg][0]}`"
+        params = first.get("our_params") or {}
+        if params:
+            ours += " " + ",".join(f"{k}={v}" for k, v in params.items())
+        if not exact_counterpart(first):
+            ours += " (not the same algorithm)"
+        lines.append(f"| {fam} | {p} | {coll} `{alg}` | {ours} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def _median(xs):
     xs = sorted(xs)
     if not xs:
@@ -299,9 +335,15 @@ def main(argv=None):
     ap.add_argument("--out", default=str(DEFAULT_OUT), help="JSON to write (default %(default)s)")
     ap.add_argument("--summarize", metavar="JSON", default=None,
                     help="only recompute the summary of an existing results file, in place")
+    ap.add_argument("--table", metavar="JSON", default=None,
+                    help="print the ratios of a results file as a markdown table")
     ap.add_argument("--workdir", default=None, help="where platforms and the binary go "
                                                     "(default: a temporary directory)")
     args = ap.parse_args(argv)
+    if args.table:
+        with open(args.table) as f:
+            print(markdown_table(json.load(f)["rows"]))
+        return
     if args.summarize:
         with open(args.summarize) as f:
             data = json.load(f)
