@@ -333,6 +333,8 @@ def main(argv=None):
                     help="skip cases with ranks x size above this (SMPI's algorithms allocate "
                          "real temporary buffers of the message size per rank; default 4GiB)")
     ap.add_argument("--out", default=str(DEFAULT_OUT), help="JSON to write (default %(default)s)")
+    ap.add_argument("--resume", action="store_true",
+                    help="keep the rows already in --out and run only the cases it lacks")
     ap.add_argument("--summarize", metavar="JSON", default=None,
                     help="only recompute the summary of an existing results file, in place")
     ap.add_argument("--table", metavar="JSON", default=None,
@@ -384,6 +386,14 @@ def main(argv=None):
                        for c, a in ALGORITHMS.items()},
     }
     rows = []
+    if args.resume and Path(args.out).exists():
+        with open(args.out) as f:
+            previous = json.load(f)
+        rows = [r for r in previous["rows"] if r.get("status") == "ok"]
+        meta["earlier_runs"] = previous["meta"].get("earlier_runs", []) + [
+            {k: previous["meta"].get(k) for k in ("date", "commit", "command")}]
+        meta["platforms"] = previous["meta"].get("platforms", {})
+    done_cases = {r["case"] for r in rows}
 
     def save():
         out = {"meta": meta, "summary": summarize(rows), "rows": rows}
@@ -404,6 +414,8 @@ def main(argv=None):
                 for smpi_alg, (ours, params) in ALGORITHMS[coll].items():
                     for nbytes in sizes:
                         case = f"{family}/p={ranks}/{coll}/{smpi_alg}/{cl.units.format_bytes(nbytes)}"
+                        if case in done_cases:
+                            continue
                         row = {"case": case, "family": family, "topology": topo.name,
                                "ranks": ranks, "collective": coll, "smpi_algorithm": smpi_alg,
                                "our_algorithm": ours, "nbytes": nbytes}
