@@ -30,8 +30,8 @@ zone wires chassis and blades in rows and columns (not our full mesh of
 routers per group, nor our global-link arrangement), and the fat-tree zone
 takes one switch radix per level with parallel links, which our leaf-spine
 builder does not make. Explicit routes match our graph exactly for every
-family; they cost ``ranks**2`` route entries, which SimGrid parses in about a
-second at 256 ranks.
+family; they cost ``ranks**2`` route entries (a 17 MB file for 256 ranks on a
+dragonfly, which SMPI reads in seconds).
 
 Usage::
 
