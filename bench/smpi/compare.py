@@ -328,6 +328,8 @@ def main(argv=None):
     ap.add_argument("--ranks", nargs="+", type=int, default=RANKS)
     ap.add_argument("--sizes", nargs="+", default=SIZES, help="per-rank buffer sizes, e.g. 8KiB 4MiB")
     ap.add_argument("--collectives", nargs="+", default=list(ALGORITHMS), choices=list(ALGORITHMS))
+    ap.add_argument("--smpi-algorithms", nargs="+", default=None, metavar="NAME",
+                    help="only these SMPI algorithms (default: all of the collectives chosen)")
     ap.add_argument("--timeout", type=float, default=300.0, help="seconds per smpirun (default 300)")
     ap.add_argument("--max-run-bytes", default="4GiB",
                     help="skip cases with ranks x size above this (SMPI's algorithms allocate "
@@ -412,6 +414,8 @@ def main(argv=None):
             meta.setdefault("platforms", {})[f"{family}/{ranks}"] = info
             for coll in args.collectives:
                 for smpi_alg, (ours, params) in ALGORITHMS[coll].items():
+                    if args.smpi_algorithms and smpi_alg not in args.smpi_algorithms:
+                        continue
                     for nbytes in sizes:
                         case = f"{family}/p={ranks}/{coll}/{smpi_alg}/{cl.units.format_bytes(nbytes)}"
                         if case in done_cases:
