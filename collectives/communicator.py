@@ -420,13 +420,13 @@ class Communicator:
         """(algorithm name, schedule parameters) for this call: the planner's for "auto"."""
         from . import algorithms as _alg
 
-        name = _alg.accepted_name(collective, algorithm)
+        name, params = _alg.parse_algorithm(collective, algorithm)
         if name == "auto":
             from . import planner
 
             plan = planner.choose(collective, a.nbytes, self, dtype=a.dtype)
             return plan.algorithm, dict(plan.params)
-        return name, {}
+        return name, params
 
     def _entry(self, collective, algorithm, a, op_code, root):
         """Everything a call shape needs besides the data: the algorithm, its program, buffers."""
@@ -469,7 +469,11 @@ class Communicator:
                 if holds.shape != (len(program),):
                     raise CommunicationError(
                         f"the model returned {holds.shape} message times for {len(program)} program rows")
-            entry = _Call(name, dcode, program, sched.num_steps, None, holds)
+            label = name
+            if algorithm.lower() != "auto" and plan_params:
+                # "rhd(pairing=near-first)": messages and validate's fingerprint tell variants apart
+                label = f"{name}({','.join(f'{k}={v}' for k, v in plan_params.items())})"
+            entry = _Call(label, dcode, program, sched.num_steps, None, holds)
         if len(self._calls) > 512:
             self._calls.clear()
         self._calls[key] = entry

@@ -158,3 +158,27 @@ def test_one_bus_bandwidth_factor():
     assert busbw_factor("allreduce", 1) == 1.0
     with pytest.raises(InvalidArgument):
         busbw_factor("gather", 4)
+
+
+def test_algorithm_with_parameters_in_its_name():
+    from collectives.algorithms import parse_algorithm
+    from collectives.errors import InvalidArgument
+
+    assert parse_algorithm("allreduce", "rhd") == ("rhd", {})
+    assert parse_algorithm("allreduce", "RHD(pairing=near-first)") == ("rhd", {"pairing": "near-first"})
+    assert parse_algorithm("allreduce", "tree(chunk=4096)") == ("tree", {"chunk": 4096})
+    with pytest.raises(InvalidArgument, match="its parameters: pairing"):
+        parse_algorithm("allreduce", "rhd(paring=near-first)")
+    with pytest.raises(InvalidArgument, match="takes no parameters"):
+        parse_algorithm("allreduce", "mpi(x=1)")
+    with pytest.raises(InvalidArgument, match="not one of far-first, near-first"):
+        cl.algorithms.build_schedule("allreduce", "rhd", 4, 16, pairing="nearest")
+
+
+def test_planner_prices_both_rhd_pairings_and_near_first_wins_across_dragonfly_groups():
+    # ranks placed group by group: far-first sends half the buffer across global links first
+    topo = cl.topology.dragonfly(a=4, p=2, h=2)
+    plan = cl.planner.choose("allreduce", 16 << 20, topo)
+    times = {c.label: c.time for c in plan.candidates}
+    assert "rhd" in times and "rhd(pairing=near-first)" in times
+    assert times["rhd(pairing=near-first)"] < times["rhd"]

@@ -179,6 +179,34 @@ def accepted_name(collective: str, algorithm) -> str:
     raise InvalidArgument(f"unknown {collective} algorithm {algorithm!r}: accepted are {accepted}")
 
 
+def parse_algorithm(collective: str, algorithm) -> tuple:
+    """``(name, params)`` from ``"rhd"`` or ``"rhd(pairing=near-first)"``, the form the planner's
+    labels take: the name is checked as :func:`accepted_name` does, each ``key=value`` against
+    the algorithm's parameters (values that are integers become ints). The values themselves
+    are checked when the schedule is built, before any message is sent.
+    """
+    if not isinstance(algorithm, str):
+        raise InvalidType(f"algorithm must be a string, got {algorithm!r}")
+    text = algorithm.strip()
+    if not text.endswith(")") or "(" not in text:
+        return accepted_name(collective, text), {}
+    head, body = text[:-1].split("(", 1)
+    name = accepted_name(collective, head.strip())
+    if name in SPECIAL_NAMES:
+        raise InvalidArgument(f"{collective} algorithm {name!r} takes no parameters, got {algorithm!r}")
+    accepted = algorithm_params(collective, name)
+    params = {}
+    for item in filter(None, (part.strip() for part in body.split(","))):
+        key, eq, value = item.partition("=")
+        key, value = key.strip(), value.strip()
+        if not eq or key not in accepted:
+            names = ", ".join(accepted) or "none"
+            raise InvalidArgument(f"{collective} algorithm {algorithm!r}: {item!r} is not key=value "
+                                  f"with a parameter of {name} (its parameters: {names})")
+        params[key] = int(value) if value.lstrip("-").isdigit() else value
+    return name, params
+
+
 def algorithm_params(collective: str, algorithm: str) -> dict:
     """The keyword parameters an algorithm takes, with their defaults."""
     return _lookup(collective, algorithm).params
@@ -243,8 +271,9 @@ for _entry in (
               "ring reduce-scatter then all-gather: bandwidth optimal, 2(p-1) steps"),
     Algorithm("allreduce", "tree", tree.allreduce, frozenset(), tree.chunk_variants,
               "two pipelined binary trees (NCCL's double binary tree): log p latency"),
-    Algorithm("allreduce", "rhd", rhd.allreduce, frozenset(), None,
-              "recursive halving and doubling: 2 log p steps"),
+    Algorithm("allreduce", "rhd", rhd.allreduce, frozenset(), rhd.pairing_variants,
+              "recursive halving and doubling (Rabenseifner), pairing far-first or "
+              "near-first: 2 log p steps"),
     Algorithm("allreduce", "hierarchical", hierarchical.allreduce, frozenset({"groups"}),
               hierarchical.allreduce_variants,
               "reduce-scatter in groups, all-reduce across groups, all-gather in groups"),
@@ -276,4 +305,5 @@ del _entry
 
 __all__ = ["ALGORITHMS", "COLLECTIVES", "NEEDS", "SPECIAL_NAMES", "Algorithm", "Variant",
            "accepted_name", "algorithm_names", "algorithm_params", "algorithms", "all_names",
+           "parse_algorithm",
            "block_bounds", "build_schedule", "default_algorithm", "get", "register", "unregister"]

@@ -34,6 +34,7 @@ import numpy as np
 
 from ..schedule import BUF_IN, BUF_OUT, BUF_TMP, Ops, Schedule, StepGroup
 from ._blocks import block_off, block_size, ilog2
+from ._variant import Variant
 
 I64 = np.int64
 
@@ -81,21 +82,33 @@ def _fold(plan: _Plan, send_buf, send_off, send_count, dst_buf, dst_off):
     return build
 
 
-def _halving_round(plan: _Plan, j: int, work, final_to_out: bool):
-    d = plan.p2 >> (j + 1)
+def _range_start(plan: _Plan, vv, bits, rounds: int):
+    """First virtual block of the range a rank holds after ``rounds`` halving rounds.
+
+    Round i splits the range in two halves of ``p2 >> (i+1)`` blocks and keeps the upper
+    one when bit ``bits[i]`` of the virtual rank is set.
+    """
+    start = np.zeros_like(vv)
+    for i in range(rounds):
+        start = start + ((vv >> bits[i]) & 1) * (plan.p2 >> (i + 1))
+    return start
+
+
+def _halving_round(plan: _Plan, j: int, work, final_to_out: bool, bits):
+    half = plan.p2 >> (j + 1)
     last = j == plan.levels - 1
 
     def build(i, ranks):
         v = plan.virtual(ranks)
         act = v >= 0
         vv = np.where(act, v, 0)
-        u = vv ^ d
-        base = vv & ~(2 * d - 1)
-        upper = (vv & d) != 0
-        keep_lo = np.where(upper, base + d, base)
-        send_lo = np.where(upper, base, base + d)
-        so, sc = plan.span(send_lo, d)
-        ko, kc = plan.span(keep_lo, d)
+        u = vv ^ (1 << bits[j])
+        base = _range_start(plan, vv, bits, j)
+        upper = ((vv >> bits[j]) & 1) != 0
+        keep_lo = np.where(upper, base + half, base)
+        send_lo = np.where(upper, base, base + half)
+        so, sc = plan.span(send_lo, half)
+        ko, kc = plan.span(keep_lo, half)
         peer = plan.real(u)
         parts = []
         dbuf = np.full(ranks.shape, work, dtype=I64)
@@ -112,16 +125,17 @@ def _halving_round(plan: _Plan, j: int, work, final_to_out: bool):
     return build
 
 
-def _doubling_round(plan: _Plan, j: int):
-    d = 1 << j
+def _doubling_round(plan: _Plan, j: int, bits):
+    """Undo halving round ``j``: exchange the ranges held after it with that round's partner."""
+    size = plan.p2 >> (j + 1)
 
     def build(i, ranks):
         v = plan.virtual(ranks)
         act = v >= 0
         vv = np.where(act, v, 0)
-        u = vv ^ d
-        so, sc = plan.span(vv & ~(d - 1), d)
-        ro, rc = plan.span(u & ~(d - 1), d)
+        u = vv ^ (1 << bits[j])
+        so, sc = plan.span(_range_start(plan, vv, bits, j + 1), size)
+        ro, rc = plan.span(_range_start(plan, u, bits, j + 1), size)
         peer = plan.real(u)
         return Ops.concat([
             Ops.send(ranks, peer, BUF_OUT, so, np.where(act, sc, 0)),
@@ -144,16 +158,26 @@ def _unfold_whole(plan: _Plan, total: int):
     return build
 
 
-def _steps(plan, fold, halving, doubling, unfold, first_copy):
+def _bits(plan: _Plan, pairing: str):
+    """Bit of the virtual rank each halving round flips: far-first starts at p'/2, near-first at 1."""
+    if pairing == "far-first":
+        return [plan.levels - 1 - j for j in range(plan.levels)]
+    return list(range(plan.levels))
+
+
+def _steps(plan, fold, halving, doubling, unfold, first_copy, pairing="far-first"):
     groups = []
+    bits = _bits(plan, pairing)
     if plan.rem:
         groups.append(StepGroup(1, fold, "rhd fold"))
     if halving:
-        groups += [StepGroup(1, _halving_round(plan, j, *halving), f"rhd halving {j}")
+        groups += [StepGroup(1, _halving_round(plan, j, *halving, bits), f"rhd halving {j}")
                    for j in range(plan.levels)]
     if doubling:
-        groups += [StepGroup(1, _doubling_round(plan, j), f"rhd doubling {j}")
-                   for j in range(plan.levels)]
+        # the doubling undoes the halving rounds, last first (an all-gather alone starts from
+        # what a far-first halving would have left: each rank its own block)
+        groups += [StepGroup(1, _doubling_round(plan, j, bits), f"rhd doubling {k}")
+                   for k, j in enumerate(range(plan.levels - 1, -1, -1))]
     if plan.rem:
         groups.append(StepGroup(1, unfold, "rhd unfold"))
     if not groups:
@@ -164,8 +188,35 @@ def _steps(plan, fold, halving, doubling, unfold, first_copy):
     return groups
 
 
-def allreduce(nranks: int, count: int) -> Schedule:
-    """Rabenseifner all-reduce in place on BUF_OUT: 2 log2 p' (+2 with the fold) steps, no scratch."""
+#: the pairing orders of the halving rounds the all-reduce can run
+PAIRINGS = ("far-first", "near-first")
+
+
+def pairing_variants(topology, hosts, count, params):
+    """Both pairing orders, unless the caller fixed one: which is faster depends on whether
+    the first, largest exchange (half the buffer) stays near on the network."""
+    yield Variant(params=dict(params))
+    if "pairing" in params:
+        return
+    for pairing in PAIRINGS[1:]:
+        yield Variant(f"pairing={pairing}", dict(params, pairing=pairing))
+
+
+def allreduce(nranks: int, count: int, pairing: str = "far-first") -> Schedule:
+    """Rabenseifner all-reduce in place on BUF_OUT: 2 log2 p' (+2 with the fold) steps, no scratch.
+
+    ``pairing``: ``"far-first"`` (round j of the halving pairs virtual ranks
+    ``p'/2**(j+1)`` apart: the first and largest exchange, half the buffer, goes
+    farthest) or ``"near-first"`` (MPICH's order: distance ``2**j``, so the
+    largest exchange stays between neighbouring ranks and only the smallest
+    ones travel far). Each rank then finishes the halving with the block whose
+    index is its rank's bits reversed; the doubling undoes the rounds in
+    reverse, so the result is the same, bit for bit.
+    """
+    if pairing not in PAIRINGS:
+        from ..errors import InvalidArgument
+
+        raise InvalidArgument(f"rhd: pairing={pairing!r} is not one of {', '.join(PAIRINGS)}")
     p = nranks
     plan = _Plan(p, lambda b: block_off(b, count, p))
     whole = lambda ranks: (np.zeros_like(ranks), np.full_like(ranks, count))  # noqa: E731
@@ -175,8 +226,10 @@ def allreduce(nranks: int, count: int) -> Schedule:
         halving=(BUF_OUT, False),
         doubling=True,
         unfold=_unfold_whole(plan, count),
-        first_copy=lambda ranks: Ops.copy(ranks, BUF_IN, 0, BUF_OUT, 0, count))
-    return Schedule("allreduce", "rhd", p, count, count, groups, tmp_count=0, reduces=True)
+        first_copy=lambda ranks: Ops.copy(ranks, BUF_IN, 0, BUF_OUT, 0, count),
+        pairing=pairing)
+    return Schedule("allreduce", "rhd", p, count, count, groups, tmp_count=0, reduces=True,
+                    params={"pairing": pairing})
 
 
 def reduce_scatter(nranks: int, count: int) -> Schedule:
