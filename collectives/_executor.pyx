@@ -19,6 +19,8 @@ from mpi4py.libmpi cimport (MPI_COMM_WORLD, MPI_Get_library_version, MPI_Get_ver
 from collectives.libexecutor cimport (CL_OK, cl_execute, cl_native, cl_result, cl_row,
                                       cl_scratch_needed, cl_set_polls_before_yield)
 
+# one name for both, as in mpi4py's own Cython examples: cimported for the type
+# (MPI.Comm, its ob_mpi), imported for the objects (MPI.COMM_WORLD)
 from mpi4py import MPI
 
 from ._constants import (NATIVE, STATUS_BAD_PROGRAM, STATUS_MPI_ERROR, STATUS_NO_MEMORY, STATUS_OK,
@@ -28,7 +30,8 @@ cnp.import_array()
 
 
 def mpi_library_version():
-    """MPI_Get_library_version of the MPI this module was linked against."""
+    """MPI_Get_library_version of the MPI this module was linked against, as MPI reports it
+    (Open MPI's ends in the NUL it counts: compare through _mpicheck.library_version)."""
     cdef char buf[MPI_MAX_LIBRARY_VERSION_STRING + 1]
     cdef int n = 0
     MPI_Get_library_version(buf, &n)
