@@ -65,8 +65,8 @@ typedef enum {
 typedef struct {
     req_kind kind;
     int op;        /* index of its op in the step's op table */
-    int slot;      /* REQ_SCRATCH_SLOT: the op's slot (0 .. nslots-1) */
-    int64_t seg;   /* the segment it carries (REQ_STAMP: 0) */
+    int slot;      /* REQ_SCRATCH_SLOT: the op's slot (0 .. nslots-1); the slot's
+                      current segment is the op's slot_seg[slot] */
 } req_info;
 
 /* One cl_execute call: its arguments, the tables sized once for the largest
@@ -297,7 +297,7 @@ static int post_step(executor *x, int64_t begin, int64_t end)
         x->nops++;
         if (x->holds) {
             int stag = x->tag_base + CL_TAG_SPAN + (int)(r->tag % CL_TAG_SPAN);
-            x->info[x->nreq] = (req_info){REQ_STAMP, j, -1, 0};
+            x->info[x->nreq] = (req_info){REQ_STAMP, j, -1};
             if (r->kind == CL_OP_SEND) {
                 o->stamp = step_start;
                 rc = MPI_Isend(&o->stamp, 1, MPI_DOUBLE, (int)r->peer, stag, x->comm, &x->reqs[x->nreq]);
@@ -318,7 +318,7 @@ static int post_step(executor *x, int64_t begin, int64_t end)
                 o->slot_seg[s] = s;
                 o->seg_done[s] = 0;
                 o->slot_req[s] = x->nreq;
-                x->info[x->nreq] = (req_info){REQ_SCRATCH_SLOT, j, s, s};
+                x->info[x->nreq] = (req_info){REQ_SCRATCH_SLOT, j, s};
                 rc = post_segment(x->comm, o, s, o->slot0 + s, x->scratch, x->segment_bytes,
                                   x->slot_bytes, tag, &x->reqs[x->nreq]);
                 if (rc != MPI_SUCCESS) return rc;
@@ -327,7 +327,7 @@ static int post_step(executor *x, int64_t begin, int64_t end)
             }
         } else {
             for (int64_t s = 0; s < o->nseg; s++) {
-                x->info[x->nreq] = (req_info){REQ_SEGMENT, j, -1, s};
+                x->info[x->nreq] = (req_info){REQ_SEGMENT, j, -1};
                 rc = post_segment(x->comm, o, s, -1, x->scratch, x->segment_bytes, x->slot_bytes,
                                   tag, &x->reqs[x->nreq]);
                 if (rc != MPI_SUCCESS) return rc;
@@ -361,7 +361,6 @@ static int reduce_arrived(executor *x, int j, int *active, int *progressed)
             int rq = o->slot_req[s];
             int64_t seg = o->posted;
             o->slot_seg[s] = seg;
-            x->info[rq].seg = seg;
             int rc = post_segment(x->comm, o, seg, o->slot0 + s, x->scratch, seg_bytes,
                                   x->slot_bytes, op_tag(x, o->row), &x->reqs[rq]);
             if (rc != MPI_SUCCESS) return rc;
