@@ -1,4 +1,4 @@
-"""Build the compiled core: Cython modules collectives/*.pyx, each linked with the C sources in csrc/.
+"""Build the compiled core: the Cython modules in collectives/, each linked with the C sources it uses.
 
 The core calls MPI directly, so it is compiled with the headers of the MPI that
 mpi4py will use at run time. The MPI is found, in order, from:
@@ -103,11 +103,22 @@ if platform.machine() in ("x86_64", "AMD64"):
     # the baseline stays generic x86-64; faster paths are chosen at run time (csrc/reduce.c)
     pass
 
-import numpy  # noqa: E402  (a build requirement)
+import mpi4py  # noqa: E402  (build requirements: their .pxd files and headers)
+import numpy  # noqa: E402
 
-NUMPY_INC = [numpy.get_include()]
-c_sources = sorted(glob.glob(os.path.join("csrc", "*.c")))
-pyx_sources = sorted(glob.glob(os.path.join("collectives", "*.pyx")))
+# Each extension: the csrc/ files it links, whether it cimports numpy, and whether
+# it calls MPI. _constants only reads the headers' codes: it includes mpi.h
+# (through executor.h) but links nothing, so importing it never loads MPI.
+MODULES = {
+    "_constants": {"c": [], "numpy": False, "mpi": False},
+    "_kernels": {"c": ["reduce.c", "reduce_x86.c"], "numpy": True, "mpi": False},
+    "_executor": {"c": ["executor.c", "reduce.c", "reduce_x86.c"], "numpy": True, "mpi": True},
+}
+# a new .pyx must say here what it links, or it would be left out of the build
+unlisted = sorted({os.path.splitext(os.path.basename(p))[0] for p in glob.glob(os.path.join("collectives", "*.pyx"))}
+                  - set(MODULES))
+if unlisted:
+    sys.exit(f"collectives: {', '.join(unlisted)}.pyx not in setup.py's MODULES (which C files, numpy, MPI)")
 
 with open(os.path.join(HERE, "collectives", "_buildinfo.py"), "w") as fh:
     fh.write('"""Written by setup.py at build time: how the compiled core was built."""\n')
@@ -118,19 +129,27 @@ with open(os.path.join(HERE, "collectives", "_buildinfo.py"), "w") as fh:
     fh.write(f"RUNTIME_LIBRARY_DIRS = {runtime_dirs!r}\n")
     fh.write(f"PLATFORM = {platform.machine()!r}\n")
 
-extensions = [
-    Extension(
-        name="collectives." + os.path.splitext(os.path.basename(pyx))[0],
-        sources=[pyx] + c_sources,
-        include_dirs=["csrc"] + MPI_INC + NUMPY_INC,
-        library_dirs=MPI_LIBDIRS,
-        libraries=MPI_LIBS or ["mpi"],
-        runtime_library_dirs=runtime_dirs,
+
+HEADERS = sorted(glob.glob(os.path.join("csrc", "*.h")) + glob.glob(os.path.join("collectives", "*.pxd")))
+
+
+def extension(name, c, numpy_api, mpi):
+    include = ["csrc"] + MPI_INC + [mpi4py.get_include()] + ([numpy.get_include()] if numpy_api else [])
+    link = dict(library_dirs=MPI_LIBDIRS, libraries=MPI_LIBS or ["mpi"],
+                runtime_library_dirs=runtime_dirs) if mpi else {}
+    return Extension(
+        name="collectives." + name,
+        sources=[os.path.join("collectives", name + ".pyx")] + [os.path.join("csrc", f) for f in c],
+        include_dirs=include,
         extra_compile_args=CFLAGS + MPI_DEFS,
-        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")] if numpy_api else [],
+        # a changed header or declaration rebuilds every extension (and ships in an sdist)
+        depends=HEADERS,
+        **link,
     )
-    for pyx in pyx_sources
-]
+
+
+extensions = [extension(name, m["c"], m["numpy"], m["mpi"]) for name, m in MODULES.items()]
 
 try:
     from Cython.Build import cythonize

@@ -17,48 +17,23 @@ the C call runs without the GIL.
 
 from libc.stdint cimport int64_t, uintptr_t
 
+cimport numpy as cnp
+
+from collectives.libreduce cimport (CL_NUM_ISAS, cl_divide, cl_divide_isa, cl_dtype_size,
+                                    cl_isa_name, cl_isa_supported, cl_kernel_isa, cl_kernel_isa_level,
+                                    cl_reduce, cl_reduce_isa)
+
 import numpy as np
 
 from . import dtypes as _dt
 from .errors import InvalidArgument, InvalidType
 
-cdef extern from "reduce.h" nogil:
-    int cl_reduce(void *dst, const void *src, int64_t n, int dtype, int op)
-    int cl_divide(void *buf, int64_t n, int dtype, double divisor)
-    int cl_dtype_size(int dtype)
-    const char *cl_kernel_isa()
-    int cl_kernel_isa_level()
-    int cl_isa_supported(int level)
-    const char *cl_isa_name(int level)
-    int cl_reduce_isa(void *dst, const void *src, int64_t n, int dtype, int op, int level)
-    int cl_divide_isa(void *buf, int64_t n, int dtype, double divisor, int level)
-    int CL_NUM_ISAS
+cnp.import_array()
 
-# numpy's array header: the public, ABI-stable first fields of PyArrayObject
-# (numpy/ndarraytypes.h). Reading them directly saves microseconds per call
-# against a.flags / a.__array_interface__; only used on numpy.ndarray instances.
-cdef extern from *:
-    """
-    typedef struct {
-        PyObject_HEAD
-        char *data;
-        int nd;
-        Py_ssize_t *dimensions;
-        Py_ssize_t *strides;
-        PyObject *base;
-        PyObject *descr;
-        int flags;
-    } cl_np_array_head;
-    static inline char *cl_np_data(PyObject *o) { return ((cl_np_array_head *)o)->data; }
-    static inline int cl_np_flags(PyObject *o) { return ((cl_np_array_head *)o)->flags; }
-    """
-    char *cl_np_data(object o)
-    int cl_np_flags(object o)
-
-cdef enum:
-    NPY_C_CONTIGUOUS = 0x0001
-    NPY_ALIGNED = 0x0100
-    NPY_WRITEABLE = 0x0400
+# Reading an array's data pointer and flags through numpy's C API saves
+# microseconds per call against a.flags / a.__array_interface__.
+cdef int _LAYOUT_OK = cnp.NPY_ARRAY_C_CONTIGUOUS | cnp.NPY_ARRAY_ALIGNED
+cdef int _LAYOUT_OK_WRITABLE = _LAYOUT_OK | cnp.NPY_ARRAY_WRITEABLE
 
 cdef dict _CODES = {}   # numpy dtype -> cl_dtype code, filled on first sight
 cdef dict _OPS = dict(_dt.KERNEL_OPS)
@@ -86,7 +61,7 @@ def _as_array(obj, str name):
 
 
 cdef inline uintptr_t _address(a):
-    return <uintptr_t>cl_np_data(a)
+    return <uintptr_t>cnp.PyArray_DATA(<cnp.ndarray>a)
 
 
 cdef int _code(a, str name) except -1:
@@ -99,8 +74,8 @@ cdef int _code(a, str name) except -1:
 
 
 cdef int _check_layout(a, str name, bint writable) except -1:
-    cdef int flags = cl_np_flags(a)
-    cdef int need = NPY_C_CONTIGUOUS | NPY_ALIGNED | (NPY_WRITEABLE if writable else 0)
+    cdef int flags = cnp.PyArray_FLAGS(<cnp.ndarray>a)
+    cdef int need = _LAYOUT_OK_WRITABLE if writable else _LAYOUT_OK
     if flags & need == need:
         return 0
     if not a.flags.c_contiguous:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import string
+
 from .errors import BuildMismatch
 
 _REBUILD = (
@@ -17,6 +19,10 @@ def load_core():
 
     try:
         from . import _executor
+    except ValueError as exc:   # Cython's check of mpi4py.MPI.Comm's size: another MPI's ABI
+        raise BuildMismatch(
+            f"the compiled core of collectives was built against another MPI than mpi4py's ({exc}). "
+            + _REBUILD) from exc
     except ImportError as exc:
         text = str(exc)
         shadowed = _unbuilt_source_tree()
@@ -38,11 +44,11 @@ def load_core():
             f"the compiled core of collectives could not be loaded ({exc}). It links to "
             f"the MPI it was built with, and mpi4py uses {MPI.Get_library_version().splitlines()[0]!r}. "
             + _REBUILD) from exc
-    ours = _executor.mpi_library_version().strip()
-    theirs = MPI.Get_library_version().strip()
-    world = int(MPI.COMM_WORLD.handle)
-    world = world - (1 << 64) if world >= (1 << 63) else world
-    if ours != theirs or int(_executor.comm_world_handle()) != world:
+    ours = library_version(_executor.mpi_library_version())
+    theirs = library_version(MPI.Get_library_version())
+    # two copies of one release have one version string; Open MPI's handles are
+    # addresses inside the loaded library, so the world handles tell those apart
+    if ours != theirs or not _executor.same_comm_world():
         raise BuildMismatch(
             "collectives' compiled core and mpi4py use different MPI libraries:\n"
             f"  collectives: {ours.splitlines()[0] if ours else '?'}\n"
@@ -72,3 +78,12 @@ def _unbuilt_source_tree():
         if other != here and built_core(other):
             return here, other
     return here, None
+
+
+def library_version(text: str) -> str:
+    """An MPI library-version string without surrounding blanks and NULs.
+
+    Open MPI counts the terminating NUL in the string's length, so mpi4py's copy
+    ends in ``"\\x00"``, which ``str.strip()`` keeps.
+    """
+    return text.strip(string.whitespace + "\x00")

@@ -181,7 +181,6 @@ class Communicator:
             self.topology, self.placement = _resolve_topology(topology, placement, comm)
         self._comm = comm.Dup()
         self._comm.Set_errhandler(MPI.ERRORS_RETURN)
-        self._handle = handle_of(self._comm)
         self.rank = self._comm.Get_rank()
         self.size = self._comm.Get_size()
         self._broken: Optional[str] = None
@@ -293,7 +292,7 @@ class Communicator:
         """Wait until every rank has called barrier (with the same deadline rules)."""
         self._ensure_usable()
         deadline = self._deadline(timeout)
-        res = _core.run_native(self._handle, _NATIVE["barrier"], None, None, 0, None,
+        res = _core.run_native(self._comm, _NATIVE["barrier"], None, None, 0, None,
                                _dt.dtype_code(np.uint8), 0, 0, deadline)
         if res is not None:
             self._check_result(res, "barrier", "mpi")
@@ -486,7 +485,7 @@ class Communicator:
             _OP_INDEX.get(op, -1), _crc(algorithm), root,
         ], dtype=np.int64)
         everyone = np.empty((self.size, 6), dtype=np.int64)
-        res = _core.run_native(self._handle, _NATIVE["allgather"], mine, everyone, mine.size,
+        res = _core.run_native(self._comm, _NATIVE["allgather"], mine, everyone, mine.size,
                                None, _dt.dtype_code(np.int64), 0, 0, deadline)
         if res is not None:
             self._check_result(res, collective, "validate")
@@ -517,10 +516,10 @@ class Communicator:
         if self.validate and self.size > 1:
             self._fingerprint(collective, entry.algorithm, a, op, root, deadline)
         if entry.program is None:
-            res = _core.run_native(self._handle, _NATIVE[collective], a, o, a.size, entry.counts,
+            res = _core.run_native(self._comm, _NATIVE[collective], a, o, a.size, entry.counts,
                                    entry.dcode, op_code, root, deadline)
         else:
-            res = _core.run(self._handle, entry.program, a, o, self._tmp, entry.dcode, op_code,
+            res = _core.run(self._comm, entry.program, a, o, self._tmp, entry.dcode, op_code,
                             self.segment_bytes, self.inflight, self._scratch, deadline, entry.holds)
         if res is not None:
             self._check_result(res, collective, entry.algorithm, entry.num_steps or None)
@@ -684,15 +683,6 @@ def _machine_name() -> str:
         if text:
             return text
     return MPI.Get_processor_name()
-
-
-def handle_of(comm) -> int:
-    """mpi4py's handle of ``comm`` as a signed integer the size of a pointer (intptr_t).
-
-    mpi4py reports MPICH's int handles sign-extended and unsigned; C wants them signed.
-    """
-    h = int(comm.handle)
-    return h - (1 << 64) if h >= (1 << 63) else h
 
 
 def block_sizes(count: int, nranks: int) -> np.ndarray:

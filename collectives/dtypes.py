@@ -1,7 +1,8 @@
 """Element types and reduction ops: numpy dtypes <-> the C kernels' codes <-> names.
 
-The codes are the values of ``cl_dtype`` and ``cl_op`` in ``csrc/reduce.h``; the
-executor and the kernels receive them as plain integers.
+The codes are the values of ``cl_dtype`` and ``cl_op`` in ``csrc/reduce.h``, read
+from the header when the core is built (``collectives._constants``); the executor
+and the kernels receive them as plain integers.
 
 bfloat16 arrays come from ml_dtypes (a base dependency: numpy has no bfloat16,
 and ml_dtypes' type is the one JAX uses and torch tensors can be viewed as).
@@ -12,14 +13,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import _constants as _c
 from .errors import InvalidArgument, InvalidType
 
-#: dtype name -> cl_dtype code (csrc/reduce.h)
-DTYPE_CODES = {
-    "int8": 0, "int16": 1, "int32": 2, "int64": 3,
-    "uint8": 4, "uint16": 5, "uint32": 6, "uint64": 7,
-    "float16": 8, "bfloat16": 9, "float32": 10, "float64": 11,
-}
+#: dtype name -> cl_dtype code (csrc/reduce.h, through the compiled _constants)
+DTYPE_CODES = dict(_c.DTYPE_CODES)
 DTYPE_NAMES = {code: name for name, code in DTYPE_CODES.items()}
 
 #: the dtypes every collective and kernel accepts, by name
@@ -27,7 +25,7 @@ SUPPORTED_DTYPES = list(DTYPE_CODES)
 FLOATING_DTYPES = ("float16", "bfloat16", "float32", "float64")
 
 #: ops the C kernels implement (cl_op codes); "avg" is "sum" and then one division
-KERNEL_OPS = {"sum": 0, "prod": 1, "min": 2, "max": 3}
+KERNEL_OPS = dict(_c.KERNEL_OPS)
 OP_NAMES = {code: name for name, code in KERNEL_OPS.items()}
 #: ops the collectives accept
 OPS = ("sum", "prod", "min", "max", "avg")

@@ -13,7 +13,7 @@ def collect() -> dict:
     import mpi4py
 
     from . import __version__
-    from ._mpicheck import load_core
+    from ._mpicheck import library_version, load_core
 
     data = {
         "collectives": __version__,
@@ -22,7 +22,7 @@ def collect() -> dict:
         "cpus": os.cpu_count(),
         "numpy": numpy.__version__,
         "mpi4py": mpi4py.__version__,
-        "mpi4py_mpi": MPI.Get_library_version().strip().splitlines()[0],
+        "mpi4py_mpi": _first_line(library_version(MPI.Get_library_version())),
         "mpi4py_mpi_standard": "%d.%d" % MPI.Get_version(),
     }
     try:
@@ -40,7 +40,7 @@ def collect() -> dict:
         data["mpi4py_abi"] = None
     try:
         core = load_core()
-        data["core_mpi"] = core.mpi_library_version().splitlines()[0]
+        data["core_mpi"] = _first_line(library_version(core.mpi_library_version()))
         data["core_mpi_standard"] = "%d.%d" % core.mpi_version()
         data["core_matches_mpi4py"] = True
     except Exception as exc:  # report, don't fail: this is what a bug report needs
@@ -75,6 +75,10 @@ def collect() -> dict:
     except Exception as exc:
         data["mpiexec"] = f"not found ({exc})"
     return data
+
+
+def _first_line(text: str) -> str:
+    return text.splitlines()[0] if text else ""
 
 
 def format_info(data: dict) -> str:

@@ -32,8 +32,11 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
-SEND, RECV, RECV_REDUCE, COPY = 0, 1, 2, 3
-BUF_IN, BUF_OUT, BUF_TMP = 0, 1, 2
+from . import _constants as _c
+
+# the executor's codes (csrc/executor.h, through the compiled _constants)
+SEND, RECV, RECV_REDUCE, COPY = _c.OP_SEND, _c.OP_RECV, _c.OP_RECV_REDUCE, _c.OP_COPY
+BUF_IN, BUF_OUT, BUF_TMP = _c.BUF_IN, _c.BUF_OUT, _c.BUF_TMP
 
 OP_KIND_NAMES = {SEND: "send", RECV: "recv", RECV_REDUCE: "recv_reduce", COPY: "copy"}
 BUF_NAMES = {BUF_IN: "in", BUF_OUT: "out", BUF_TMP: "tmp"}

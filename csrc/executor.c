@@ -37,7 +37,7 @@ static int64_t nsegments(int64_t nbytes, int64_t seg)
     return nbytes <= 0 ? 0 : (nbytes + seg - 1) / seg;
 }
 
-/* State of one communicating op of the current step. */
+/* State of one communicating op (send or receive) of the current step. */
 typedef struct {
     const cl_row *row;
     char *base;            /* first byte of the region sent from or received into */
@@ -46,18 +46,54 @@ typedef struct {
     int64_t posted;        /* segments posted so far */
     int64_t completed;     /* segments whose transfer completed */
     int64_t reduced;       /* reducing receives: segments reduced, always in order */
-    int slot0;             /* first scratch slot (reducing receives) */
-    int64_t *slot_seg;     /* reducing receives: segment held by each slot, -1 if free */
+    int nslots;            /* reducing receives: scratch slots, min(nseg, inflight) */
+    int slot0;             /* reducing receives: first scratch slot of the step's slots */
+    int64_t *slot_seg;     /* reducing receives: segment held by each slot, -1 if retired */
     char *seg_done;        /* reducing receives: per slot, transfer complete and not yet reduced */
+    int *slot_req;         /* reducing receives: the request that carries each slot */
     double stamp;          /* emulation: the sender's step start time, sent or received */
 } op_state;
 
-/* Request bookkeeping: which op and slot/segment each request belongs to. */
+/* What one request of the step's table carries. */
+typedef enum {
+    REQ_SEGMENT,       /* a segment of a send or a plain receive, in the user's buffer */
+    REQ_SCRATCH_SLOT,  /* a segment of a reducing receive, in a scratch slot that is
+                          reposted for a later segment once reduced */
+    REQ_STAMP          /* emulation: the sender's step start time, one per message */
+} req_kind;
+
 typedef struct {
-    int op;
-    int slot;     /* reducing receives: slot index; otherwise -1 */
-    int64_t seg;
+    req_kind kind;
+    int op;        /* index of its op in the step's op table */
+    int slot;      /* REQ_SCRATCH_SLOT: the op's slot (0 .. nslots-1); the slot's
+                      current segment is the op's slot_seg[slot] */
 } req_info;
+
+/* One cl_execute call: its arguments, the tables sized once for the largest
+ * step and reused by every step, and the step being run. */
+typedef struct {
+    MPI_Comm comm;
+    const cl_row *rows;
+    void **bufs;
+    int dtype, op, itemsize, inflight, tag_base;
+    int64_t segment_bytes;
+    char *scratch;
+    const double *holds;
+    double timeout, deadline;
+
+    op_state *ops;
+    MPI_Request *reqs;
+    req_info *info;
+    int *indices;
+    MPI_Status *statuses;
+    int64_t *slot_seg;
+    char *seg_done;
+    int *slot_req;
+
+    int64_t step;          /* the step's number (rows[].step) */
+    int nops, nreq;        /* ops and requests of the step */
+    int64_t slot_bytes;    /* bytes of one scratch slot in the step */
+} executor;
 
 int64_t cl_scratch_needed(const cl_row *rows, int64_t nrows, int itemsize,
                           int64_t segment_bytes, int inflight)
@@ -162,13 +198,301 @@ static int may_reduce(op_state *ops, int j, int64_t seg, int64_t segment_bytes)
     return 1;
 }
 
+static void free_tables(executor *x)
+{
+    free(x->ops); free(x->reqs); free(x->info); free(x->indices); free(x->statuses);
+    free(x->slot_seg); free(x->seg_done); free(x->slot_req);
+}
+
+/* Size the per-step tables for the largest step of the program; 0, or -1 if out of memory. */
+static int alloc_tables(executor *x, int64_t nrows)
+{
+    const cl_row *rows = x->rows;
+    int64_t max_ops = 0, max_reqs = 0, max_slots = 0;
+    for (int64_t i = 0; i < nrows;) {
+        int64_t step = rows[i].step, nops = 0, nreq = 0, nslots = 0;
+        for (; i < nrows && rows[i].step == step; i++) {
+            if (rows[i].kind == CL_OP_COPY) continue;
+            int64_t ns = nsegments(rows[i].count * x->itemsize, x->segment_bytes);
+            nops++;
+            if (x->holds) nreq++;  /* the REQ_STAMP of each message */
+            if (rows[i].kind == CL_OP_RECV_REDUCE) {
+                int64_t s = ns < x->inflight ? ns : x->inflight;
+                nreq += s;
+                nslots += s;
+            } else {
+                nreq += ns;
+            }
+        }
+        if (nops > max_ops) max_ops = nops;
+        if (nreq > max_reqs) max_reqs = nreq;
+        if (nslots > max_slots) max_slots = nslots;
+    }
+    size_t nop = (size_t)(max_ops ? max_ops : 1);
+    size_t nrq = (size_t)(max_reqs ? max_reqs : 1);
+    size_t nsl = (size_t)(max_slots ? max_slots : 1);
+    x->ops = calloc(nop, sizeof *x->ops);
+    x->reqs = malloc(nrq * sizeof *x->reqs);
+    x->info = malloc(nrq * sizeof *x->info);
+    x->indices = malloc(nrq * sizeof *x->indices);
+    x->statuses = malloc(nrq * sizeof *x->statuses);
+    x->slot_seg = malloc(nsl * sizeof *x->slot_seg);
+    x->seg_done = malloc(nsl);
+    x->slot_req = malloc(nsl * sizeof *x->slot_req);
+    if (!x->ops || !x->reqs || !x->info || !x->indices || !x->statuses || !x->slot_seg
+        || !x->seg_done || !x->slot_req) {
+        free_tables(x);
+        return -1;
+    }
+    return 0;
+}
+
+/* The step's local copies, in program order (they run before its messages). */
+static void run_copies(const executor *x, int64_t begin, int64_t end)
+{
+    for (int64_t k = begin; k < end; k++) {
+        const cl_row *r = &x->rows[k];
+        if (r->kind != CL_OP_COPY || r->count <= 0) continue;
+        char *src = (char *)x->bufs[r->src_buf] + r->src_off * x->itemsize;
+        char *dst = (char *)x->bufs[r->dst_buf] + r->dst_off * x->itemsize;
+        if (src != dst) memmove(dst, src, (size_t)(r->count * x->itemsize));
+    }
+}
+
+static int op_tag(const executor *x, const cl_row *r)
+{
+    return x->tag_base + (int)(r->tag % CL_TAG_SPAN);
+}
+
+/* Post every send and receive of rows[begin, end): all segments of sends and plain
+ * receives, the first min(nseg, inflight) segments of reducing receives (one per
+ * scratch slot), and with emulation each message's time stamp. Returns MPI's
+ * error code; on failure the step is abandoned where it stopped. */
+static int post_step(executor *x, int64_t begin, int64_t end)
+{
+    /* a scratch slot is as large as the step's largest segment (cl_scratch_needed) */
+    int64_t slot_bytes = 0;
+    for (int64_t k = begin; k < end; k++) {
+        if (x->rows[k].kind != CL_OP_RECV_REDUCE) continue;
+        int64_t nb = x->rows[k].count * x->itemsize;
+        if (nb > slot_bytes) slot_bytes = nb;
+    }
+    x->slot_bytes = slot_bytes > x->segment_bytes ? x->segment_bytes : slot_bytes;
+    x->nops = 0;
+    x->nreq = 0;
+    int rc = MPI_SUCCESS, slot = 0;
+    const double step_start = cl_now();
+    for (int64_t k = begin; k < end; k++) {
+        const cl_row *r = &x->rows[k];
+        if (r->kind == CL_OP_COPY || r->count <= 0) continue;
+        const int j = x->nops;
+        op_state *o = &x->ops[j];
+        memset(o, 0, sizeof *o);
+        o->row = r;
+        o->nbytes = r->count * x->itemsize;
+        o->nseg = nsegments(o->nbytes, x->segment_bytes);
+        o->base = r->kind == CL_OP_SEND ? (char *)x->bufs[r->src_buf] + r->src_off * x->itemsize
+                                        : (char *)x->bufs[r->dst_buf] + r->dst_off * x->itemsize;
+        const int tag = op_tag(x, r);
+        x->nops++;
+        if (x->holds) {
+            int stag = x->tag_base + CL_TAG_SPAN + (int)(r->tag % CL_TAG_SPAN);
+            x->info[x->nreq] = (req_info){REQ_STAMP, j, -1};
+            if (r->kind == CL_OP_SEND) {
+                o->stamp = step_start;
+                rc = MPI_Isend(&o->stamp, 1, MPI_DOUBLE, (int)r->peer, stag, x->comm, &x->reqs[x->nreq]);
+            } else {
+                rc = MPI_Irecv(&o->stamp, 1, MPI_DOUBLE, (int)r->peer, stag, x->comm, &x->reqs[x->nreq]);
+            }
+            if (rc != MPI_SUCCESS) return rc;
+            x->nreq++;
+        }
+        if (r->kind == CL_OP_RECV_REDUCE) {
+            o->nslots = (int)(o->nseg < x->inflight ? o->nseg : x->inflight);
+            o->slot0 = slot;
+            o->slot_seg = x->slot_seg + slot;
+            o->seg_done = x->seg_done + slot;
+            o->slot_req = x->slot_req + slot;
+            slot += o->nslots;
+            for (int s = 0; s < o->nslots; s++) {
+                o->slot_seg[s] = s;
+                o->seg_done[s] = 0;
+                o->slot_req[s] = x->nreq;
+                x->info[x->nreq] = (req_info){REQ_SCRATCH_SLOT, j, s};
+                rc = post_segment(x->comm, o, s, o->slot0 + s, x->scratch, x->segment_bytes,
+                                  x->slot_bytes, tag, &x->reqs[x->nreq]);
+                if (rc != MPI_SUCCESS) return rc;
+                x->nreq++;
+                o->posted++;
+            }
+        } else {
+            for (int64_t s = 0; s < o->nseg; s++) {
+                x->info[x->nreq] = (req_info){REQ_SEGMENT, j, -1};
+                rc = post_segment(x->comm, o, s, -1, x->scratch, x->segment_bytes, x->slot_bytes,
+                                  tag, &x->reqs[x->nreq]);
+                if (rc != MPI_SUCCESS) return rc;
+                x->nreq++;
+                o->posted++;
+            }
+        }
+    }
+    return MPI_SUCCESS;
+}
+
+/* Reduce the arrived segments of reducing op j, in segment order and only where
+ * may_reduce allows, and repost each freed slot for the op's next segment; a slot
+ * with no segment left is retired (*active drops). Returns MPI's error code. */
+static int reduce_arrived(executor *x, int j, int *active, int *progressed)
+{
+    op_state *o = &x->ops[j];
+    const int64_t seg_bytes = x->segment_bytes;
+    while (o->reduced < o->nseg) {
+        int s = (int)(o->reduced % o->nslots);
+        if (!o->seg_done[s] || o->slot_seg[s] != o->reduced) break;
+        if (!may_reduce(x->ops, j, o->reduced, seg_bytes)) break;
+        int64_t off = o->reduced * seg_bytes;
+        int64_t len = o->nbytes - off < seg_bytes ? o->nbytes - off : seg_bytes;
+        cl_reduce(o->base + off, x->scratch + (int64_t)(o->slot0 + s) * x->slot_bytes,
+                  len / x->itemsize, x->dtype, x->op);
+        o->reduced++;
+        o->seg_done[s] = 0;
+        *progressed = 1;
+        if (o->posted < o->nseg) {
+            int rq = o->slot_req[s];
+            int64_t seg = o->posted;
+            o->slot_seg[s] = seg;
+            int rc = post_segment(x->comm, o, seg, o->slot0 + s, x->scratch, seg_bytes,
+                                  x->slot_bytes, op_tag(x, o->row), &x->reqs[rq]);
+            if (rc != MPI_SUCCESS) return rc;
+            o->posted++;
+        } else {
+            o->slot_seg[s] = -1;
+            (*active)--;
+        }
+    }
+    return MPI_SUCCESS;
+}
+
+/* Drive the step's requests to completion: test them, reduce what arrived, and
+ * when nothing moves check the deadline and yield the core. On an MPI error or a
+ * timeout res->status says which; the requests are left for report_stuck. */
+static void progress_step(executor *x, cl_result *res)
+{
+    int active = x->nreq, idle = 0;
+    int64_t checks = 0;
+    while (active > 0) {
+        int outcount = 0;
+        int rc = MPI_Testsome(x->nreq, x->reqs, &outcount, x->indices, x->statuses);
+        if (rc != MPI_SUCCESS) {
+            int code = rc, peer = -1;
+            if (rc == MPI_ERR_IN_STATUS && outcount != MPI_UNDEFINED) {
+                for (int q = 0; q < outcount; q++) {
+                    if (x->statuses[q].MPI_ERROR != MPI_SUCCESS) {
+                        code = x->statuses[q].MPI_ERROR;
+                        peer = (int)x->ops[x->info[x->indices[q]].op].row->peer;
+                        break;
+                    }
+                }
+            }
+            set_error(res, CL_MPI_ERROR, x->step, code, "waiting for a message failed");
+            if (peer >= 0) { res->npeers = 1; res->peers[0] = peer; }
+            return;
+        }
+        if (outcount == MPI_UNDEFINED) outcount = 0;
+        int progressed = outcount > 0;
+        for (int q = 0; q < outcount; q++) {
+            const req_info *ri = &x->info[x->indices[q]];
+            op_state *o = &x->ops[ri->op];
+            switch (ri->kind) {
+            case REQ_SCRATCH_SLOT:   /* done once reduced (reduce_arrived) */
+                o->completed++;
+                o->seg_done[ri->slot] = 1;
+                break;
+            case REQ_SEGMENT:
+                o->completed++;
+                active--;
+                break;
+            case REQ_STAMP:          /* not a segment of the op */
+                active--;
+                break;
+            }
+        }
+        for (int j = 0; j < x->nops; j++) {
+            if (x->ops[j].row->kind != CL_OP_RECV_REDUCE) continue;
+            rc = reduce_arrived(x, j, &active, &progressed);
+            if (rc != MPI_SUCCESS) {
+                set_error(res, CL_MPI_ERROR, x->step, rc, "posting a message failed");
+                return;
+            }
+        }
+        if (active <= 0) return;
+        if (progressed) {
+            idle = 0;
+            continue;
+        }
+        /* nothing new: check the deadline, and let other ranks on this core run */
+        if (x->deadline > 0 && (++checks & 15) == 0 && cl_now() > x->deadline) {
+            res->status = CL_TIMEOUT;
+            return;
+        }
+        if (++idle > polls_before_yield) {
+            sched_yield();
+            idle = 0;
+        }
+    }
+}
+
+/* Emulation: the step ends when the modelled network would have delivered its
+ * last message, sender's step start + hold, or at the deadline (a timeout). */
+static void hold_step(const executor *x, cl_result *res)
+{
+    double release = 0.0;
+    for (int j = 0; j < x->nops; j++) {
+        const cl_row *r = x->ops[j].row;
+        if (r->kind == CL_OP_SEND) continue;
+        double t = x->ops[j].stamp + x->holds[r - x->rows];
+        if (t > release) release = t;
+    }
+    if (x->deadline > 0 && release > x->deadline) {
+        hold_until(x->deadline);
+        res->status = CL_TIMEOUT;
+    } else {
+        hold_until(release);
+    }
+}
+
+/* The step failed or timed out: report the peers still awaited and the bytes not
+ * yet moved, then cancel the receives and free every request still open. */
+static void report_stuck(const executor *x, cl_result *res)
+{
+    res->step = x->step;
+    int64_t outstanding = 0;
+    for (int j = 0; j < x->nops; j++) {
+        const op_state *o = &x->ops[j];
+        int64_t done = o->row->kind == CL_OP_RECV_REDUCE ? o->reduced : o->completed;
+        if (done >= o->nseg) continue;
+        int64_t left = o->nbytes - done * x->segment_bytes;
+        outstanding += left > 0 ? left : 0;
+        int peer = (int)o->row->peer, seen = 0;
+        for (int q = 0; q < res->npeers; q++) seen |= res->peers[q] == peer;
+        if (!seen && res->npeers < CL_MAX_REPORTED_PEERS) res->peers[res->npeers++] = peer;
+    }
+    res->bytes_outstanding = outstanding;
+    for (int t = 0; t < x->nreq; t++) {
+        if (x->reqs[t] == MPI_REQUEST_NULL) continue;
+        if (x->ops[x->info[t].op].row->kind != CL_OP_SEND) MPI_Cancel(&x->reqs[t]);
+        MPI_Request_free(&x->reqs[t]);
+    }
+    if (res->status == CL_TIMEOUT)
+        snprintf(res->message, sizeof res->message, "deadline of %.3g s passed", x->timeout);
+}
+
 int cl_execute(MPI_Comm comm, const cl_row *rows, int64_t nrows, void *bufs[3],
                int dtype, int op, int64_t segment_bytes, int inflight,
                void *scratch, int64_t scratch_bytes, double timeout, int tag_base,
                const double *holds, cl_result *res)
 {
     const double t0 = cl_now();
-    const double deadline = timeout > 0 ? t0 + timeout : 0.0;
     const int itemsize = cl_dtype_size(dtype);
     memset(res, 0, sizeof *res);
     res->step = -1;
@@ -188,257 +512,38 @@ int cl_execute(MPI_Comm comm, const cl_row *rows, int64_t nrows, void *bufs[3],
     }
     res->peak_scratch_bytes = need;
 
-    /* Sizes for the per-step arrays: the largest step decides. */
-    int64_t max_ops = 0, max_reqs = 0, max_slots = 0;
-    for (int64_t i = 0; i < nrows;) {
-        int64_t step = rows[i].step, nops = 0, nreq = 0, nslots = 0;
-        for (; i < nrows && rows[i].step == step; i++) {
-            if (rows[i].kind == CL_OP_COPY) continue;
-            int64_t ns = nsegments(rows[i].count * itemsize, segment_bytes);
-            nops++;
-            if (holds) nreq++;  /* the time stamp that travels with each message */
-            if (rows[i].kind == CL_OP_RECV_REDUCE) {
-                int64_t s = ns < inflight ? ns : inflight;
-                nreq += s;
-                nslots += s;
-            } else {
-                nreq += ns;
-            }
-        }
-        if (nops > max_ops) max_ops = nops;
-        if (nreq > max_reqs) max_reqs = nreq;
-        if (nslots > max_slots) max_slots = nslots;
-    }
-    op_state *ops = calloc((size_t)(max_ops ? max_ops : 1), sizeof *ops);
-    MPI_Request *reqs = malloc((size_t)(max_reqs ? max_reqs : 1) * sizeof *reqs);
-    req_info *info = malloc((size_t)(max_reqs ? max_reqs : 1) * sizeof *info);
-    int *indices = malloc((size_t)(max_reqs ? max_reqs : 1) * sizeof *indices);
-    MPI_Status *statuses = malloc((size_t)(max_reqs ? max_reqs : 1) * sizeof *statuses);
-    int64_t *slot_seg = malloc((size_t)(max_slots ? max_slots : 1) * sizeof *slot_seg);
-    char *seg_done = malloc((size_t)(max_slots ? max_slots : 1));
-    if (!ops || !reqs || !info || !indices || !statuses || !slot_seg || !seg_done) {
-        free(ops); free(reqs); free(info); free(indices); free(statuses); free(slot_seg); free(seg_done);
+    executor x = {
+        .comm = comm, .rows = rows, .bufs = bufs, .dtype = dtype, .op = op, .itemsize = itemsize,
+        .inflight = inflight, .tag_base = tag_base, .segment_bytes = segment_bytes,
+        .scratch = scratch, .holds = holds, .timeout = timeout,
+        .deadline = timeout > 0 ? t0 + timeout : 0.0,
+    };
+    if (alloc_tables(&x, nrows) != 0) {
         set_error(res, CL_NO_MEMORY, -1, MPI_SUCCESS, "out of memory for request tables");
         return res->status;
     }
 
-    int rc = MPI_SUCCESS;
-    int64_t i = 0;
-    while (i < nrows && res->status == CL_OK) {
-        const int64_t step = rows[i].step;
-        int64_t end = i;
-        while (end < nrows && rows[end].step == step) end++;
+    for (int64_t begin = 0; begin < nrows;) {
+        x.step = rows[begin].step;
+        int64_t end = begin;
+        while (end < nrows && rows[end].step == x.step) end++;
 
-        /* 1. local copies, in program order */
-        for (int64_t k = i; k < end; k++) {
-            const cl_row *r = &rows[k];
-            if (r->kind != CL_OP_COPY || r->count <= 0) continue;
-            char *src = (char *)bufs[r->src_buf] + r->src_off * itemsize;
-            char *dst = (char *)bufs[r->dst_buf] + r->dst_off * itemsize;
-            if (src != dst) memmove(dst, src, (size_t)(r->count * itemsize));
-        }
-
-        /* 2. post every send and receive of the step. Scratch slots of reducing
-         * receives are as large as the step's largest segment (cl_scratch_needed). */
-        int64_t slot_bytes = 0;
-        for (int64_t k = i; k < end; k++) {
-            if (rows[k].kind != CL_OP_RECV_REDUCE) continue;
-            int64_t nb = rows[k].count * itemsize;
-            if (nb > slot_bytes) slot_bytes = nb;
-        }
-        if (slot_bytes > segment_bytes) slot_bytes = segment_bytes;
-        int nops = 0, nreq = 0, slot = 0;
-        const double step_start = cl_now();
-        for (int64_t k = i; k < end; k++) {
-            const cl_row *r = &rows[k];
-            if (r->kind == CL_OP_COPY || r->count <= 0) continue;
-            op_state *o = &ops[nops];
-            memset(o, 0, sizeof *o);
-            o->row = r;
-            o->nbytes = r->count * itemsize;
-            o->nseg = nsegments(o->nbytes, segment_bytes);
-            o->base = r->kind == CL_OP_SEND ? (char *)bufs[r->src_buf] + r->src_off * itemsize
-                                            : (char *)bufs[r->dst_buf] + r->dst_off * itemsize;
-            int tag = tag_base + (int)(r->tag % CL_TAG_SPAN);
-            if (holds) {
-                int stag = tag_base + CL_TAG_SPAN + (int)(r->tag % CL_TAG_SPAN);
-                info[nreq] = (req_info){nops, -2, 0};
-                if (r->kind == CL_OP_SEND) {
-                    o->stamp = step_start;
-                    rc = MPI_Isend(&o->stamp, 1, MPI_DOUBLE, (int)r->peer, stag, comm, &reqs[nreq]);
-                } else {
-                    rc = MPI_Irecv(&o->stamp, 1, MPI_DOUBLE, (int)r->peer, stag, comm, &reqs[nreq]);
-                }
-                if (rc != MPI_SUCCESS) { nops++; break; }
-                nreq++;
-            }
-            if (r->kind == CL_OP_RECV_REDUCE) {
-                int nslots = (int)(o->nseg < inflight ? o->nseg : inflight);
-                o->slot0 = slot;
-                o->slot_seg = slot_seg + slot;
-                o->seg_done = seg_done + slot;
-                for (int s = 0; s < nslots; s++) {
-                    o->slot_seg[s] = s;
-                    o->seg_done[s] = 0;
-                    info[nreq] = (req_info){nops, s, s};
-                    rc = post_segment(comm, o, s, slot + s, scratch, segment_bytes, slot_bytes, tag, &reqs[nreq]);
-                    if (rc != MPI_SUCCESS) break;
-                    nreq++;
-                    o->posted++;
-                }
-                slot += nslots;
-            } else {
-                for (int64_t s = 0; s < o->nseg; s++) {
-                    info[nreq] = (req_info){nops, -1, s};
-                    rc = post_segment(comm, o, s, -1, scratch, segment_bytes, slot_bytes, tag, &reqs[nreq]);
-                    if (rc != MPI_SUCCESS) break;
-                    nreq++;
-                    o->posted++;
-                }
-            }
-            nops++;
-            if (rc != MPI_SUCCESS) break;
-        }
+        run_copies(&x, begin, end);
+        int rc = post_step(&x, begin, end);
         if (rc != MPI_SUCCESS) {
-            set_error(res, CL_MPI_ERROR, step, rc, "posting a message failed");
+            set_error(res, CL_MPI_ERROR, x.step, rc, "posting a message failed");
             break;
         }
-
-        /* 3. wait with a deadline; reduce segments as they arrive, in program order */
-        int active = nreq, idle = 0;
-        int64_t checks = 0;
-        while (active > 0) {
-            int outcount = 0;
-            rc = MPI_Testsome(nreq, reqs, &outcount, indices, statuses);
-            if (rc != MPI_SUCCESS) {
-                int code = rc, peer = -1;
-                if (rc == MPI_ERR_IN_STATUS && outcount != MPI_UNDEFINED) {
-                    for (int q = 0; q < outcount; q++) {
-                        if (statuses[q].MPI_ERROR != MPI_SUCCESS) {
-                            code = statuses[q].MPI_ERROR;
-                            peer = (int)ops[info[indices[q]].op].row->peer;
-                            break;
-                        }
-                    }
-                }
-                set_error(res, CL_MPI_ERROR, step, code, "waiting for a message failed");
-                if (peer >= 0) { res->npeers = 1; res->peers[0] = peer; }
-                break;
-            }
-            if (outcount == MPI_UNDEFINED) outcount = 0;
-            int progressed = outcount > 0;
-            for (int q = 0; q < outcount; q++) {
-                req_info *ri = &info[indices[q]];
-                op_state *o = &ops[ri->op];
-                o->completed++;
-                if (ri->slot >= 0) {
-                    o->seg_done[ri->slot] = 1;
-                } else {
-                    if (ri->slot == -2) o->completed--;  /* a time stamp, not a segment */
-                    active--;
-                }
-            }
-            /* reduce whatever is ready, and reuse its slot for a later segment */
-            for (int j = 0; j < nops; j++) {
-                op_state *o = &ops[j];
-                if (o->row->kind != CL_OP_RECV_REDUCE) continue;
-                int nslots = (int)(o->nseg < inflight ? o->nseg : inflight);
-                for (;;) {
-                    if (o->reduced >= o->nseg) break;
-                    int s = (int)(o->reduced % nslots);
-                    if (!o->seg_done[s] || o->slot_seg[s] != o->reduced) break;
-                    if (!may_reduce(ops, j, o->reduced, segment_bytes)) break;
-                    int64_t off = o->reduced * segment_bytes;
-                    int64_t len = o->nbytes - off < segment_bytes ? o->nbytes - off : segment_bytes;
-                    cl_reduce(o->base + off, (char *)scratch + (int64_t)(o->slot0 + s) * slot_bytes,
-                              len / itemsize, dtype, op);
-                    o->reduced++;
-                    o->seg_done[s] = 0;
-                    progressed = 1;
-                    /* find the request that owned this slot and repost it */
-                    int rq = -1;
-                    for (int t = 0; t < nreq; t++)
-                        if (info[t].op == j && info[t].slot == s) { rq = t; break; }
-                    if (o->posted < o->nseg) {
-                        int tag = tag_base + (int)(o->row->tag % CL_TAG_SPAN);
-                        int64_t seg = o->posted;
-                        o->slot_seg[s] = seg;
-                        info[rq].seg = seg;
-                        rc = post_segment(comm, o, seg, o->slot0 + s, scratch, segment_bytes,
-                                          slot_bytes, tag, &reqs[rq]);
-                        if (rc != MPI_SUCCESS) break;
-                        o->posted++;
-                    } else {
-                        o->slot_seg[s] = -1;
-                        active--;
-                    }
-                }
-                if (rc != MPI_SUCCESS) break;
-            }
-            if (rc != MPI_SUCCESS) {
-                set_error(res, CL_MPI_ERROR, step, rc, "posting a message failed");
-                break;
-            }
-            if (active <= 0) break;
-            if (progressed) {
-                idle = 0;
-                continue;
-            }
-            /* nothing new: check the deadline, and let other ranks on this core run */
-            if (deadline > 0 && (++checks & 15) == 0 && cl_now() > deadline) {
-                res->status = CL_TIMEOUT;
-                break;
-            }
-            if (++idle > polls_before_yield) {
-                sched_yield();
-                idle = 0;
-            }
-        }
-
-        if (res->status == CL_OK && holds) {
-            /* emulation: the step's messages arrive when the modelled network delivers them */
-            double release = 0.0;
-            for (int j = 0; j < nops; j++) {
-                const cl_row *r = ops[j].row;
-                if (r->kind == CL_OP_SEND) continue;
-                double t = ops[j].stamp + holds[r - rows];
-                if (t > release) release = t;
-            }
-            if (deadline > 0 && release > deadline) {
-                hold_until(deadline);
-                res->status = CL_TIMEOUT;
-            } else {
-                hold_until(release);
-            }
-        }
+        progress_step(&x, res);
+        if (res->status == CL_OK && holds) hold_step(&x, res);
         if (res->status != CL_OK) {
-            /* report who we were waiting for, then drop the step's requests */
-            res->step = step;
-            int64_t outstanding = 0;
-            for (int j = 0; j < nops; j++) {
-                op_state *o = &ops[j];
-                int64_t done = o->row->kind == CL_OP_RECV_REDUCE ? o->reduced : o->completed;
-                if (done >= o->nseg) continue;
-                int64_t left = o->nbytes - done * segment_bytes;
-                outstanding += left > 0 ? left : 0;
-                int peer = (int)o->row->peer, seen = 0;
-                for (int q = 0; q < res->npeers; q++) seen |= res->peers[q] == peer;
-                if (!seen && res->npeers < CL_MAX_REPORTED_PEERS) res->peers[res->npeers++] = peer;
-            }
-            res->bytes_outstanding = outstanding;
-            for (int t = 0; t < nreq; t++) {
-                if (reqs[t] == MPI_REQUEST_NULL) continue;
-                if (ops[info[t].op].row->kind != CL_OP_SEND) MPI_Cancel(&reqs[t]);
-                MPI_Request_free(&reqs[t]);
-            }
-            if (res->status == CL_TIMEOUT)
-                snprintf(res->message, sizeof res->message, "deadline of %.3g s passed", timeout);
+            report_stuck(&x, res);
             break;
         }
-        i = end;
+        begin = end;
     }
     res->elapsed = cl_now() - t0;
-    free(ops); free(reqs); free(info); free(indices); free(statuses); free(slot_seg); free(seg_done);
+    free_tables(&x);
     return res->status;
 }
 

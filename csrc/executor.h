@@ -13,6 +13,9 @@
 #include <stdint.h>
 #include <mpi.h>
 
+/* The codes below are the interface's single source: collectives/libexecutor.pxd
+ * declares them for Cython and collectives/_constants.pyx hands them to Python
+ * (collectives.schedule, collectives._executor). */
 enum { CL_OP_SEND = 0, CL_OP_RECV = 1, CL_OP_RECV_REDUCE = 2, CL_OP_COPY = 3 };
 enum { CL_BUF_IN = 0, CL_BUF_OUT = 1, CL_BUF_TMP = 2 };
 
@@ -63,11 +66,6 @@ enum { CL_NATIVE_ALLREDUCE = 0, CL_NATIVE_ALLTOALL = 1, CL_NATIVE_REDUCE_SCATTER
 int cl_native(MPI_Comm comm, int which, const void *sendbuf, void *recvbuf,
               int64_t count, const int *recvcounts, int dtype, int op, int root,
               double timeout, cl_result *res);
-
-/* An mpi4py handle (Comm.handle) as this MPI's MPI_Comm: an int in MPICH, a pointer
- * in Open MPI; the cast is done here, in C, where the real type is known. */
-static inline MPI_Comm cl_comm_from_handle(intptr_t handle) { return (MPI_Comm)handle; }
-static inline intptr_t cl_comm_world_handle(void) { return (intptr_t)MPI_COMM_WORLD; }
 
 /* Idle polls of the wait loops before sched_yield (default 64; 0 when ranks outnumber cores). */
 void cl_set_polls_before_yield(int polls);

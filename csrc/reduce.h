@@ -1,7 +1,9 @@
 /* Element-wise reduction kernels: dst[i] = dst[i] op src[i].
  *
  * The interface is fixed: the executor (csrc/executor.c) and the Cython wrapper
- * (collectives/_kernels.pyx) both call these. float16 and bfloat16 are widened
+ * (collectives/_kernels.pyx) both call these. The codes are the single source:
+ * collectives/libreduce.pxd declares them for Cython and collectives/_constants.pyx
+ * hands them to Python (collectives.dtypes). float16 and bfloat16 are widened
  * to float32 per element, combined, and rounded once (round to nearest even).
  */
 #ifndef COLLECTIVES_REDUCE_H

@@ -1,0 +1,65 @@
+# The executor's interface, csrc/executor.h, declared once for every Cython module
+# that runs programs or needs the program's codes (as mpi4py's libmpi.pxd does for mpi.h).
+# MPI_Comm is mpi4py's declaration, so a communicator's ob_mpi passes straight through.
+
+from libc.stdint cimport int64_t
+from mpi4py.libmpi cimport MPI_Comm
+
+cdef extern from "executor.h" nogil:
+
+    # a program row's kind and buffers (collectives.schedule.SEND, BUF_IN, ...)
+    enum:
+        CL_OP_SEND
+        CL_OP_RECV
+        CL_OP_RECV_REDUCE
+        CL_OP_COPY
+    enum:
+        CL_BUF_IN
+        CL_BUF_OUT
+        CL_BUF_TMP
+
+    # cl_result.status
+    enum:
+        CL_OK
+        CL_TIMEOUT
+        CL_MPI_ERROR
+        CL_BAD_PROGRAM
+        CL_NO_MEMORY
+
+    enum:
+        CL_MAX_REPORTED_PEERS
+
+    # cl_native's `which`
+    enum:
+        CL_NATIVE_ALLREDUCE
+        CL_NATIVE_ALLTOALL
+        CL_NATIVE_REDUCE_SCATTER
+        CL_NATIVE_ALLGATHER
+        CL_NATIVE_BROADCAST
+        CL_NATIVE_BARRIER
+
+    ctypedef struct cl_row:
+        int64_t step, kind, peer, tag, src_buf, src_off, dst_buf, dst_off, count
+
+    ctypedef struct cl_result:
+        int status
+        int64_t step
+        int mpi_error
+        int npeers
+        int peers[CL_MAX_REPORTED_PEERS]
+        int64_t bytes_outstanding
+        double elapsed
+        int64_t peak_scratch_bytes
+        char message[256]
+
+    int64_t cl_scratch_needed(const cl_row *rows, int64_t nrows, int itemsize,
+                              int64_t segment_bytes, int inflight)
+    int cl_execute(MPI_Comm comm, const cl_row *rows, int64_t nrows, void **bufs,
+                   int dtype, int op, int64_t segment_bytes, int inflight,
+                   void *scratch, int64_t scratch_bytes, double timeout, int tag_base,
+                   const double *holds, cl_result *res)
+    int cl_native(MPI_Comm comm, int which, const void *sendbuf, void *recvbuf,
+                  int64_t count, const int *recvcounts, int dtype, int op, int root,
+                  double timeout, cl_result *res)
+    void cl_set_polls_before_yield(int polls)
+    double cl_now()
