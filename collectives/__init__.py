@@ -10,7 +10,7 @@ __version__ = "0.1.0"
 
 from .errors import (BuildMismatch, CollectivesError, CollectiveTimeout, CommunicationError,
                      CommunicatorBroken, InvalidArgument, InvalidType, MismatchError, ModelError,
-                     TopologyError, TopologyFileError)
+                     PeerFailure, TopologyError, TopologyFileError)
 from .communicator import Communicator
 
 _LAZY = ("topology", "model", "planner", "algorithms", "schedule", "units")
@@ -28,5 +28,5 @@ def __getattr__(name):
 
 
 __all__ = ["Communicator", "CollectivesError", "CollectiveTimeout", "CommunicationError",
-           "CommunicatorBroken", "InvalidArgument", "InvalidType", "MismatchError", "ModelError",
-           "TopologyError", "TopologyFileError", "BuildMismatch", "__version__"] + list(_LAZY)
+           "CommunicatorBroken", "PeerFailure", "InvalidArgument", "InvalidType", "MismatchError",
+           "ModelError", "TopologyError", "TopologyFileError", "BuildMismatch", "__version__"] + list(_LAZY)

@@ -31,6 +31,13 @@ STATUS_TIMEOUT = cx.CL_TIMEOUT
 STATUS_MPI_ERROR = cx.CL_MPI_ERROR
 STATUS_BAD_PROGRAM = cx.CL_BAD_PROGRAM
 STATUS_NO_MEMORY = cx.CL_NO_MEMORY
+STATUS_PEER_NOTICE = cx.CL_PEER_NOTICE
+
+#: peer notices (collectives.notices): their tag, how often a stalled wait probes for one (us),
+#: and how long a wait may still finish after seeing one (ms)
+NOTICE_TAG = cx.CL_NOTICE_TAG
+NOTICE_PROBE_US = cx.CL_NOTICE_PROBE_US
+NOTICE_GRACE_MS = cx.CL_NOTICE_GRACE_MS
 
 #: peers a timeout report names at most
 MAX_REPORTED_PEERS = cx.CL_MAX_REPORTED_PEERS

@@ -13,7 +13,7 @@ from libc.stdint cimport int64_t, intptr_t
 
 cimport numpy as cnp
 from mpi4py cimport MPI
-from mpi4py.libmpi cimport (MPI_COMM_WORLD, MPI_Get_library_version, MPI_Get_version,
+from mpi4py.libmpi cimport (MPI_COMM_NULL, MPI_COMM_WORLD, MPI_Comm, MPI_Get_library_version, MPI_Get_version,
                             MPI_MAX_LIBRARY_VERSION_STRING)
 
 from collectives.libexecutor cimport (CL_OK, cl_execute, cl_native, cl_result, cl_row,
@@ -24,7 +24,7 @@ from collectives.libexecutor cimport (CL_OK, cl_execute, cl_native, cl_result, c
 from mpi4py import MPI
 
 from ._constants import (NATIVE, STATUS_BAD_PROGRAM, STATUS_MPI_ERROR, STATUS_NO_MEMORY, STATUS_OK,
-                         STATUS_TIMEOUT)
+                         STATUS_PEER_NOTICE, STATUS_TIMEOUT)
 
 cnp.import_array()
 
@@ -82,10 +82,11 @@ cdef inline void *_data(cnp.ndarray a):
 
 def run(MPI.Comm comm not None, cnp.ndarray program, cnp.ndarray inbuf, cnp.ndarray outbuf,
         cnp.ndarray tmp, int dtype, int op, int64_t segment_bytes, int inflight,
-        cnp.ndarray scratch, double timeout, cnp.ndarray holds=None):
+        cnp.ndarray scratch, double timeout, cnp.ndarray holds=None, MPI.Comm notice=None):
     """Run `program` on `comm` over numpy buffers the caller has checked; None on success, else a result dict.
 
-    `holds` (float64 seconds, one per program row) turns on link emulation.
+    `holds` (float64 seconds, one per program row) turns on link emulation; a stalled wait
+    watches `notice` (the communicator's notice duplicate) for peers that left or failed.
     """
     cdef cl_result res
     cdef void *bufs[3]
@@ -102,16 +103,18 @@ def run(MPI.Comm comm not None, cnp.ndarray program, cnp.ndarray inbuf, cnp.ndar
         if cnp.PyArray_DIM(holds, 0) != nrows:
             raise ValueError("holds must have one entry per program row")
         hp = <const double *>cnp.PyArray_DATA(holds)
+    cdef MPI_Comm nc = notice.ob_mpi if notice is not None else MPI_COMM_NULL
     with nogil:
         status = cl_execute(comm.ob_mpi, rows, nrows, bufs, dtype, op, segment_bytes, inflight,
-                            sp, sb, timeout, 0, hp, &res)
+                            sp, sb, timeout, 0, hp, nc, &res)
     if status == CL_OK:
         return None
     return _result(&res)
 
 
 def run_native(MPI.Comm comm not None, int which, cnp.ndarray sendbuf, cnp.ndarray recvbuf, int64_t count,
-               cnp.ndarray recvcounts, int dtype, int op, int root, double timeout):
+               cnp.ndarray recvcounts, int dtype, int op, int root, double timeout,
+               MPI.Comm notice=None):
     """The MPI library's own collective on `comm` over numpy buffers; None on success, else a result dict."""
     cdef cl_result res
     cdef const int *counts = NULL
@@ -120,8 +123,10 @@ def run_native(MPI.Comm comm not None, int which, cnp.ndarray sendbuf, cnp.ndarr
     cdef const void *sp = _data(sendbuf) if sendbuf is not None else NULL
     cdef void *rp = _data(recvbuf) if recvbuf is not None else NULL
     cdef int status
+    cdef MPI_Comm nc = notice.ob_mpi if notice is not None else MPI_COMM_NULL
     with nogil:
-        status = cl_native(comm.ob_mpi, which, sp, rp, count, counts, dtype, op, root, timeout, &res)
+        status = cl_native(comm.ob_mpi, which, sp, rp, count, counts, dtype, op, root, timeout, nc,
+                           &res)
     if status == CL_OK:
         return None
     return _result(&res)

@@ -17,10 +17,11 @@ import numpy as np
 from mpi4py import MPI
 
 from . import dtypes as _dt
+from . import notices
 from ._mpicheck import load_core
 from .algorithms._blocks import block_bounds
 from .buffers import address, as_array
-from .errors import (CollectiveTimeout, CommunicationError, CommunicatorBroken,
+from .errors import (CollectiveTimeout, CommunicationError, CommunicatorBroken, PeerFailure,
                      InvalidArgument, InvalidType, MismatchError)
 
 if TYPE_CHECKING:   # names for the public signatures' type hints only
@@ -45,15 +46,27 @@ _DEFAULT_SEGMENT = 1 << 20
 _DEFAULT_INFLIGHT = 4
 
 
-def _env_float(name: str) -> Optional[float]:
-    text = os.environ.get(name)
-    if text is None or text.strip() == "":
+#: seconds a call waits for its peers when nobody chose a deadline (like the watchdogs of
+#: torch.distributed and NCCL): long enough for any healthy collective, short enough that a
+#: job whose peer vanished without a word ends instead of waiting forever
+DEFAULT_TIMEOUT = 600.0
+
+
+def _default_timeout() -> Optional[float]:
+    """``COLLECTIVES_TIMEOUT`` when set (``none``, ``inf`` or ``0``: wait forever), else
+    :data:`DEFAULT_TIMEOUT`."""
+    name = "COLLECTIVES_TIMEOUT"
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return DEFAULT_TIMEOUT
+    if text.lower() in ("none", "inf", "infinity", "0", "0.0"):
         return None
     try:
         value = float(text)
     except ValueError:
-        raise InvalidArgument(f"environment variable {name}={text!r} is not a number of seconds") from None
-    return value
+        raise InvalidArgument(f"environment variable {name}={text!r} is not a number of seconds "
+                              "(or none/inf/0 to wait forever)") from None
+    return _check_timeout(value, where=f"environment variable {name}")
 
 
 def _env_flag(name: str) -> bool:
@@ -112,9 +125,14 @@ class Communicator:
         the ranks that share memory (one group per node).
     emulate : bool
         Hold each message to the time the modelled ``topology`` would take.
-    timeout : float, optional
-        Default deadline in seconds for every call (``COLLECTIVES_TIMEOUT`` if unset);
-        None waits forever.
+    timeout : float, "default" or None
+        Deadline in seconds for every call of this Communicator (a call's own
+        ``timeout=`` overrides it). "default": ``COLLECTIVES_TIMEOUT`` when set,
+        else :data:`DEFAULT_TIMEOUT` (600 s). None waits forever. Independently
+        of the deadline, a rank that leaves (its script ends or calls
+        ``sys.exit``, or an exception goes uncaught) or whose collective fails
+        in MPI tells its peers, and any peer waiting on it raises
+        :class:`~collectives.errors.PeerFailure` within about a second.
     validate : bool
         Before each call, check that every rank passed the same collective,
         count, dtype, op, algorithm and root (``COLLECTIVES_VALIDATE=1``).
@@ -135,7 +153,7 @@ class Communicator:
     """
 
     def __init__(self, comm: MPI.Comm | None = None, topology: Topology | str | os.PathLike | None = None,
-                 emulate: bool = False, timeout: float | None = None, validate: bool = False,
+                 emulate: bool = False, timeout: float | str | None = "default", validate: bool = False,
                  segment_bytes: int | str | None = None,
                  placement: str | os.PathLike | list | Placement | None = None) -> None:
         if comm is None:
@@ -150,9 +168,10 @@ class Communicator:
             from .model.calibrate import load_profile
 
             load_profile(profile)
-        if timeout is None:
-            timeout = _env_float("COLLECTIVES_TIMEOUT")
-        self.timeout = _check_timeout(timeout)
+        if isinstance(timeout, str) and timeout == "default":
+            self.timeout = _default_timeout()
+        else:
+            self.timeout = _check_timeout(timeout)
         self.timeout_or_zero = 0.0 if self.timeout is None else self.timeout
         self.validate = bool(validate) or _env_flag("COLLECTIVES_VALIDATE")
         if segment_bytes is None:
@@ -181,8 +200,12 @@ class Communicator:
             self.topology, self.placement = _resolve_topology(topology, placement, comm)
         self._comm = comm.Dup()
         self._comm.Set_errhandler(MPI.ERRORS_RETURN)
+        # carries nothing but peers' notices (collectives.notices), so they never match data
+        self._notice = self._comm.Dup()
         self.rank = self._comm.Get_rank()
         self.size = self._comm.Get_size()
+        if self.size > 1:
+            notices.register(self)
         self._broken: Optional[str] = None
         self._calls: dict = {}
         self._ops: dict = {}
@@ -293,7 +316,7 @@ class Communicator:
         self._ensure_usable()
         deadline = self._deadline(timeout)
         res = _core.run_native(self._comm, _NATIVE["barrier"], None, None, 0, None,
-                               _dt.dtype_code(np.uint8), 0, 0, deadline)
+                               _dt.dtype_code(np.uint8), 0, 0, deadline, self._notice)
         if res is not None:
             self._check_result(res, "barrier", "mpi")
 
@@ -335,14 +358,25 @@ class Communicator:
         MPI.COMM_WORLD.Abort(errorcode)
 
     def free(self) -> None:
-        """Release the duplicated MPI communicator (also done when garbage collected)."""
-        if getattr(self, "_comm", None) is not None and self._comm != MPI.COMM_NULL:
-            try:
-                if not MPI.Is_finalized():
-                    self._comm.Free()
-            except MPI.Exception:
-                pass
-            self._comm = None
+        """Release the duplicated MPI communicator (also done when garbage collected).
+
+        A freed Communicator no longer tells its peers when this process exits.
+        """
+        for name in ("_comm", "_notice"):
+            dup = getattr(self, name, None)
+            if dup is not None and dup != MPI.COMM_NULL:
+                try:
+                    if not MPI.Is_finalized():
+                        dup.Free()
+                except MPI.Exception:
+                    pass
+            setattr(self, name, None)
+
+    def _announce(self, text: str) -> None:
+        """Tell every other rank of this Communicator what this rank did (a notice)."""
+        if getattr(self, "_notice", None) is None or self.size < 2 or MPI.Is_finalized():
+            return
+        notices.send(self._notice, self.rank, self.size, text)
 
     def __del__(self):
         try:
@@ -486,7 +520,7 @@ class Communicator:
         ], dtype=np.int64)
         everyone = np.empty((self.size, 6), dtype=np.int64)
         res = _core.run_native(self._comm, _NATIVE["allgather"], mine, everyone, mine.size,
-                               None, _dt.dtype_code(np.int64), 0, 0, deadline)
+                               None, _dt.dtype_code(np.int64), 0, 0, deadline, self._notice)
         if res is not None:
             self._check_result(res, collective, "validate")
         bad = (everyone != everyone[0]).any(axis=1)
@@ -517,10 +551,11 @@ class Communicator:
             self._fingerprint(collective, entry.algorithm, a, op, root, deadline)
         if entry.program is None:
             res = _core.run_native(self._comm, _NATIVE[collective], a, o, a.size, entry.counts,
-                                   entry.dcode, op_code, root, deadline)
+                                   entry.dcode, op_code, root, deadline, self._notice)
         else:
             res = _core.run(self._comm, entry.program, a, o, self._tmp, entry.dcode, op_code,
-                            self.segment_bytes, self.inflight, self._scratch, deadline, entry.holds)
+                            self.segment_bytes, self.inflight, self._scratch, deadline, entry.holds,
+                            self._notice)
         if res is not None:
             self._check_result(res, collective, entry.algorithm, entry.num_steps or None)
         if op == "avg":
@@ -572,13 +607,24 @@ class Communicator:
                 "new one, or end the job with comm.abort().",
                 collective=collective, algorithm=algorithm, step=step, peers=peers,
                 bytes_outstanding=res["bytes_outstanding"], elapsed=res["elapsed"])
+        if status == _core.STATUS_PEER_NOTICE:
+            peer = res["peers"][0]
+            reason = notices.receive(self._notice, peer)
+            self._broken = f"rank {peer} {reason}"
+            raise PeerFailure(
+                f"{collective} ({algorithm}) stopped at step {step}{steps}: rank {peer} {reason}. "
+                "It will not take part in this or any later call, so this Communicator is now "
+                "unusable: end the job (or create a new Communicator without that rank).",
+                rank=peer, reason=reason, collective=collective, algorithm=algorithm, step=step)
         if status == _core.STATUS_MPI_ERROR:
             self._broken = f"{collective} failed in MPI"
+            where = f"at step {step}{steps}" + (f" (peer rank {res['peers'][0]})" if res["peers"] else "")
+            # the peers may be waiting for what this rank will now never send: tell them
+            self._announce(f"failed in {collective} ({algorithm}) {where}: {res['message']}")
             raise CommunicationError(
-                f"{collective} ({algorithm}) failed at step {step}{steps}"
-                + (f" (peer rank {res['peers'][0]})" if res["peers"] else "")
-                + f": {res['message']}. "
-                "A peer may have died; this Communicator is now unusable.")
+                f"{collective} ({algorithm}) failed {where}: {res['message']}. "
+                "A peer may have died or passed another count or dtype; this Communicator is "
+                "now unusable.")
         raise CommunicationError(f"{collective} ({algorithm}): internal error: {res['message']}")
 
 

@@ -55,6 +55,23 @@ class CollectiveTimeout(CommunicationError, TimeoutError):
         self.elapsed = elapsed
 
 
+class PeerFailure(CommunicationError):
+    """Another rank left (exited, raised) or failed in a collective while this rank waited for it.
+
+    Attributes: ``rank`` (the peer that sent the notice), ``reason`` (what it
+    said it did), ``collective``, ``algorithm`` and ``step`` (where this rank
+    was waiting).
+    """
+
+    def __init__(self, message, *, rank=None, reason="", collective=None, algorithm=None, step=None):
+        super().__init__(message)
+        self.rank = rank
+        self.reason = reason
+        self.collective = collective
+        self.algorithm = algorithm
+        self.step = step
+
+
 class CommunicatorBroken(CommunicationError):
     """The communicator failed earlier (timeout or peer error) and refuses further calls."""
 
@@ -70,5 +87,5 @@ class ModelError(CollectivesError, ValueError):
 __all__ = [
     "CollectivesError", "InvalidArgument", "InvalidType", "BuildMismatch",
     "TopologyError", "TopologyFileError", "CommunicationError",
-    "CollectiveTimeout", "CommunicatorBroken", "MismatchError", "ModelError",
+    "CollectiveTimeout", "PeerFailure", "CommunicatorBroken", "MismatchError", "ModelError",
 ]

@@ -25,6 +25,13 @@ cdef extern from "executor.h" nogil:
         CL_MPI_ERROR
         CL_BAD_PROGRAM
         CL_NO_MEMORY
+        CL_PEER_NOTICE
+
+    # peer notices
+    enum:
+        CL_NOTICE_TAG
+        CL_NOTICE_PROBE_US
+        CL_NOTICE_GRACE_MS
 
     enum:
         CL_MAX_REPORTED_PEERS
@@ -57,9 +64,9 @@ cdef extern from "executor.h" nogil:
     int cl_execute(MPI_Comm comm, const cl_row *rows, int64_t nrows, void **bufs,
                    int dtype, int op, int64_t segment_bytes, int inflight,
                    void *scratch, int64_t scratch_bytes, double timeout, int tag_base,
-                   const double *holds, cl_result *res)
+                   const double *holds, MPI_Comm notice, cl_result *res)
     int cl_native(MPI_Comm comm, int which, const void *sendbuf, void *recvbuf,
                   int64_t count, const int *recvcounts, int dtype, int op, int root,
-                  double timeout, cl_result *res)
+                  double timeout, MPI_Comm notice, cl_result *res)
     void cl_set_polls_before_yield(int polls)
     double cl_now()

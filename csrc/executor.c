@@ -80,6 +80,9 @@ typedef struct {
     char *scratch;
     const double *holds;
     double timeout, deadline;
+    MPI_Comm notice;       /* peers' notices arrive here (MPI_COMM_NULL: none) */
+    double next_probe;     /* when to probe for a notice next */
+    double notice_seen;    /* when a notice was seen (0: none yet) */
 
     op_state *ops;
     MPI_Request *reqs;
@@ -373,6 +376,27 @@ static int reduce_arrived(executor *x, int j, int *active, int *progressed)
     return MPI_SUCCESS;
 }
 
+/* Probe for a peer's notice at most every CL_NOTICE_PROBE_US of idle waiting. Once one
+ * is seen, give the wait CL_NOTICE_GRACE_MS more (what the peer sent before leaving may
+ * still be on its way), then report it: returns 1 with res set to CL_PEER_NOTICE. */
+static int watch_notices(MPI_Comm notice, double now, double *next_probe, double *seen,
+                         cl_result *res)
+{
+    if (notice == MPI_COMM_NULL || now < *next_probe) return 0;
+    *next_probe = now + CL_NOTICE_PROBE_US * 1e-6;
+    int flag = 0;
+    MPI_Status st;
+    if (MPI_Iprobe(MPI_ANY_SOURCE, CL_NOTICE_TAG, notice, &flag, &st) != MPI_SUCCESS || !flag)
+        return 0;
+    if (*seen == 0.0) *seen = now;
+    if (now - *seen < CL_NOTICE_GRACE_MS * 1e-3) return 0;
+    res->status = CL_PEER_NOTICE;
+    res->npeers = 1;
+    res->peers[0] = st.MPI_SOURCE;
+    snprintf(res->message, sizeof res->message, "rank %d sent a notice", st.MPI_SOURCE);
+    return 1;
+}
+
 /* Drive the step's requests to completion: test them, reduce what arrived, and
  * when nothing moves check the deadline and yield the core. On an MPI error or a
  * timeout res->status says which; the requests are left for report_stuck. */
@@ -430,10 +454,18 @@ static void progress_step(executor *x, cl_result *res)
             idle = 0;
             continue;
         }
-        /* nothing new: check the deadline, and let other ranks on this core run */
-        if (x->deadline > 0 && (++checks & 15) == 0 && cl_now() > x->deadline) {
-            res->status = CL_TIMEOUT;
-            return;
+        /* nothing new: check the deadline and the peers' notices, and let other
+         * ranks on this core run */
+        if ((++checks & 15) == 0) {
+            double now = cl_now();
+            if (x->deadline > 0 && now > x->deadline) {
+                res->status = CL_TIMEOUT;
+                return;
+            }
+            if (watch_notices(x->notice, now, &x->next_probe, &x->notice_seen, res)) {
+                res->step = x->step;
+                return;
+            }
         }
         if (++idle > polls_before_yield) {
             sched_yield();
@@ -490,7 +522,7 @@ static void report_stuck(const executor *x, cl_result *res)
 int cl_execute(MPI_Comm comm, const cl_row *rows, int64_t nrows, void *bufs[3],
                int dtype, int op, int64_t segment_bytes, int inflight,
                void *scratch, int64_t scratch_bytes, double timeout, int tag_base,
-               const double *holds, cl_result *res)
+               const double *holds, MPI_Comm notice, cl_result *res)
 {
     const double t0 = cl_now();
     const int itemsize = cl_dtype_size(dtype);
@@ -517,6 +549,7 @@ int cl_execute(MPI_Comm comm, const cl_row *rows, int64_t nrows, void *bufs[3],
         .inflight = inflight, .tag_base = tag_base, .segment_bytes = segment_bytes,
         .scratch = scratch, .holds = holds, .timeout = timeout,
         .deadline = timeout > 0 ? t0 + timeout : 0.0,
+        .notice = notice, .next_probe = t0 + CL_NOTICE_PROBE_US * 1e-6,
     };
     if (alloc_tables(&x, nrows) != 0) {
         set_error(res, CL_NO_MEMORY, -1, MPI_SUCCESS, "out of memory for request tables");
@@ -621,7 +654,7 @@ static MPI_Op mpi_op(int dtype, int op)
 
 int cl_native(MPI_Comm comm, int which, const void *sendbuf, void *recvbuf,
               int64_t count, const int *recvcounts, int dtype, int op, int root,
-              double timeout, cl_result *res)
+              double timeout, MPI_Comm notice, cl_result *res)
 {
     const double t0 = cl_now();
     memset(res, 0, sizeof *res);
@@ -714,6 +747,7 @@ int cl_native(MPI_Comm comm, int which, const void *sendbuf, void *recvbuf,
         return res->status;
     }
     const double deadline = timeout > 0 ? t0 + timeout : 0.0;
+    double next_probe = t0 + CL_NOTICE_PROBE_US * 1e-6, seen = 0.0;
     int flag = 0, idle = 0;
     int64_t checks = 0;
     while (!flag) {
@@ -723,11 +757,15 @@ int cl_native(MPI_Comm comm, int which, const void *sendbuf, void *recvbuf,
             break;
         }
         if (flag) break;
-        if (deadline > 0 && (++checks & 15) == 0 && cl_now() > deadline) {
-            res->status = CL_TIMEOUT;
-            snprintf(res->message, sizeof res->message, "deadline of %.3g s passed", timeout);
-            /* a collective request cannot be cancelled; it is left to MPI */
-            break;
+        if ((++checks & 15) == 0) {
+            double now = cl_now();
+            if (deadline > 0 && now > deadline) {
+                res->status = CL_TIMEOUT;
+                snprintf(res->message, sizeof res->message, "deadline of %.3g s passed", timeout);
+                /* a collective request cannot be cancelled; it is left to MPI */
+                break;
+            }
+            if (watch_notices(notice, now, &next_probe, &seen, res)) break;   /* left to MPI too */
         }
         if (++idle > polls_before_yield) {
             sched_yield();
@@ -736,7 +774,8 @@ int cl_native(MPI_Comm comm, int which, const void *sendbuf, void *recvbuf,
     }
     res->elapsed = cl_now() - t0;
 #if MPI_VERSION >= 4
-    if (res->status != CL_TIMEOUT) free(rc64); /* after a timeout MPI may still read it */
+    if (res->status == CL_OK || res->status == CL_MPI_ERROR)
+        free(rc64); /* after a timeout or a notice MPI may still read it */
 #endif
     return res->status;
 }

@@ -23,7 +23,15 @@ typedef struct {
     int64_t step, kind, peer, tag, src_buf, src_off, dst_buf, dst_off, count;
 } cl_row;
 
-enum { CL_OK = 0, CL_TIMEOUT = 1, CL_MPI_ERROR = 2, CL_BAD_PROGRAM = 3, CL_NO_MEMORY = 4 };
+enum { CL_OK = 0, CL_TIMEOUT = 1, CL_MPI_ERROR = 2, CL_BAD_PROGRAM = 3, CL_NO_MEMORY = 4,
+       CL_PEER_NOTICE = 5 };
+
+/* Peer notices (collectives/notices.py): a rank that leaves or fails sends a short text
+ * with this tag on the communicator's notice duplicate. A wait that has made no
+ * progress for a while probes for one; seeing it, the wait still lets the step finish
+ * for CL_NOTICE_GRACE_MS (data sent before the notice may still be arriving), then
+ * fails with CL_PEER_NOTICE naming the sender in peers[0]. */
+enum { CL_NOTICE_TAG = 20047, CL_NOTICE_PROBE_US = 1000, CL_NOTICE_GRACE_MS = 50 };
 
 #define CL_MAX_REPORTED_PEERS 16
 
@@ -49,7 +57,7 @@ int64_t cl_scratch_needed(const cl_row *rows, int64_t nrows, int itemsize,
 int cl_execute(MPI_Comm comm, const cl_row *rows, int64_t nrows, void *bufs[3],
                int dtype, int op, int64_t segment_bytes, int inflight,
                void *scratch, int64_t scratch_bytes, double timeout, int tag_base,
-               const double *holds, cl_result *res);
+               const double *holds, MPI_Comm notice, cl_result *res);
 
 /* Emulated links: with holds != NULL (one entry per row), each send also carries
  * the sender's step start time (CLOCK_MONOTONIC, shared by the processes of one
@@ -65,7 +73,7 @@ enum { CL_NATIVE_ALLREDUCE = 0, CL_NATIVE_ALLTOALL = 1, CL_NATIVE_REDUCE_SCATTER
  * input; reduce_scatter: recvcounts[] gives each rank's block; broadcast: elements). */
 int cl_native(MPI_Comm comm, int which, const void *sendbuf, void *recvbuf,
               int64_t count, const int *recvcounts, int dtype, int op, int root,
-              double timeout, cl_result *res);
+              double timeout, MPI_Comm notice, cl_result *res);
 
 /* Idle polls of the wait loops before sched_yield (default 64; 0 when ranks outnumber cores). */
 void cl_set_polls_before_yield(int polls);

@@ -153,8 +153,8 @@ class ProcessGroupCollectives(dist.ProcessGroup):
         options = options or Options()
         if options.timeout is not None:
             timeout = options.timeout
-        elif os.environ.get("COLLECTIVES_TIMEOUT", "").strip():
-            timeout = None  # the Communicator reads it
+        elif timeout is None or os.environ.get("COLLECTIVES_TIMEOUT", "").strip():
+            timeout = "default"  # COLLECTIVES_TIMEOUT, else the library's default deadline
         self.comm = Communicator(mpi_comm, timeout=timeout, validate=options.validate)
         super().__init__(self.comm.rank, self.comm.size)
         spec = options.algorithm if options.algorithm is not None else \
