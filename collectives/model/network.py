@@ -26,9 +26,22 @@ Routing modes (``routing=``):
     once as sparse-matrix level sweeps; no path is ever enumerated.
 ``"minimal"``, ``"valiant"`` (dragonfly; ``"minimal"`` is the dragonfly
     default)
-    Kim et al. 2008, as implemented by
-    :class:`collectives.topology.routing.Router`; fractions are taken from its
-    ``link_fractions`` once per router pair and cached.
+    Kim et al. 2008. With one global link per pair of groups both are routed
+    in closed form, vectorised over flows (Valiant: spread evenly over every
+    intermediate group, its rows shared per source router and destination
+    group, per group pair and per source group and destination router);
+    otherwise fractions come from
+    :class:`collectives.topology.routing.Router` once per router pair.
+``"adaptive"`` (dragonfly; other families fall back to ``"ecmp"``)
+    UGAL-style (Singh 2005; Kim et al. 2008, section 4.2), decided from the
+    flows of the batch itself: each flow's minimal route loads its global
+    link; a flow between two groups goes Valiant when the load the *other*
+    flows put on its minimal global link, in seconds (bytes, or flows when no
+    weights are given, over bandwidth), exceeds twice the mean load on the
+    global links its Valiant route would use -- the factor 2 being Valiant's
+    extra global hop. Everything else stays minimal. One pass, no iteration:
+    the decision uses the load of minimal routing, as a router sees its
+    queues before it commits.
 """
 
 from __future__ import annotations
@@ -40,7 +53,10 @@ import scipy.sparse as sp
 
 from ..errors import ModelError
 
-__all__ = ["Network", "VirtualFullMesh", "network_for", "Routed"]
+__all__ = ["Network", "VirtualFullMesh", "network_for", "Routed", "ROUTINGS"]
+
+#: Routing modes the model accepts (``"shortest"`` is an alias of ``"ecmp"``).
+ROUTINGS = ("ecmp", "minimal", "valiant", "adaptive")
 
 
 class VirtualFullMesh:
@@ -169,9 +185,9 @@ class Network:
         mode = routing or default_mode(topology)
         if mode == "shortest":
             mode = "ecmp"
-        if mode not in ("ecmp", "minimal", "valiant"):
-            raise ModelError(f"unknown routing {routing!r}: expected 'ecmp', 'minimal' or 'valiant'")
-        if mode in ("minimal", "valiant") and topology.family != "dragonfly":
+        if mode not in ROUTINGS:
+            raise ModelError(f"unknown routing {routing!r}: expected one of {', '.join(ROUTINGS)}")
+        if mode in ("minimal", "valiant", "adaptive") and topology.family != "dragonfly":
             if mode == "valiant":
                 raise ModelError(f"routing='valiant' needs a dragonfly; {topology.name} is a "
                                  f"{topology.family or 'loaded graph'} (use 'ecmp')")
@@ -222,8 +238,17 @@ class Network:
                 elif mode == "minimal" and topology.family == "dragonfly":
                     self._fast = _DragonflyMinimal(self)
                     self.method = "closed form (dragonfly minimal)"
+                elif mode in ("valiant", "adaptive") and topology.family == "dragonfly":
+                    minimal = _DragonflyMinimal(self)
+                    valiant = _DragonflyValiant(minimal)
+                    self._fast = valiant if mode == "valiant" else _DragonflyAdaptive(minimal, valiant)
+                    self.method = f"closed form (dragonfly {mode})"
             except _NotRegular:
                 self._fast = None
+        if mode == "adaptive" and self._fast is None:
+            raise ModelError(f"routing='adaptive' needs a dragonfly with one global link per pair "
+                             f"of groups and single-homed hosts; {topology.name} is not one "
+                             "(use 'minimal' or 'valiant')")
 
     # ------------------------------------------------------------------ names
     def link_names(self, ids):
@@ -236,8 +261,13 @@ class Network:
         return self.bandwidth[ids]
 
     # ------------------------------------------------------------------ routing
-    def route(self, src_hosts, dst_hosts) -> Routed:
-        """Route flows between host indices (positions in ``topology.hosts``)."""
+    def route(self, src_hosts, dst_hosts, weights=None) -> Routed:
+        """Route flows between host indices (positions in ``topology.hosts``).
+
+        ``weights`` (bytes per flow, optional) is read by ``"adaptive"``
+        routing only, which decides from the load of the batch; without it
+        every flow counts one.
+        """
         s = np.asarray(src_hosts, dtype=np.int64)
         d = np.asarray(dst_hosts, dtype=np.int64)
         nf = len(s)
@@ -257,7 +287,12 @@ class Network:
         if needs_pair.any():
             fi = np.nonzero(needs_pair)[0]
             if self._fast is not None:
-                of, ol, ow, tt, pl = self._fast.route(fi, ea[fi], eb[fi], nf)
+                if isinstance(self._fast, _DragonflyAdaptive):
+                    w = np.ones(len(fi)) if weights is None else \
+                        np.asarray(weights, dtype=np.float64)[fi]
+                    of, ol, ow, tt, pl = self._fast.route(fi, ea[fi], eb[fi], nf, w)
+                else:
+                    of, ol, ow, tt, pl = self._fast.route(fi, ea[fi], eb[fi], nf)
                 own_flow.append(of)
                 own_link.append(ol)
                 terms += tt
@@ -279,6 +314,19 @@ class Network:
         own_flow = np.concatenate(own_flow)
         own_link = np.concatenate(own_link)
         return Routed(own_flow, own_link, np.ones(len(own_flow)), terms, lat, local)
+
+    def decisions(self, src_hosts, dst_hosts, weights=None) -> np.ndarray:
+        """Adaptive routing only: a bool per flow, True where the flow goes Valiant."""
+        if not isinstance(self._fast, _DragonflyAdaptive):
+            raise ModelError(f"decisions() needs routing='adaptive', this network routes {self.mode}")
+        s = np.asarray(src_hosts, dtype=np.int64)
+        d = np.asarray(dst_hosts, dtype=np.int64)
+        ea, eb = self.endpoint[s], self.endpoint[d]
+        w = np.ones(len(s)) if weights is None else np.asarray(weights, dtype=np.float64)
+        out = np.zeros(len(s), dtype=bool)
+        fi = np.nonzero(ea != eb)[0]
+        out[fi] = self._fast.choose(ea[fi], eb[fi], w[fi])
+        return out
 
     def _pair_rows(self, A, B):
         cache = self._pairs
@@ -341,6 +389,24 @@ class Network:
     def _ecmp_pairs(self, pairs):
         cache = self._pairs
         ends = sorted({x for p in pairs for x in p} - set(self._sigma))
+        if len(ends) > 1024:
+            # one dense row per endpoint: price the pairs in batches of endpoints so that
+            # a study with tens of thousands of endpoints keeps ~1024 rows at a time
+            todo = sorted(pairs)
+            batch, seen = [], set()
+            for pr in todo:
+                new = {x for x in pr if x not in seen}
+                if len(seen) + len(new) > 1024 and batch:
+                    self._sigma.clear()
+                    self._ecmp_pairs(batch)
+                    batch, seen = [], set()
+                    new = set(pr)
+                batch.append(pr)
+                seen |= new
+            if batch:
+                self._sigma.clear()
+                self._ecmp_pairs(batch)
+            return
         for i in range(0, len(ends), 256):
             chunk = np.array(ends[i:i + 256], dtype=np.int64)
             dist, sigma = self._sweep(chunk)
@@ -425,6 +491,8 @@ class _TreeRoutes:
         lower = "edge" if topo.family == "fat-tree" else "leaf"
         upper = "aggregation" if topo.family == "fat-tree" else "spine"
         edges = [n for n in topo.switches if tiers[n] == lower]
+        if not set(net.endpoint.tolist()) <= {idx[e] for e in edges}:
+            raise _NotRegular          # hosts behind NICs (a multi-plane fat-tree)
         self.edge_no = np.full(net.nnodes, -1, dtype=np.int64)
         for i, e in enumerate(edges):
             self.edge_no[idx[e]] = i
@@ -570,6 +638,7 @@ class _DragonflyMinimal:
         self.gx, self.gy, self.gl = gx, gy, gl
         self.lat = net.link_latency
         self.cost = net.node_cost
+        self.bandwidth = net.bandwidth
 
     def route(self, fi, ea, eb, nf):
         G, H = self.group[ea], self.group[eb]
@@ -600,6 +669,154 @@ class _DragonflyMinimal:
         f = np.concatenate(flows)
         l = np.concatenate(links)
         return f, l, np.ones(len(f)), [], lat
+
+
+class _DragonflyValiant:
+    """Valiant routing (Kim et al. 2008) in closed form on a dragonfly with one
+    global link per pair of groups.
+
+    A flow from router ``ra`` (group G) to router ``rb`` (group H != G) is
+    spread evenly over every intermediate group I (not G, not H): minimal to
+    I, then minimal to ``rb``. Its links split into three shared rows: the
+    local hops in G (depending on ``ra`` and H), the global links and the
+    local hop inside I (depending on G and H), and the local hop in H
+    (depending on G and ``rb``). Flows inside one group, and every flow when
+    there are only two groups, stay minimal.
+    """
+
+    def __init__(self, minimal):
+        self.m = minimal
+        self.ng = minimal.gl.shape[0]
+
+    def _local(self, g, x, y):
+        """Local link ids x -> y (routers, node indices) in groups g, -1 where x == y."""
+        m = self.m
+        ids = m.local[g, m.rno[x], m.rno[y]]
+        return np.where(x == y, -1, ids)
+
+    def _rows(self, keys_a, keys_b, kind):
+        """CSR rows (one per key) and the mean latency of each, for the three row kinds."""
+        m, ng = self.m, self.ng
+        K = len(keys_a)
+        inter = np.arange(ng)[None, :].repeat(K, axis=0)                     # (K, ng): group I
+        if kind == "first":               # key (ra, H): ra -> x(G, I)
+            ra, H = keys_a, keys_b
+            G = m.group[ra]
+            ok = (inter != G[:, None]) & (inter != H[:, None])
+            x = m.gx[G[:, None], inter]
+            cols = [self._local(G[:, None], ra[:, None], x)]
+            lat = np.where(cols[0] >= 0, m.lat[np.maximum(cols[0], 0)] + m.cost[x], 0.0)
+        elif kind == "middle":            # key (G, H): global G->I, local y(G,I)->x(I,H), global I->H
+            G, H = keys_a, keys_b
+            ok = (inter != G[:, None]) & (inter != H[:, None])
+            g1 = m.gl[G[:, None], inter]
+            y1 = m.gy[G[:, None], inter]
+            x2 = m.gx[inter, H[:, None]]
+            loc = self._local(inter, y1, x2)
+            g2 = m.gl[inter, H[:, None]]
+            cols = [g1, loc, g2]
+            lat = (m.lat[np.maximum(g1, 0)] + m.cost[y1]
+                   + np.where(loc >= 0, m.lat[np.maximum(loc, 0)] + m.cost[x2], 0.0)
+                   + m.lat[np.maximum(g2, 0)])
+        else:                             # key (G, rb): y(I, H) -> rb
+            G, rb = keys_a, keys_b
+            H = m.group[rb]
+            ok = (inter != G[:, None]) & (inter != H[:, None])
+            y = m.gy[inter, H[:, None]]
+            cols = [self._local(H[:, None], y, rb[:, None])]
+            lat = np.where(cols[0] >= 0, m.cost[y] + m.lat[np.maximum(cols[0], 0)], 0.0)
+        w = 1.0 / (ng - 2)
+        lat = (lat * ok).sum(axis=1) * w
+        data, indices, rowid = [], [], []
+        for c in cols:
+            keep = ok & (c >= 0)
+            r, _ = np.nonzero(keep)
+            rowid.append(r)
+            indices.append(c[keep])
+        rowid = np.concatenate(rowid)
+        indices = np.concatenate(indices)
+        mat = sp.csr_matrix((np.full(len(rowid), w), (rowid, indices)),
+                            shape=(K, len(m.lat)))
+        mat.sum_duplicates()
+        return mat, lat
+
+    def route(self, fi, ea, eb, nf):
+        m = self.m
+        G, H = m.group[ea], m.group[eb]
+        same = G == H
+        if self.ng <= 2 or same.all():
+            return m.route(fi, ea, eb, nf)
+        parts = [m.route(fi[same], ea[same], eb[same], nf)] if same.any() else []
+        o = ~same
+        fo, ra, rb, Go, Ho = fi[o], ea[o], eb[o], G[o], H[o]
+        lat = np.zeros(len(fi))
+        terms = []
+        nn = len(m.group)
+        for kind, a, b in (("first", ra, Ho), ("middle", Go, Ho), ("last", Go, rb)):
+            ukey, inv = np.unique(a * nn + b, return_inverse=True)
+            mat, rlat = self._rows(ukey // nn, ukey % nn, kind)
+            rows = np.full(nf, -1, dtype=np.int64)
+            rows[fo] = inv
+            terms.append((rows, mat))
+            lat[o] += rlat[inv]
+        z = np.zeros(0, dtype=np.int64)
+        own_f, own_l, own_w = [z], [z], [np.zeros(0)]
+        for of, ol, ow, tt, pl in parts:
+            own_f.append(of)
+            own_l.append(ol)
+            own_w.append(ow)
+            terms += tt
+            lat[same] = pl
+        return (np.concatenate(own_f), np.concatenate(own_l), np.concatenate(own_w), terms, lat)
+
+
+class _DragonflyAdaptive:
+    """UGAL-style choice between :class:`_DragonflyMinimal` and
+    :class:`_DragonflyValiant` per flow (see the module docstring)."""
+
+    def __init__(self, minimal, valiant):
+        self.m = minimal
+        self.v = valiant
+        self.ng = minimal.gl.shape[0]
+
+    def choose(self, ea, eb, w):
+        """True for the flows (router endpoints ea -> eb, weights w) that go Valiant."""
+        m, ng = self.m, self.ng
+        G, H = m.group[ea], m.group[eb]
+        inter = G != H
+        out = np.zeros(len(ea), dtype=bool)
+        if ng <= 2 or not inter.any():
+            return out
+        gl = m.gl[G[inter], H[inter]]
+        bw = m.bandwidth
+        load = np.bincount(gl, weights=w[inter], minlength=len(bw)) / bw        # seconds per link
+        others = load[gl] - w[inter] / bw[gl]
+        # mean load on the global links of the Valiant routes, per group pair
+        pair = G[inter] * ng + H[inter]
+        upair, inv = np.unique(pair, return_inverse=True)
+        Gu, Hu = upair // ng, upair % ng
+        I = np.arange(ng)[None, :]
+        ok = (I != Gu[:, None]) & (I != Hu[:, None])
+        g1 = m.gl[Gu[:, None], I]
+        g2 = m.gl[I, Hu[:, None]]
+        val = ((load[np.maximum(g1, 0)] + load[np.maximum(g2, 0)]) * ok).sum(axis=1) / (2 * (ng - 2))
+        out[inter] = others > 2.0 * val[inv] * (1 + 1e-12)
+        return out
+
+    def route(self, fi, ea, eb, nf, w):
+        go = self.choose(ea, eb, w)
+        lat = np.zeros(len(fi))
+        own_f, own_l, own_w, terms = [], [], [], []
+        for sel, router in ((~go, self.m), (go, self.v)):
+            if not sel.any():
+                continue
+            of, ol, ow, tt, pl = router.route(fi[sel], ea[sel], eb[sel], nf)
+            own_f.append(of)
+            own_l.append(ol)
+            own_w.append(ow)
+            terms += tt
+            lat[sel] = pl
+        return (np.concatenate(own_f), np.concatenate(own_l), np.concatenate(own_w), terms, lat)
 
 
 class _MeshNetwork:
