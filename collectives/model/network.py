@@ -245,10 +245,11 @@ class Network:
                     self.method = f"closed form (dragonfly {mode})"
             except _NotRegular:
                 self._fast = None
+        self._generic_adaptive = None
         if mode == "adaptive" and self._fast is None:
-            raise ModelError(f"routing='adaptive' needs a dragonfly with one global link per pair "
-                             f"of groups and single-homed hosts; {topology.name} is not one "
-                             "(use 'minimal' or 'valiant')")
+            # several global links per group pair: decide on the router's per-pair routes
+            self._generic_adaptive = (Network(topology, "minimal", switch_latency),
+                                      Network(topology, "valiant", switch_latency))
 
     # ------------------------------------------------------------------ names
     def link_names(self, ids):
@@ -270,6 +271,8 @@ class Network:
         """
         s = np.asarray(src_hosts, dtype=np.int64)
         d = np.asarray(dst_hosts, dtype=np.int64)
+        if self._generic_adaptive is not None:
+            return self._adaptive_generic(s, d, weights)
         nf = len(s)
         local = s == d
         ea, eb = self.endpoint[s], self.endpoint[d]
@@ -315,8 +318,59 @@ class Network:
         own_link = np.concatenate(own_link)
         return Routed(own_flow, own_link, np.ones(len(own_flow)), terms, lat, local)
 
+    def _global_mask(self):
+        m = getattr(self, "_gmask", None)
+        if m is None:
+            m = np.zeros(self.nlinks, dtype=bool)
+            for e, (_, _, k) in enumerate(self.topo.graph.edges(data="kind")):
+                if k == "global":
+                    m[2 * e] = m[2 * e + 1] = True
+            self._gmask = m
+        return m
+
+    def _adaptive_generic(self, s, d, weights, decide_only=False):
+        """Adaptive routing from the per-pair minimal and Valiant routes (any dragonfly)."""
+        from .maxmin import incidence
+
+        net_m, net_v = self._generic_adaptive
+        rm, rv = net_m.route(s, d), net_v.route(s, d)
+        w = np.ones(len(s)) if weights is None else np.asarray(weights, dtype=np.float64)
+        gmask = self._global_mask()
+        inc_m = incidence(rm, self.capacity)
+        inc_v = incidence(rv, self.capacity)
+        load = np.zeros(self.nlinks)
+        load[inc_m.links] = inc_m.link_sum(w) / self.bandwidth[inc_m.links]
+        load[~gmask] = 0.0
+
+        def mean_on_global(inc, y):
+            g = gmask[inc.links].astype(np.float64)
+            share = inc.flow_sum(g)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                return np.where(share > 0, inc.flow_sum(y[inc.links] * g) / share, 0.0), share > 0
+
+        q_min, has_global = mean_on_global(inc_m, load)
+        own, _ = mean_on_global(inc_m, 1.0 / self.bandwidth)
+        q_val, _ = mean_on_global(inc_v, load)
+        go = has_global & (q_min - w * own > 2.0 * q_val * (1 + 1e-12))
+        if decide_only:
+            return go
+        keep_m = ~go[rm.own_flow]
+        keep_v = go[rv.own_flow]
+        terms = []
+        for routed, sel in ((rm, ~go), (rv, go)):
+            for rows, mat in routed.terms:
+                rows = np.where(sel, rows, -1)
+                terms.append((rows, mat))
+        return Routed(np.concatenate([rm.own_flow[keep_m], rv.own_flow[keep_v]]),
+                      np.concatenate([rm.own_link[keep_m], rv.own_link[keep_v]]),
+                      np.concatenate([rm.own_w[keep_m], rv.own_w[keep_v]]), terms,
+                      np.where(go, rv.latency, rm.latency), rm.local)
+
     def decisions(self, src_hosts, dst_hosts, weights=None) -> np.ndarray:
         """Adaptive routing only: a bool per flow, True where the flow goes Valiant."""
+        if self._generic_adaptive is not None:
+            return self._adaptive_generic(np.asarray(src_hosts, dtype=np.int64),
+                                          np.asarray(dst_hosts, dtype=np.int64), weights, True)
         if not isinstance(self._fast, _DragonflyAdaptive):
             raise ModelError(f"decisions() needs routing='adaptive', this network routes {self.mode}")
         s = np.asarray(src_hosts, dtype=np.int64)

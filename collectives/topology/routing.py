@@ -85,10 +85,10 @@ class Router:
             mode = "ecmp"
         if mode == "adaptive":
             # the choice between minimal and Valiant depends on the traffic, not on the pair
-            raise TopologyError("adaptive routing chooses per flow from the load of a whole set "
-                                "of flows, so it has no fixed routes between two hosts: use "
-                                "routing='adaptive' in collectives.model, or 'minimal'/'valiant' "
-                                "here")
+            raise TopologyError(f"unknown routing 'adaptive' for a Router (expected one of "
+                                f"{', '.join(MODES)}): adaptive routing chooses per flow from "
+                                "the load of a whole set of flows, so it has no fixed routes "
+                                "between two hosts; use routing='adaptive' in collectives.model")
         if mode not in MODES:
             raise TopologyError(f"unknown routing {mode!r}: expected one of {', '.join(MODES)}")
         dragon = topo.family == "dragonfly"
