@@ -19,7 +19,7 @@ needs MPI.
 from .accelerators import ACCELERATORS, Accelerator, accelerator
 from .layout import DIMENSIONS, Layout
 from .models import PRESETS, Model, preset
-from .simulate import DEFAULT_ALGORITHMS, StepResult, simulate
+from .pricing import DEFAULT_ALGORITHMS, StepResult, simulate
 from .step import SHARDINGS, TrainingStep
 
 __all__ = ["Model", "PRESETS", "preset", "Layout", "DIMENSIONS", "Accelerator", "ACCELERATORS",
