@@ -372,6 +372,7 @@ def test_result_reports_throughput_mfu_and_explains():
     assert d["time"] == pytest.approx(r.time) and d["breakdown"]["ep"] > 0
     hot = r.hottest_links(3)
     assert len(hot) == 3 and hot[0][3] >= hot[1][3] >= hot[2][3]
+    assert hot[0][3] <= r.time          # no link is busier than the step is long
     assert math.isnan(simulate(TrainingStep(TINY, Layout(dp=2), 2, 1, accelerator=FREE),
                                cl.topology.star(2)).mfu)
 

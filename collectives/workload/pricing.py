@@ -516,11 +516,13 @@ def simulate(step, topology, placement=None, *, algorithms=None, joint=True,
     m, p = step.num_microbatches, lay.pp
 
     # one micro-batch per stage, each program priced alone (stages alike share their patterns)
+    # (use counts for the link loads come later, from the critical stage alone: a pattern
+    # already covers the groups of every stage)
     stage_t = []
     for s in range(p):
-        f = pricer.run(step.forward_program(s), m)
-        b = pricer.run(step.backward_program(s), m - 1 if s == 0 else m)
-        stage_t.append((f, b, _fsdp_exposed(step, pricer, s, m)))
+        f = pricer.run(step.forward_program(s), 0.0)
+        b = pricer.run(step.backward_program(s), 0.0)
+        stage_t.append((f, b, _fsdp_exposed(step, pricer, s, 0.0)))
     pp_f = pp_b = 0.0
     for c in step.pipeline_calls():
         t = pricer.alone(c, m)
@@ -532,6 +534,9 @@ def simulate(step, topology, placement=None, *, algorithms=None, joint=True,
     crit = int(np.argmax(periods))
     period = periods[crit]
     f, b, fsdp = stage_t[crit]
+    pricer.run(step.forward_program(crit), m)
+    pricer.run(step.backward_program(crit), m - 1)       # the last one runs beside the buckets
+    _fsdp_exposed(step, pricer, crit, m)
 
     # the last backward of the first stage with the gradient buckets beside it
     buckets = step.gradient_buckets(0)
