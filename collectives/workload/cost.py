@@ -33,7 +33,8 @@ from numbers import Real
 
 from ..errors import InvalidArgument, TopologyFileError
 
-__all__ = ["DEFAULT_PRICES", "SPEEDS", "MEDIA", "load_prices", "validate_prices", "design_cost"]
+__all__ = ["DEFAULT_PRICES", "SPEEDS", "MEDIA", "load_prices", "validate_prices", "inventory",
+           "design_cost"]
 
 #: Speed classes (Gb/s) every price table must cover.
 SPEEDS = (100, 200, 400, 800, 1600)
@@ -241,14 +242,51 @@ def _is_network_switch(G, n):
     return G.nodes[n]["kind"] == "switch" and G.nodes[n].get("tier") != "node"
 
 
-def design_cost(topology, prices=None) -> dict:
+def inventory(topology):
+    """The network parts of a topology, for pricing at any link speed.
+
+    Returns a dict ``{(bandwidth_per_cable, medium, end_u, end_v): cables}``
+    where an end is ``("switch", radix)`` or ``("nic", 0)``, plus the count
+    of network switches under the key ``"switches"``; a
+    :class:`~collectives.model.network.VirtualFullMesh` is counted in closed
+    form. Links inside a server are left out (see the module docstring).
+    """
+    from collections import Counter
+
+    if getattr(topology, "graph", None) is None:          # a VirtualFullMesh
+        n = topology.n
+        inv = Counter({(topology.link_bandwidth, "optical-30m", ("nic", 0), ("nic", 0)):
+                       n * (n - 1) // 2})
+        return {"parts": inv, "switches": 0}
+    G = topology.graph
+    radix = {}
+    edges = []
+    for u, v, d in G.edges(data=True):
+        if _is_server_internal(G, u, v, d):
+            continue
+        nc = int(d.get("cables", 1))
+        edges.append((u, v, d["bandwidth"] / nc, nc, _medium(G, u, v, d)))
+        for n in (u, v):
+            if _is_network_switch(G, n):
+                radix[n] = radix.get(n, 0) + nc
+    inv = Counter()
+    for u, v, bw, nc, medium in edges:
+        ends = tuple(("switch", radix[n]) if n in radix else ("nic", 0) for n in (u, v))
+        inv[(bw, medium) + ends] += nc
+    return {"parts": inv, "switches": len(radix)}
+
+
+def design_cost(topology, prices=None, *, bandwidth_scale=1.0) -> dict:
     """Capital cost and power of a topology's network.
 
     Parameters
     ----------
-    topology : Topology or VirtualFullMesh
+    topology : Topology, VirtualFullMesh or the result of :func:`inventory`
     prices : dict, optional
         A price list (default :data:`DEFAULT_PRICES`), validated here.
+    bandwidth_scale : float
+        Price every network link at this multiple of its bandwidth (the same
+        design at another speed; links inside servers are not priced).
 
     Returns
     -------
@@ -260,6 +298,10 @@ def design_cost(topology, prices=None) -> dict:
         (``switch_ports``, ``nics``, ``transceivers``, ``cables``).
     """
     prices = load_prices() if prices is None else validate_prices(prices)
+    inv = topology if isinstance(topology, dict) and "parts" in topology else inventory(topology)
+    if isinstance(bandwidth_scale, bool) or not isinstance(bandwidth_scale, Real) or \
+            not bandwidth_scale > 0 or not math.isfinite(bandwidth_scale):
+        raise InvalidArgument(f"bandwidth_scale must be a number > 0, got {bandwidth_scale!r}")
     parts = {k: {"capital": 0.0, "watts": 0.0}
              for k in ("switch_ports", "nics", "transceivers", "cables")}
     cables = dict.fromkeys(MEDIA, 0)
@@ -269,51 +311,27 @@ def design_cost(topology, prices=None) -> dict:
         parts[part]["capital"] += n * price
         parts[part]["watts"] += n * watts
 
-    if getattr(topology, "graph", None) is None:          # a VirtualFullMesh
-        n = topology.n
-        links = n * (n - 1) // 2
-        s, c = _speed_class(topology.link_bandwidth * 8 / 1e9)
-        k = links * c
-        nic, x = prices["nic"][str(s)], prices["transceiver"][str(s)]
-        add("nics", 2 * k, nic["price"], nic["watts"])
-        add("transceivers", 2 * k, x["price"], x["watts"])
-        add("cables", k, prices["cable"]["optical-30m"][str(s)])
-        cables["optical-30m"] = k
-        counts.update(nic_ports=2 * k, transceivers=2 * k)
-        switches = 0
-    else:
-        G = topology.graph
-        radix = {}
-        priced = []
-        for u, v, d in G.edges(data=True):
-            if _is_server_internal(G, u, v, d):
-                continue
-            nc = int(d.get("cables", 1))
-            s, c = _speed_class(d["bandwidth"] / nc * 8 / 1e9)
-            priced.append((u, v, s, nc * c, _medium(G, u, v, d)))
-            for n in (u, v):
-                if _is_network_switch(G, n):
-                    radix[n] = radix.get(n, 0) + nc * c
-        for u, v, s, k, medium in priced:
-            cables[medium] += k
-            add("cables", k, prices["cable"][medium][str(s)])
-            if medium.startswith("optical"):
-                x = prices["transceiver"][str(s)]
-                add("transceivers", 2 * k, x["price"], x["watts"])
-                counts["transceivers"] += 2 * k
-            for n in (u, v):
-                if n in radix:
-                    r = _switch_port(prices, s, radix[n])
-                    add("switch_ports", k, r["price"], r["watts"])
-                    counts["switch_ports"] += k
-                else:
-                    nic = prices["nic"][str(s)]
-                    add("nics", k, nic["price"], nic["watts"])
-                    counts["nic_ports"] += k
-        switches = len(radix)
+    for (bw, medium, *ends), n in inv["parts"].items():
+        s, c = _speed_class(bw * bandwidth_scale * 8 / 1e9)
+        k = n * c
+        cables[medium] += k
+        add("cables", k, prices["cable"][medium][str(s)])
+        if medium.startswith("optical"):
+            x = prices["transceiver"][str(s)]
+            add("transceivers", 2 * k, x["price"], x["watts"])
+            counts["transceivers"] += 2 * k
+        for kind, radix in ends:
+            if kind == "switch":
+                r = _switch_port(prices, s, radix)
+                add("switch_ports", k, r["price"], r["watts"])
+                counts["switch_ports"] += k
+            else:
+                nic = prices["nic"][str(s)]
+                add("nics", k, nic["price"], nic["watts"])
+                counts["nic_ports"] += k
     return {"capital": sum(p["capital"] for p in parts.values()),
             "watts": sum(p["watts"] for p in parts.values()),
-            "currency": prices["currency"], "switches": switches,
+            "currency": prices["currency"], "switches": inv["switches"],
             "switch_ports": counts["switch_ports"], "nic_ports": counts["nic_ports"],
             "transceivers": counts["transceivers"],
             "cables": {**cables, "total": sum(cables.values())}, "parts": parts}
