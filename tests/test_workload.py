@@ -283,6 +283,24 @@ def test_pipeline_alone_is_its_sends_times_the_1f1b_periods():
     assert r.breakdown["bubble"] == pytest.approx((p - 1) * 2 * send, rel=1e-6)
 
 
+def test_uneven_stages_differ_by_one_layer_and_the_longest_sets_the_period():
+    step = TrainingStep(TINY, Layout(dp=1, pp=3), global_batch=4, micro_batch=1,
+                        accelerator=Accelerator(50e12))
+    assert [len(r) for r in step.stage_layers] == [2, 1, 1]
+    r = simulate(step, cl.topology.star(3))
+    assert r.critical_stage == 0
+    assert r.breakdown["bubble"] == pytest.approx(2 * r.time / (4 + 2), rel=0.01)
+
+
+def test_one_rank_computes_and_sends_nothing():
+    step = TrainingStep(TINY, Layout(dp=1), global_batch=2, micro_batch=1,
+                        accelerator=Accelerator(1e12, efficiency=1.0))
+    r = simulate(step, cl.topology.star(1))
+    assert r.time == pytest.approx(2 * 512 * TINY.flops_per_token / 1e12)
+    assert r.breakdown["compute"] == pytest.approx(r.time)
+    assert r.hottest_links() == []
+
+
 # ---------------------------------------------------------------------- contention
 def _dense_step(lay, accel=FREE, **kw):
     return TrainingStep(TINY, lay, global_batch=lay.dp * 2, micro_batch=1, accelerator=accel,

@@ -540,11 +540,11 @@ def simulate(step, topology, placement=None, *, algorithms=None, joint=True,
 
     # the last backward of the first stage with the gradient buckets beside it
     buckets = step.gradient_buckets(0)
-    dp_alone = sum(pricer.alone(bk.collective, 0.0) for bk in buckets)
+    dp_alone = float(sum(pricer.alone(bk.collective, 0.0) for bk in buckets))
     b0 = stage_t[0][1].total
     bwd_end, dp_end = pricer.overlap(step.backward_program(0), buckets)
     exposed_dp = max(bwd_end, dp_end) - b0
-    gathers = sum(pricer.alone(c) for c in step.parameter_gathers(0))
+    gathers = float(sum(pricer.alone(c) for c in step.parameter_gathers(0)))
 
     time = (m + p - 1) * period + exposed_dp + gathers
     breakdown = {
