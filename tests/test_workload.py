@@ -404,6 +404,20 @@ def test_planner_choice_is_priced_and_stated():
     assert other.algorithms["dp allreduce"] == "rhd (asked for)"
 
 
+def test_model_parameters_pass_through_to_the_model():
+    step = TrainingStep(TINY_MOE, Layout(dp=8, tp=2, ep=8), global_batch=16, micro_batch=1,
+                        accelerator=FREE)
+    fly = cl.topology.dragonfly(4, 2, 2)
+    times = {r: simulate(step, fly, routing=r).time for r in ("minimal", "valiant", "adaptive")}
+    assert times["minimal"] != times["valiant"]
+    # all-to-all between dragonfly groups: minimal routing piles onto one global link
+    assert times["adaptive"] < times["minimal"]
+    with pytest.raises(cl.ModelError, match="valiant"):
+        simulate(step, cl.topology.fat_tree(4), routing="valiant")
+    slow = simulate(step, cl.topology.star(16), overhead=1e-3).time
+    assert slow > simulate(step, cl.topology.star(16), overhead=0.0).time
+
+
 def test_fsdp_gathers_parameters_every_micro_batch():
     lay = Layout(dp=4)
     plain = simulate(_dense_step(lay), cl.topology.star(4))
