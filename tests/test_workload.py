@@ -418,6 +418,19 @@ def test_model_parameters_pass_through_to_the_model():
     assert slow > simulate(step, cl.topology.star(16), overhead=0.0).time
 
 
+def test_the_accelerator_reduces_unless_told_otherwise():
+    step = TrainingStep(TINY, Layout(dp=4, tp=2), global_batch=8, micro_batch=1)   # an H100
+    r = simulate(step, cl.topology.star(8))
+    assert r.to_dict()["model_params"]["reduce_bandwidth"] == pytest.approx(3.35e12 / 3)
+    assert "reductions at 1.117TB/s" in r.explain()
+    cpu = simulate(step, cl.topology.star(8), reduce_bandwidth=8e9)
+    assert cpu.to_dict()["model_params"]["reduce_bandwidth"] == 8e9
+    assert cpu.breakdown["tp"] > r.breakdown["tp"]
+    free = simulate(step, cl.topology.star(8), reduce_bandwidth=float("inf"))
+    assert free.to_dict()["model_params"]["reduce_bandwidth"] is None
+    assert "reductions free" in free.explain()
+
+
 def test_fsdp_gathers_parameters_every_micro_batch():
     lay = Layout(dp=4)
     plain = simulate(_dense_step(lay), cl.topology.star(4))

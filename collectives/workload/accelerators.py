@@ -30,11 +30,17 @@ class Accelerator:
     efficiency : float
         Achieved fraction of peak, in (0, 1].
     name : str
+    memory_bandwidth : float, optional
+        Bytes/s of its memory. A reduction reads two operands and writes one,
+        so the accelerator reduces at a third of it: that is the step's
+        ``reduce_bandwidth`` unless the caller gives one (without it, the
+        model's default, one CPU core).
     """
 
     flops: float
     efficiency: float = 0.5
     name: str = ""
+    memory_bandwidth: float | None = None
 
     def __post_init__(self):
         f = self.flops
@@ -46,6 +52,17 @@ class Accelerator:
             raise InvalidArgument(f"Accelerator efficiency must be in (0, 1], got {e!r}")
         object.__setattr__(self, "flops", float(f))
         object.__setattr__(self, "efficiency", float(e))
+        mb = self.memory_bandwidth
+        if mb is not None:
+            if isinstance(mb, bool) or not isinstance(mb, Real) or not mb > 0:
+                raise InvalidArgument(f"Accelerator memory_bandwidth must be bytes/s > 0, "
+                                      f"got {mb!r}")
+            object.__setattr__(self, "memory_bandwidth", float(mb))
+
+    @property
+    def reduce_bandwidth(self) -> float | None:
+        """Bytes/s it reduces: a third of its memory bandwidth (None when unknown)."""
+        return None if self.memory_bandwidth is None else self.memory_bandwidth / 3.0
 
     @property
     def achieved(self) -> float:
@@ -57,14 +74,15 @@ class Accelerator:
         return 0.0 if math.isinf(self.flops) else flops / self.achieved
 
 
-#: Named accelerators: dense BF16 tensor-core peaks from the vendors' datasheets.
+#: Named accelerators: dense BF16 tensor-core peaks and memory bandwidth from the vendors'
+#: datasheets.
 ACCELERATORS = {
-    # NVIDIA A100 Tensor Core GPU datasheet (2020): 312 TFLOPS BF16 dense
-    "a100": Accelerator(312e12, 0.5, "a100"),
-    # NVIDIA H100 Tensor Core GPU datasheet (SXM5): 989 TFLOPS BF16 dense
-    "h100": Accelerator(989e12, 0.5, "h100"),
-    # AMD Instinct MI300X datasheet: 1307.4 TFLOPS BF16 dense
-    "mi300x": Accelerator(1307.4e12, 0.5, "mi300x"),
+    # NVIDIA A100 Tensor Core GPU datasheet (2020), SXM 80GB: 312 TFLOPS BF16 dense, 2039 GB/s
+    "a100": Accelerator(312e12, 0.5, "a100", 2.039e12),
+    # NVIDIA H100 Tensor Core GPU datasheet, SXM5: 989 TFLOPS BF16 dense, 3.35 TB/s
+    "h100": Accelerator(989e12, 0.5, "h100", 3.35e12),
+    # AMD Instinct MI300X datasheet: 1307.4 TFLOPS BF16 dense, 5.3 TB/s
+    "mi300x": Accelerator(1307.4e12, 0.5, "mi300x", 5.3e12),
     # communication-only studies
     "free": Accelerator(float("inf"), 1.0, "free"),
 }

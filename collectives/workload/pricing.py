@@ -131,7 +131,7 @@ class StepResult:
 
     def explain(self) -> str:
         """A readable account: the step, its breakdown, the algorithms and the hottest links."""
-        from ..units import format_bytes, format_time
+        from ..units import format_bandwidth, format_bytes, format_time
 
         st, lay = self.step, self.step.layout
         lines = [f"{st.model.name} on {lay.size} ranks of {self.topology_name} "
@@ -147,7 +147,9 @@ class StepResult:
             v = self.breakdown[k]
             share = v / self.time if self.time > 0 else 0.0
             lines.append(f"  {k:<8} {format_time(v):>10}  {share:6.1%}")
-        lines.append(f"critical stage {self.critical_stage} of {lay.pp}")
+        g = self._pricer.mp["reduce_bandwidth"]
+        lines.append(f"critical stage {self.critical_stage} of {lay.pp}; reductions "
+                     + (f"at {format_bandwidth(g)}" if math.isfinite(g) else "free"))
         lines.append("collectives:")
         for k, v in self.algorithms.items():
             lines.append(f"  {k}: {v}")
@@ -167,6 +169,8 @@ class StepResult:
                 "mfu": None if math.isnan(self.mfu) else self.mfu,
                 "algorithms": dict(self.algorithms), "critical_stage": self.critical_stage,
                 "topology": self.topology_name, "joint": self.joint, "step": self.step.to_dict(),
+                "model_params": {k: (v if not isinstance(v, float) or math.isfinite(v) else None)
+                                 for k, v in self._pricer.mp.items()},
                 "hottest_links": [{"src": str(u), "dst": str(v), "bytes": b, "busy": t}
                                   for u, v, b, t in self.hottest_links(5)]}
 
@@ -482,7 +486,8 @@ def simulate(step, topology, placement=None, *, algorithms=None, joint=True,
     **model_params_
         ``overhead=``, ``reduce_bandwidth=``, ``switch_latency=``,
         ``routing=``, ``max_samples=``, as :func:`collectives.model.predict`
-        takes them.
+        takes them. ``reduce_bandwidth`` defaults to the accelerator's
+        (:attr:`Accelerator.reduce_bandwidth`) when it has one.
 
     Returns
     -------
@@ -503,7 +508,10 @@ def simulate(step, topology, placement=None, *, algorithms=None, joint=True,
                               f"{', '.join(sorted(unknown))}; accepted: {', '.join(_PARAMS)}")
     if not isinstance(joint, bool):
         raise InvalidArgument(f"joint must be True or False, got {joint!r}")
-    mp = model_params(model_params_)
+    given = dict(model_params_)
+    if given.get("reduce_bandwidth") is None and step.accelerator.reduce_bandwidth is not None:
+        given["reduce_bandwidth"] = step.accelerator.reduce_bandwidth   # the accelerator reduces
+    mp = model_params(given)
     algorithms = _check_algorithms(algorithms)
     topo = resolve_topology(topology)
     lay = step.layout
