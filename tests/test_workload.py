@@ -209,6 +209,29 @@ def test_moe_bytes_per_step_match_a_hand_calculation():
     assert b["dp"] == (dense // 2 + expert // 2) * BF16
 
 
+@settings(max_examples=40, deadline=None)
+@given(st.sampled_from([1, 2, 4]), st.sampled_from([1, 2, 3]), st.integers(3, 9),
+       st.sampled_from([1, 2]), st.sampled_from([1, 2, 3]), st.booleans())
+def test_dense_bytes_follow_the_megatron_counts(tp, pp, layers, dp, mb_per_rank, sp):
+    model = Model("m", layers=layers, hidden=256, ffn=512, heads=4, kv_heads=4, vocab=96,
+                  seq_len=64)
+    step = TrainingStep(model, Layout(dp=dp, tp=tp, pp=pp), global_batch=dp * mb_per_rank * 2,
+                        micro_batch=2, sequence_parallel=sp)
+    act = 2 * 64 * 256 * BF16
+    per_layer = 4 * 256 * 256 + 3 * 256 * 512
+    for stage in range(pp):
+        n = len(step.stage_layers[stage])
+        assert n in (layers // pp, -(-layers // pp))
+        b = step.bytes_per_rank(stage)
+        tp_bytes = 0 if tp == 1 else mb_per_rank * n * 4 * (act // tp + act if sp else act)
+        assert b["tp"] == tp_bytes
+        sends = (stage < pp - 1) + (stage > 0)
+        assert b["pp"] == mb_per_rank * sends * act // tp
+        params = n * per_layer + 96 * 256 * ((stage == 0) + (stage == pp - 1))
+        assert b["dp"] == (0 if dp == 1 else -(-params // tp) * BF16)
+    assert sum(len(r) for r in step.stage_layers) == layers
+
+
 def test_priced_traffic_is_the_traffic_of_the_step():
     # tp only on a star: h0's uplink carries 2(p-1)/p of every all-reduce's buffer
     step = TrainingStep(TINY, Layout(dp=1, tp=4), global_batch=2, micro_batch=1,
