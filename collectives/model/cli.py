@@ -729,8 +729,12 @@ def whatif_workload(workload, layout, accelerators, designs, *, budget="injectio
     if global_batch is None:
         per = lay.dp * micro_batch if isinstance(micro_batch, int) and micro_batch > 0 else 1
         global_batch = -(-2048 // per) * per
-    step = W.TrainingStep(model_, lay, global_batch, micro_batch, accelerator=acc,
-                          sharding=sharding)
+    try:
+        step = W.TrainingStep(model_, lay, global_batch, micro_batch, accelerator=acc,
+                              sharding=sharding)
+    except InvalidArgument as exc:
+        raise InvalidArgument(f"--workload {workload} with --layout {layout!r}, --global-batch "
+                              f"{global_batch}, --micro-batch {micro_batch}: {exc}") from None
     if not designs:
         raise InvalidArgument("--designs is empty: give at least one design")
     for d in designs:
