@@ -342,6 +342,16 @@ def test_groups_sharing_an_oversubscribed_uplink_are_slower_together():
     assert "one group alone" in alone.explain()
 
 
+def test_groups_sharing_a_dragonfly_global_link_are_slower_together():
+    # 9 groups of 8 hosts, one global link per pair of groups: with tp=8 inside a group, the
+    # 8 data-parallel rings all cross the same global links under minimal routing
+    fly = cl.topology.dragonfly(4, 2, 2)
+    step = _dense_step(Layout(dp=9, tp=8))
+    joint = simulate(step, fly, routing="minimal")
+    alone = simulate(step, fly, routing="minimal", joint=False)
+    assert joint.breakdown["dp"] > 2 * alone.breakdown["dp"]
+
+
 @pytest.mark.parametrize("topo", [cl.topology.star(16), cl.topology.fat_tree(4),
                                   cl.topology.leaf_spine(4, 4, 1, uplink_bandwidth="50Gbps")])
 @pytest.mark.parametrize("lay", [Layout(dp=4, tp=2, pp=2), Layout(dp=8, tp=2),
