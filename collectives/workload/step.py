@@ -17,8 +17,9 @@ Tensor parallelism (Shoeybi et al., "Megatron-LM", 2019, section 3): the
 attention block and the FFN each end in a row-parallel matmul followed by an
 all-reduce of the activations, ``b*s*h*B`` bytes; the backward pass has the
 conjugate all-reduce before each column-parallel matmul. Per layer and
-micro-batch: 2 all-reduces forward, 2 backward. With sequence parallelism
-(Korthikanti et al., "Reducing Activation Recomputation in Large Transformer
+micro-batch: 2 all-reduces forward, 2 backward (the vocabulary-parallel
+embedding's and cross-entropy's small all-reduces are left out). With
+sequence parallelism (Korthikanti et al., "Reducing Activation Recomputation in Large Transformer
 Models", 2022, section 4.2.2) each all-reduce becomes an all-gather of the
 ``b*s*h*B/t`` sequence shard before the block and a reduce-scatter of
 ``b*s*h*B`` after it: the same bytes on the wire, in two collectives.
@@ -32,8 +33,9 @@ sends its activations ``b*s*h*B/t`` from every rank of a stage to the same
 tensor-parallel rank of the next stage (the scatter/gather optimisation; the
 all-gather inside the receiving node is left out) and the gradients back the
 same way. Under 1F1B the step takes ``(m + p - 1)`` times the slowest stage's
-forward plus backward of one micro-batch: ``m`` of them are work, ``p - 1``
-the bubble.
+forward, backward and sends of one micro-batch: ``m`` of them are work, ``p - 1``
+the bubble (bubble fraction ``(p - 1) / m`` of the work, Narayanan et al.
+2021, section 2.2.1).
 
 Expert parallelism (Lepikhin et al., "GShard", 2020; Fedus et al., "Switch
 Transformers", 2021; Megatron-LM's MoE layers): each MoE layer dispatches every
@@ -43,7 +45,7 @@ ranks of an expert-parallel group, and combines the results by a second one:
 ranks; routing assumed balanced). Backward: the same two all-to-alls. Experts
 are tensor-parallel like the dense FFN (expert tensor parallelism = ``t``).
 
-Data parallelism: every rank holds ``P_dense/(t)`` dense parameters of its
+Data parallelism: every rank holds ``P_dense/t`` dense parameters of its
 stage and ``P_expert/(t*e)`` expert parameters (its ``E/e`` experts).
 Gradients (``B`` bytes each) are reduced in buckets of ``bucket_bytes`` (25 MiB,
 PyTorch DDP's default: Li et al., "PyTorch Distributed", VLDB 2020), a bucket
@@ -258,7 +260,8 @@ class TrainingStep:
 
     def __repr__(self):
         return (f"TrainingStep({self.model.name}, {self.layout!r}, "
-                f"global_batch={self.global_batch}, micro_batch={self.micro_batch}, dtype={self.dtype!r})")
+                f"global_batch={self.global_batch}, micro_batch={self.micro_batch}, "
+                f"dtype={self.dtype!r})")
 
     # ------------------------------------------------------------------ sizes
     @property
