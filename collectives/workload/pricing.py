@@ -283,6 +283,10 @@ class _Pricer:
     # -------------------------------------------------------------- pricing
     def times(self, keys) -> list:
         """Step time of each pattern in ``keys`` when they all run at the same moment."""
+        keys = tuple(keys)
+        hit = self.cache.get(keys)
+        if hit is not None:
+            return [hit[k] for k in keys]
         canon = tuple(sorted(set(keys), key=repr))
         hit = self.cache.get(canon)
         if hit is None:
@@ -306,6 +310,7 @@ class _Pricer:
                 hit[k] = float(rank_t.max())
                 off += nf
             self.cache[canon] = hit
+        self.cache[keys] = hit
         return [hit[k] for k in keys]
 
     def alone(self, c: Collective, mult: float = 1.0) -> float:
