@@ -150,6 +150,11 @@ def _no_pricing(monkeypatch):
     (lambda: TrainingStep(TINY, Layout(dp=1), 4, 1, dtype="int3"), "unknown dtype"),
     (lambda: TrainingStep(TINY, Layout(dp=1), 4, 1, sharding="zero4"), "unknown sharding"),
     (lambda: preset("gpt-5"), "unknown workload preset"),
+    (lambda: TINY.with_(experts=4, experts_per_token=8), "experts_per_token=8 exceeds"),
+    (lambda: TINY.with_(layers=0), "layers must be an integer >= 1"),
+    (lambda: Accelerator(-1.0), "flops must be"),
+    (lambda: Accelerator(1e15, efficiency=1.5), "efficiency must be in"),
+    (lambda: W.accelerator("tpu9"), "unknown accelerator"),
 ])
 def test_bad_input_is_refused_with_what_is_accepted(make, match):
     with pytest.raises(InvalidArgument, match=match) as e:
