@@ -929,7 +929,9 @@ def _plot_workload(rows, path, title):
     ax2.set_ylabel(f"network capital (M{rows[0]['currency']})")
     ax2.set_title("capital cost")
     ax2.grid(True, axis="y", alpha=0.3)
-    fig.suptitle(title, fontsize=8)
+    import textwrap
+
+    fig.suptitle(textwrap.fill(title, 170), fontsize=8)
     fig.tight_layout()
     try:
         fig.savefig(path, dpi=120)
