@@ -556,7 +556,7 @@ def simulate(step, topology, placement=None, *, algorithms=None, joint=True,
     dp_alone = float(sum(pricer.alone(bk.collective, 0.0) for bk in buckets))
     b0 = stage_t[0][1].total
     bwd_end, dp_end = pricer.overlap(step.backward_program(0), buckets)
-    exposed_dp = max(bwd_end, dp_end) - b0
+    exposed_dp = max(0.0, max(bwd_end, dp_end) - b0)     # (sums in another order: clamp)
     gathers = float(sum(pricer.alone(c) for c in step.parameter_gathers(0)))
 
     time = (m + p - 1) * period + exposed_dp + gathers
