@@ -180,3 +180,25 @@ def test_spec_options():
 def test_bad_arguments(call, match):
     with pytest.raises(TopologyError, match=match):
         call()
+
+
+@pytest.mark.parametrize("make", [lambda: cl.topology.torus((4, 4, 4)),
+                                  lambda: cl.topology.torus((3, 4, 2)),
+                                  lambda: scaleup_torus((4, 3, 2), 2)])
+def test_torus_routes_by_translation_equal_pair_counting(make):
+    import numpy as np
+
+    from collectives.model.maxmin import incidence
+    from collectives.model.network import Network
+
+    t = make()
+    fast, slow = Network(t), Network(t)
+    assert fast.method.endswith("once per torus offset")
+    slow._fast = None
+    H = len(t.hosts)
+    rng = np.random.default_rng(3)
+    s, d = rng.integers(0, H, 300), rng.integers(0, H, 300)
+    a, b = fast.route(s, d), slow.route(s, d)
+    np.testing.assert_allclose(incidence(a, fast.capacity).dense(),
+                               incidence(b, slow.capacity).dense(), atol=1e-12)
+    np.testing.assert_allclose(a.latency, b.latency, rtol=1e-12, atol=1e-18)

@@ -245,6 +245,12 @@ class Network:
                     self.method = f"closed form (dragonfly {mode})"
             except _NotRegular:
                 self._fast = None
+        if self._fast is None and mode == "ecmp" and topology.family in ("torus", "scaleup-torus"):
+            try:
+                self._fast = _TorusRoutes(self)
+                self.method = "pair counting, once per torus offset"
+            except _NotRegular:
+                self._fast = None
         self._generic_adaptive = None
         if mode == "adaptive" and self._fast is None:
             # several global links per group pair: decide on the router's per-pair routes
@@ -644,6 +650,83 @@ class _TreeRoutes:
         dn = self.core_agg[pb].reshape(len(ukey), w)
         cols = np.concatenate([up, dn], axis=1)
         return _csr_rows(cols, np.full(cols.shape, self.core_w), self.L)
+
+
+class _TorusRoutes:
+    """ECMP on a torus (of hosts, or of scale-up node switches) by translation.
+
+    A torus is vertex-transitive: the shortest-path fractions from ``a`` to
+    ``b`` are those from the origin to ``b - a`` (coordinates modulo the
+    dimensions), shifted by ``a``. So each distinct offset of a batch is
+    priced once by path counting, and every pair with that offset gets the
+    shifted row: a step of 16,384 ring neighbours costs one count, not 16,384.
+    """
+
+    def __init__(self, net):
+        topo = net.topo
+        G = topo.graph
+        idx = topo.node_index
+        dims = tuple(int(k) for k in topo.params.get("dims") or ())
+        if not dims:
+            raise _NotRegular
+        D = len(dims)
+        self.dims = np.array(dims, dtype=np.int64)
+        self.coord = np.full((net.nnodes, D), -1, dtype=np.int64)
+        grid = np.full(dims, -1, dtype=np.int64)
+        for n, c in G.nodes(data="coord"):
+            if c is not None:
+                i = idx[n]
+                self.coord[i] = c
+                grid[tuple(c)] = i
+        if (grid < 0).any() or not (self.coord[net.endpoint] >= 0).all():
+            raise _NotRegular
+        # every node on the torus must cost the same to cross, or shifting would change latency
+        on = self.coord[:, 0] >= 0
+        if np.ptp(net.node_cost[on]) > 0:
+            raise _NotRegular
+        self.grid = grid.reshape(-1)
+        self.strides = np.array([int(np.prod(dims[d + 1:])) for d in range(D)], dtype=np.int64)
+        self.origin = int(self.grid[0])
+        keys = net.link_src * net.nnodes + net.link_dst
+        self.order = np.argsort(keys)
+        self.sorted_keys = keys[self.order]
+        self.net = net
+
+    def _flat(self, c):
+        return (c % self.dims) @ self.strides
+
+    def route(self, fi, ea, eb, nf):
+        net = self.net
+        off = self._flat(self.coord[eb] - self.coord[ea])
+        uoff, oinv = np.unique(off, return_inverse=True)
+        rows0 = net._pair_rows(np.full(len(uoff), self.origin, dtype=np.int64), self.grid[uoff])
+        pair = ea * len(self.grid) + off
+        upair, pinv = np.unique(pair, return_inverse=True)
+        src = upair // len(self.grid)
+        poff = np.searchsorted(uoff, upair % len(self.grid))
+        lens = np.array([len(rows0[k][0]) for k in range(len(uoff))], dtype=np.int64)
+        n_per = lens[poff]
+        indptr = np.zeros(len(upair) + 1, dtype=np.int64)
+        indptr[1:] = np.cumsum(n_per)
+        cat_ids = np.concatenate([r[0] for r in rows0]) if len(rows0) else np.zeros(0, np.int64)
+        cat_w = np.concatenate([r[1] for r in rows0]) if len(rows0) else np.zeros(0)
+        start = np.zeros(len(uoff) + 1, dtype=np.int64)
+        start[1:] = np.cumsum(lens)
+        # position of every entry in the concatenated canonical rows
+        rep = np.repeat(np.arange(len(upair)), n_per)
+        pos = start[poff][rep] + (np.arange(indptr[-1]) - indptr[rep])
+        ids = cat_ids[pos]
+        shift = self.coord[src][rep]
+        u = self.grid[self._flat(self.coord[net.link_src[ids]] + shift)]
+        v = self.grid[self._flat(self.coord[net.link_dst[ids]] + shift)]
+        k = np.searchsorted(self.sorted_keys, u * net.nnodes + v)
+        cols = self.order[k]
+        mat = sp.csr_matrix((cat_w[pos], cols, indptr), shape=(len(upair), net.nlinks))
+        rows = np.full(nf, -1, dtype=np.int64)
+        rows[fi] = pinv
+        lat = np.array([r[2] for r in rows0])[oinv]
+        z = np.zeros(0, dtype=np.int64)
+        return z, z, np.zeros(0), [(rows, mat)], lat
 
 
 class _DragonflyMinimal:
