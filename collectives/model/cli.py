@@ -41,7 +41,8 @@ def add_parser(sub):
     p.add_argument("--sizes", "-s", default="8:1G", help="sizes per rank, e.g. 8:1G or 1K,1M (default 8:1G)")
     p.add_argument("--collective", "-c", default="allreduce", help="collective (default allreduce)")
     p.add_argument("--placement", default=None, help="linear (default), round-robin or random")
-    p.add_argument("--routing", default=None, help="ecmp, minimal or valiant (dragonfly)")
+    p.add_argument("--routing", default=None,
+                   help="ecmp, or for dragonflies minimal (default), valiant or adaptive")
     _model_args(p)
     p.add_argument("--format", "-f", choices=("table", "json", "csv"), default="table")
     p.add_argument("-o", "--output", default=None, help="write to FILE instead of stdout")
