@@ -202,3 +202,28 @@ def test_torus_routes_by_translation_equal_pair_counting(make):
     np.testing.assert_allclose(incidence(a, fast.capacity).dense(),
                                incidence(b, slow.capacity).dense(), atol=1e-12)
     np.testing.assert_allclose(a.latency, b.latency, rtol=1e-12, atol=1e-18)
+
+
+@pytest.mark.parametrize("make", [lambda: rail_optimized(8, 4, nodes_per_leaf=4),
+                                  lambda: rail_optimized(6, 2, nodes_per_leaf=4, spines=2),
+                                  lambda: rail_optimized(8, 2, rails=3, nodes_per_leaf=2,
+                                                         oversubscription=2),
+                                  lambda: rail_only(5, 3),
+                                  lambda: rail_only(4, 2, rails=4)])
+def test_rail_routes_closed_form_equal_pair_counting(make):
+    import numpy as np
+
+    from collectives.model.maxmin import incidence
+    from collectives.model.network import Network
+
+    t = make()
+    fast, slow = Network(t, switch_latency=1e-7), Network(t, switch_latency=1e-7)
+    assert fast.method.startswith("closed form")
+    slow._fast = None
+    H = len(t.hosts)
+    rng = np.random.default_rng(5)
+    s, d = rng.integers(0, H, 300), rng.integers(0, H, 300)
+    a, b = fast.route(s, d), slow.route(s, d)
+    np.testing.assert_allclose(incidence(a, fast.capacity).dense(),
+                               incidence(b, slow.capacity).dense(), atol=1e-12)
+    np.testing.assert_allclose(a.latency, b.latency, rtol=1e-12)

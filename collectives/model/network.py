@@ -235,6 +235,9 @@ class Network:
                 if mode == "ecmp" and topology.family in ("fat-tree", "leaf-spine"):
                     self._fast = _TreeRoutes(self)
                     self.method = "closed form (folded Clos)"
+                elif mode == "ecmp" and topology.family in ("rail-optimized", "rail-only"):
+                    self._fast = _RailRoutes(self)
+                    self.method = f"closed form ({topology.family})"
                 elif mode == "minimal" and topology.family == "dragonfly":
                     self._fast = _DragonflyMinimal(self)
                     self.method = "closed form (dragonfly minimal)"
@@ -650,6 +653,90 @@ class _TreeRoutes:
         dn = self.core_agg[pb].reshape(len(ukey), w)
         cols = np.concatenate([up, dn], axis=1)
         return _csr_rows(cols, np.full(cols.shape, self.core_w), self.L)
+
+
+class _RailRoutes:
+    """ECMP on rail-optimized and rail-only networks, in closed form.
+
+    Between two node switches of one scalable unit (every pair, rail-only) a
+    flow spreads evenly over the rails: node switch -> the unit's leaf (or
+    rail switch) of rail r -> node switch, ``1/R`` on each. Between units it
+    climbs to every spine from every rail's leaf: ``1/R`` on each NIC link,
+    ``1/(R*S)`` on each leaf-spine link up and down. These are all the
+    shortest paths (the tests check the rows against path counting). Rows are
+    shared: one "up" row per source node, one per unit pair side, one "down"
+    row per destination node.
+    """
+
+    def __init__(self, net):
+        topo = net.topo
+        G = topo.graph
+        idx = topo.node_index
+        lid = topo.link_id
+        p = topo.params
+        nodes, R = int(p["nodes"]), int(p["rails"])
+        self.m = int(p.get("nodes_per_leaf") or nodes)
+        self.node_no = np.full(net.nnodes, -1, dtype=np.int64)
+        for i in range(nodes):
+            self.node_no[idx[f"n{i}sw"]] = i
+        if not (self.node_no[net.endpoint] >= 0).all():
+            raise _NotRegular
+        rail_only = topo.family == "rail-only"
+        up = np.zeros((nodes, R), dtype=np.int64)
+        down = np.zeros((nodes, R), dtype=np.int64)
+        first = np.zeros((nodes, R), dtype=np.int64)        # the leaf (or rail switch) per rail
+        for i in range(nodes):
+            sw = idx[f"n{i}sw"]
+            for r in range(R):
+                leaf = idx[f"rail{r}" if rail_only else f"r{r}l{i // self.m}"]
+                up[i, r], down[i, r], first[i, r] = lid[(sw, leaf)], lid[(leaf, sw)], leaf
+        L = net.nlinks
+        w = np.full(up.shape, 1.0 / R)
+        self.up, self.down = _csr_rows(up, w, L), _csr_rows(down, w, L)
+        lat, cost = net.link_latency, net.node_cost
+        self.up_lat = lat[up].mean(axis=1) + cost[first].mean(axis=1)
+        self.down_lat = lat[down].mean(axis=1)
+        self.units = 1 if rail_only else -(-nodes // self.m)
+        self.spine = None
+        if self.units > 1:
+            spines = [n for n in topo.switches if G.nodes[n].get("tier") == "spine"]
+            S = len(spines)
+            su = np.zeros((self.units, R * S), dtype=np.int64)
+            sd = np.zeros((self.units, R * S), dtype=np.int64)
+            for u in range(self.units):
+                k = 0
+                for r in range(R):
+                    leaf = idx[f"r{r}l{u}"]
+                    for sp_ in spines:
+                        j = idx[sp_]
+                        su[u, k], sd[u, k] = lid[(leaf, j)], lid[(j, leaf)]
+                        k += 1
+            ws = np.full(su.shape, 1.0 / (R * S))
+            self.spine_up, self.spine_down = _csr_rows(su, ws, L), _csr_rows(sd, ws, L)
+            spine_cost = np.mean([cost[idx[x]] for x in spines])
+            leaf_cost = cost[first].mean()
+            self.spine_lat = lat[su].mean() + spine_cost + lat[sd].mean() + leaf_cost
+
+    def route(self, fi, ea, eb, nf):
+        a, b = self.node_no[ea], self.node_no[eb]
+        rows_up = np.full(nf, -1, dtype=np.int64)
+        rows_dn = np.full(nf, -1, dtype=np.int64)
+        rows_up[fi] = a
+        rows_dn[fi] = b
+        lat = self.up_lat[a] + self.down_lat[b]
+        terms = [(rows_up, self.up), (rows_dn, self.down)]
+        if self.units > 1:
+            ua, ub = a // self.m, b // self.m
+            cross = ua != ub
+            if cross.any():
+                r1 = np.full(nf, -1, dtype=np.int64)
+                r2 = np.full(nf, -1, dtype=np.int64)
+                r1[fi[cross]] = ua[cross]
+                r2[fi[cross]] = ub[cross]
+                terms += [(r1, self.spine_up), (r2, self.spine_down)]
+                lat[cross] += self.spine_lat
+        z = np.zeros(0, dtype=np.int64)
+        return z, z, np.zeros(0), terms, lat
 
 
 class _TorusRoutes:
