@@ -774,13 +774,32 @@ class _TorusRoutes:
         self.grid = grid.reshape(-1)
         self.strides = np.array([int(np.prod(dims[d + 1:])) for d in range(D)], dtype=np.int64)
         self.origin = int(self.grid[0])
-        keys = net.link_src * net.nnodes + net.link_dst
-        self.order = np.argsort(keys)
-        self.sorted_keys = keys[self.order]
+        # link_table[g, 2*d + (0: +1, 1: -1)]: the torus link leaving grid position g along d
+        cu, cv = self.coord[net.link_src], self.coord[net.link_dst]
+        on_torus = (cu[:, 0] >= 0) & (cv[:, 0] >= 0)
+        step = (cv - cu) % self.dims
+        moved = (step != 0).sum(axis=1) == 1
+        on_torus &= moved
+        dim = np.argmax(step != 0, axis=1)
+        plus = step[np.arange(len(step)), dim] == 1
+        self.code = np.where(plus, 2 * dim, 2 * dim + 1)
+        self.link_table = np.full((len(self.grid), 2 * D), -1, dtype=np.int64)
+        ids = np.nonzero(on_torus)[0]
+        g = self._flat(cu[ids])
+        self.link_table[g, self.code[ids]] = ids
+        two = np.nonzero(self.dims == 2)[0]          # +1 and -1 are the same neighbour
+        for d in two.tolist():
+            a, b = self.link_table[:, 2 * d], self.link_table[:, 2 * d + 1]
+            self.link_table[:, 2 * d] = np.where(a >= 0, a, b)
+            self.link_table[:, 2 * d + 1] = np.where(b >= 0, b, a)
+        self.on_torus = on_torus
         self.net = net
 
     def _flat(self, c):
-        return (c % self.dims) @ self.strides
+        out = np.zeros(len(c), dtype=np.int64)
+        for d in range(len(self.dims)):
+            out += (c[:, d] % self.dims[d]) * self.strides[d]
+        return out
 
     def route(self, fi, ea, eb, nf):
         net = self.net
@@ -800,14 +819,17 @@ class _TorusRoutes:
         start = np.zeros(len(uoff) + 1, dtype=np.int64)
         start[1:] = np.cumsum(lens)
         # position of every entry in the concatenated canonical rows
+        if not self.on_torus[cat_ids].all():
+            raise ModelError("torus routing: a route leaves the torus links")  # pragma: no cover
         rep = np.repeat(np.arange(len(upair)), n_per)
-        pos = start[poff][rep] + (np.arange(indptr[-1]) - indptr[rep])
-        ids = cat_ids[pos]
-        shift = self.coord[src][rep]
-        u = self.grid[self._flat(self.coord[net.link_src[ids]] + shift)]
-        v = self.grid[self._flat(self.coord[net.link_dst[ids]] + shift)]
-        k = np.searchsorted(self.sorted_keys, u * net.nnodes + v)
-        cols = self.order[k]
+        pos = np.repeat(start[poff] - indptr[:-1], n_per) + np.arange(indptr[-1])
+        # shift each canonical link's source by the flow's source coordinates
+        cu = self.coord[net.link_src[cat_ids]]
+        g = np.zeros(len(pos), dtype=np.int64)
+        shift = self.coord[src]
+        for d in range(len(self.dims)):
+            g += ((cu[:, d][pos] + shift[:, d][rep]) % self.dims[d]) * self.strides[d]
+        cols = self.link_table[g, self.code[cat_ids][pos]]
         mat = sp.csr_matrix((cat_w[pos], cols, indptr), shape=(len(upair), net.nlinks))
         rows = np.full(nf, -1, dtype=np.int64)
         rows[fi] = pinv
