@@ -260,3 +260,14 @@ def test_per_collective_needs_ranks(capsys):
     assert "--ranks" in capsys.readouterr().err
     assert main(["whatif", "--ranks", "16", "--layout", "tp=8"]) == 2
     assert "--workload" in capsys.readouterr().err
+
+
+def test_accelerator_options_reach_the_step(capsys):
+    code, out, _ = run(capsys, "--designs", "fat-tree", "--accelerator", "mi300x",
+                       "--efficiency", "0.4", "-f", "json")
+    assert code == 0
+    acc = json.loads(out)["workload"]["accelerator"]
+    assert acc["name"] == "mi300x" and acc["efficiency"] == 0.4
+    code, out, _ = run(capsys, "--designs", "fat-tree", "--accelerator", "free", "-f", "json")
+    row = json.loads(out)["rows"][0]
+    assert row["compute"] == 0 and row["mfu"] is None

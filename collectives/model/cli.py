@@ -726,7 +726,9 @@ def whatif_workload(workload, layout, accelerators, designs, *, budget="injectio
         raise InvalidArgument(f"--accelerators must be >= 2, the layout has {N} ranks")
     acc = W.accelerator(accelerator)
     if efficiency is not None:
-        acc = W.Accelerator(acc.flops, efficiency, acc.name)
+        import dataclasses
+
+        acc = dataclasses.replace(acc, efficiency=efficiency)
     if global_batch is None:
         per = lay.dp * micro_batch if isinstance(micro_batch, int) and micro_batch > 0 else 1
         global_batch = -(-2048 // per) * per
@@ -842,9 +844,6 @@ def whatif_workload_main(args) -> int:
         pass
     notes = []
     kw = _model_kw(args)
-    # accelerators reduce inside the communication kernel at memory speed, far above any
-    # link: the per-byte reduction cost is left out unless the user prices it
-    kw.setdefault("reduce_bandwidth", float("inf"))
     rows, step = whatif_workload(
         args.workload, args.layout, args.accelerators, designs, budget=args.budget,
         global_batch=args.global_batch, micro_batch=args.micro_batch, accelerator=acc,
@@ -862,9 +861,7 @@ def whatif_workload_main(args) -> int:
             f"{lay.size} accelerators ({step.accelerator.name or 'custom'}), global batch "
             f"{step.global_batch} x {step.model.seq_len} tokens, budget {budget_text}, prices "
             f"{cur} ({args.prices or 'built-in'}), network cost amortised over "
-            f"{args.lifetime_years:g} years + energy at {args.energy_price:g}/kWh"
-            + ("" if math.isfinite(kw["reduce_bandwidth"]) else
-               ", reductions free (--reduce-bandwidth prices them)") + "\n")
+            f"{args.lifetime_years:g} years + energy at {args.energy_price:g}/kWh\n")
     keys = ["design", "topology", "routing", "injection", "time", "compute", "tp", "pp", "ep",
             "dp", "bubble", "tokens_per_second", "mfu", "capital", "watts", "switches", "cables",
             "cost_per_million_tokens"]
