@@ -123,3 +123,12 @@ def test_routing_errors():
         t.router("adaptive")
     with pytest.raises(ModelError, match="decisions"):
         Network(t, "minimal").decisions([0], [5])
+
+
+def test_workload_simulate_takes_adaptive_routing():
+    W = cl.workload
+    step = W.TrainingStep(W.preset("llama3-70b"), W.Layout(dp=4, tp=8, pp=2), global_batch=8,
+                          micro_batch=1, accelerator="free")
+    t = dragonfly(4, 2, 2)
+    times = {r: W.simulate(step, t, routing=r).time for r in ("minimal", "valiant", "adaptive")}
+    assert times["adaptive"] <= max(times["minimal"], times["valiant"]) * (1 + 1e-9)

@@ -215,8 +215,7 @@ def _medium(G, u, v, d):
     if kind in ("nic", "torus"):
         return "optical-30m"
     tiers = (G.nodes[u].get("tier"), G.nodes[v].get("tier"))
-    ends = (ku, kv)
-    if "host" in ends or "nic" in ends:
+    if "host" in (ku, kv) or "nic" in (ku, kv):
         other = v if ku in ("host", "nic") else u
         if G.nodes[other]["kind"] == "switch" and G.nodes[other].get("tier") in _TOR + (None,) \
                 and G.nodes[other].get("rail") is None:
