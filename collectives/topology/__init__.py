@@ -49,6 +49,9 @@ leaf-spine      switch      leaf (same as switch)
 fat-tree        switch      edge (same), pod
 dragonfly       group       router / switch (hosts of one router)
 multi-node      node        switch (intra="switch": same as node)
+rail-optimized  node        unit (a scalable unit: the nodes under one leaf)
+rail-only       node
+scaleup-torus   node
 direct-connect  host        each host alone: no cheaper level inside
 loaded file     switch      hosts under the same (first) switch
 ==============  ==========  ============================================
