@@ -13,7 +13,7 @@ from .errors import (BuildMismatch, CollectivesError, CollectiveTimeout, Communi
                      PeerFailure, TopologyError, TopologyFileError)
 from .communicator import Communicator
 
-_LAZY = ("topology", "model", "planner", "algorithms", "schedule", "units")
+_LAZY = ("topology", "model", "planner", "algorithms", "schedule", "units", "workload")
 
 
 def __getattr__(name):

@@ -14,10 +14,12 @@ from .network import Network, VirtualFullMesh, network_for
 from .maxmin import maxmin, Incidence
 from .simulate import (DEFAULTS, SimulationResult, message_times, predict, simulate,
                        resolve_topology, placement_of)
+from .concurrent import ConcurrentResult, price_concurrent
 
 __all__ = ["predict", "simulate", "message_times", "SimulationResult", "DEFAULTS",
            "Network", "VirtualFullMesh", "network_for", "maxmin", "Incidence",
-           "resolve_topology", "placement_of", "load_profile", "two_level_topology"]
+           "resolve_topology", "placement_of", "load_profile", "two_level_topology",
+           "price_concurrent", "ConcurrentResult"]
 
 
 def __getattr__(name):

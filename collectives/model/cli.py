@@ -18,6 +18,18 @@ COLLECTIVE_ALIASES = {"allreduce": "allreduce", "all-reduce": "allreduce",
                       "all-gather": "allgather", "broadcast": "broadcast", "bcast": "broadcast"}
 
 FAMILIES = ("full-mesh", "fat-tree", "dragonfly", "torus")
+#: design families the what-if command sizes by itself
+DESIGNS = ("full-mesh", "fat-tree", "dragonfly", "torus", "rail-optimized", "rail-only",
+           "scaleup-torus")
+WORKLOAD_DESIGNS = ("rail-optimized", "fat-tree", "dragonfly", "torus", "full-mesh")
+_DESIGN_ALIASES = {"mesh": "full-mesh", "fullmesh": "full-mesh", "full_mesh": "full-mesh",
+                   "fattree": "fat-tree", "fat_tree": "fat-tree", "df": "dragonfly",
+                   "rail": "rail-optimized", "rail_optimized": "rail-optimized",
+                   "railoptimized": "rail-optimized", "rail_only": "rail-only",
+                   "railonly": "rail-only", "scaleup_torus": "scaleup-torus",
+                   "sutorus": "scaleup-torus"}
+#: accelerators per scale-up node when the command sizes a rail or scale-up-torus design
+NODE_SIZE = 8
 
 
 def add_parser(sub):
@@ -29,29 +41,67 @@ def add_parser(sub):
     p.add_argument("--sizes", "-s", default="8:1G", help="sizes per rank, e.g. 8:1G or 1K,1M (default 8:1G)")
     p.add_argument("--collective", "-c", default="allreduce", help="collective (default allreduce)")
     p.add_argument("--placement", default=None, help="linear (default), round-robin or random")
-    p.add_argument("--routing", default=None, help="ecmp, minimal or valiant (dragonfly)")
+    p.add_argument("--routing", default=None,
+                   help="ecmp, or for dragonflies minimal (default), valiant or adaptive")
     _model_args(p)
     p.add_argument("--format", "-f", choices=("table", "json", "csv"), default="table")
     p.add_argument("-o", "--output", default=None, help="write to FILE instead of stdout")
     p.add_argument("--explain", action="store_true", help="print every candidate for each size")
     p.set_defaults(func=plan_main)
 
-    w = sub.add_parser("whatif", help="what-if study: size network designs for N ranks, price collectives",
-                       description="Sizes each topology family for the rank count and reports, per "
-                                   "design, collective and size: predicted time, algbw and busbw "
-                                   "(nccl-tests definitions), the planner's algorithm, switches, "
-                                   "cables, ports per endpoint and bisection bandwidth. Sizing: "
-                                   "full mesh of N; the smallest fat-tree k (even) with k^3/4 >= N; "
-                                   "the smallest balanced dragonfly a=2p=2h with a*p*(a*h+1) >= N; "
-                                   "the smallest 3-D torus c^3 >= N (c even).")
-    w.add_argument("--ranks", "-n", type=int, required=True)
-    w.add_argument("--topologies", "-t", default="full-mesh,fat-tree,dragonfly",
-                   help=f"families ({', '.join(FAMILIES)}) or explicit specs, comma separated")
+    w = sub.add_parser("whatif", help="what-if study: size network designs, price a training step "
+                                      "or collectives on each",
+                       description="Two modes. With --workload: sizes each design for "
+                                   "--accelerators at an equal budget (--budget injection=... or "
+                                   "cost=...) and prints one row per design: the training step's "
+                                   "time and breakdown, tokens/s, MFU, capital cost, watts, "
+                                   "switches, cables and network cost per million tokens. Without "
+                                   "it (--ranks): per design, collective and size, the predicted "
+                                   "time, algbw and busbw (nccl-tests definitions), the planner's "
+                                   "algorithm, switches, cables, ports per endpoint and bisection "
+                                   "bandwidth. Sizing: full mesh of N; the smallest fat-tree k "
+                                   "(even) with k^3/4 >= N; the smallest balanced dragonfly "
+                                   "a=2p=2h with a*p*(a*h+1) >= N; a 3-D torus (per-collective "
+                                   "mode: the smallest c^3 >= N, c even; workload mode: the most "
+                                   "cubic a*b*c = N); rail designs and the torus of scale-up "
+                                   "domains: nodes of 8 accelerators. Dragonflies use adaptive "
+                                   "routing unless --routing says otherwise.")
+    w.add_argument("--ranks", "-n", type=int, default=None,
+                   help="ranks of the per-collective study")
+    w.add_argument("--topologies", "--designs", "-t", dest="topologies", default=None,
+                   help=f"design families ({', '.join(DESIGNS)}) or explicit specs such as "
+                        "fat-tree:k=32,oversub=2, comma separated (default per-collective: "
+                        "full-mesh,fat-tree,dragonfly; workload: "
+                        f"{','.join(WORKLOAD_DESIGNS)})")
     w.add_argument("--collectives", "-c", default="allreduce,alltoall")
     w.add_argument("--sizes", "-s", default="1K,1M,64M,1G")
-    w.add_argument("--link-bandwidth", default="100Gbps", help="every link (default 100Gbps)")
-    w.add_argument("--link-latency", default="500ns", help="every link (default 500ns)")
-    w.add_argument("--routing", default=None, help="dragonfly routing: minimal (default) or valiant")
+    w.add_argument("--link-bandwidth", default=None,
+                   help="every network link, unless --budget sizes them (default 100Gbps)")
+    w.add_argument("--link-latency", default=None, help="every link (default 500ns)")
+    w.add_argument("--routing", default=None,
+                   help="dragonfly routing: adaptive (default), minimal or valiant")
+    wl = w.add_argument_group("training-step study (--workload)")
+    wl.add_argument("--workload", default=None,
+                    help="a model preset (collectives.workload.PRESETS, e.g. llama3-405b)")
+    wl.add_argument("--layout", default=None,
+                    help="e.g. tp=8,pp=16 (dp from --accelerators), ep=, order=")
+    wl.add_argument("--accelerators", type=int, default=None, help="accelerators (= ranks)")
+    wl.add_argument("--budget", default="injection=400Gbps",
+                    help="injection=BANDWIDTH per accelerator (default 400Gbps) or cost=AMOUNT "
+                         "(capital, e.g. 250M)")
+    wl.add_argument("--global-batch", type=int, default=None,
+                    help="sequences per step (default: 2048 rounded up to a multiple of "
+                         "dp x micro-batch)")
+    wl.add_argument("--micro-batch", type=int, default=1)
+    wl.add_argument("--accelerator", default="h100",
+                    help="h100 (default), a100, mi300x, free (compute costs nothing) or peak FLOP/s")
+    wl.add_argument("--efficiency", type=float, default=None, help="achieved fraction of peak")
+    wl.add_argument("--sharding", default="none", help="dp sharding: none, zero1, zero2, fsdp")
+    wl.add_argument("--prices", default=None, help="price list (JSON), default: built in")
+    wl.add_argument("--lifetime-years", type=float, default=4.0,
+                    help="years the network's capital is spread over (default 4)")
+    wl.add_argument("--energy-price", type=float, default=0.10,
+                    help="per kWh, in the price list's currency (default 0.10)")
     _model_args(w)
     w.add_argument("--format", "-f", choices=("table", "csv", "json", "markdown"), default="table")
     w.add_argument("-o", "--output", default=None)
@@ -202,8 +252,13 @@ def plan_main(args) -> int:
 
 
 # ---------------------------------------------------------------------- whatif
-def size_design(family, N, bw, lat):
-    """(spec label, Topology or VirtualFullMesh) of the smallest ``family`` design for N endpoints."""
+def size_design(family, N, bw, lat, spec_bandwidth=None, spec_latency=None):
+    """(spec label, Topology or VirtualFullMesh) of the smallest ``family`` design for N endpoints.
+
+    A family name is sized with links of ``bw``/``lat``; an explicit spec or
+    file is built as given, with ``spec_bandwidth``/``spec_latency`` (the
+    user's ``--link-bandwidth``/``--link-latency``) applied unless the spec
+    sets ``bw=``/``lat=`` itself."""
     from .. import topology as T
     from .network import VirtualFullMesh
 
@@ -227,10 +282,101 @@ def size_design(family, N, bw, lat):
         while c ** 3 < N:
             c += 2
         return f"torus:{c}x{c}x{c}", T.torus((c, c, c), link_bandwidth=bw, link_latency=lat)
-    from .simulate import resolve_topology
-
-    t = resolve_topology(family)
+    t = build_design(family, spec_bandwidth, spec_latency)
     return getattr(t, "name", family), t
+
+
+# ---------------------------------------------------------------------- designs
+def _split_top(text):
+    """Split at commas outside parentheses."""
+    parts, depth, cur = [], 0, []
+    for ch in text:
+        depth += ch in "(["
+        depth -= ch in ")]"
+        if ch == "," and depth == 0:
+            parts.append("".join(cur))
+            cur = []
+        else:
+            cur.append(ch)
+    parts.append("".join(cur))
+    return parts
+
+
+def _names_design(piece):
+    import os
+
+    from ..topology.spec import is_spec
+
+    head = piece.split(":", 1)[0].strip().lower()
+    return (is_spec(piece) or head in DESIGNS or head in _DESIGN_ALIASES
+            or os.path.exists(piece.strip()))
+
+
+def split_designs(text) -> list:
+    """The designs of a ``--topologies``/``--designs`` list.
+
+    A comma starts a new design unless what follows is an option of the one
+    before (``fat-tree:k=32,oversub=2,dragonfly`` is two designs).
+    """
+    out = []
+    for piece in _split_top(text or ""):
+        p = piece.strip()
+        if not p:
+            continue
+        if out and "=" in p.split(":", 1)[0] and not _names_design(p):
+            out[-1] += ("," if ":" in out[-1] else ":") + p
+        else:
+            out.append(p)
+    return out
+
+
+def _spec_keys(spec):
+    body = spec.partition(":")[2]
+    keys = set()
+    for item in _split_top(body):
+        k, eq, _ = item.partition("=")
+        if eq:
+            keys.add(k.strip().lower().replace("_", "-"))
+    return keys
+
+
+def _bw_text(bps):
+    return f"{bps * 8 / 1e9:.12g}Gbps"
+
+
+def build_design(spec, link_bandwidth=None, link_latency=None):
+    """A Topology (or VirtualFullMesh) from an explicit spec or file, the given link
+    bandwidth and latency applied unless the spec sets its own ``bw=``/``lat=``."""
+    import os
+
+    from .network import VirtualFullMesh
+    from .simulate import _virtual_mesh_spec, resolve_topology
+
+    text = spec.strip()
+    if os.path.exists(text) or ":" not in text:
+        return resolve_topology(text)
+    keys = _spec_keys(text)
+    extra = []
+    if link_bandwidth is not None and "bw" not in keys:
+        extra.append(f"bw={_bw_text(link_bandwidth)}")
+    if link_latency is not None and "lat" not in keys:
+        extra.append(f"lat={link_latency:.12g}s")
+    head = text.split(":", 1)[0].strip().lower().replace("_", "-")
+    if head in ("full-mesh", "fullmesh", "mesh"):
+        vm = _virtual_mesh_spec("full-mesh:" + text.split(":", 1)[1])
+        if vm is not None:           # too large to build as a graph
+            opts = {k.strip().lower(): v.strip() for k, _, v in
+                    (i.partition("=") for i in _split_top(text.split(":", 1)[1]))}
+            from ..units import parse_bandwidth, parse_time
+
+            bw = parse_bandwidth(opts["bw"]) if "bw" in opts else \
+                (link_bandwidth if link_bandwidth is not None else vm.link_bandwidth)
+            lat = parse_time(opts["lat"]) if "lat" in opts else \
+                (link_latency if link_latency is not None else vm.link_latency)
+            return VirtualFullMesh(vm.n, bw, lat)
+    from ..topology import from_spec
+
+    return from_spec(text + "".join("," + e for e in extra))
 
 
 def _metrics(topo, N):
@@ -264,24 +410,29 @@ class _Progress:
             sys.stderr.write("\n")
 
 
-def whatif(ranks, families, collectives, sizes, *, link_bandwidth=12.5e9, link_latency=500e-9,
+def whatif(ranks, families, collectives, sizes, *, link_bandwidth=None, link_latency=None,
            progress=False, **model):
-    """The what-if study as a list of row dicts (see ``collectives whatif --help``)."""
+    """The what-if study as a list of row dicts (see ``collectives whatif --help``).
+
+    ``link_bandwidth``/``link_latency``: every link of the designs sized by
+    family (default 100 Gb/s, 500 ns) and of explicit specs that do not set
+    ``bw=``/``lat=`` (None: the spec's own default)."""
     from ..busbw import busbw_factor
     from ..planner import choose
 
     if isinstance(ranks, bool) or not isinstance(ranks, int) or ranks < 2:
         raise InvalidArgument(f"--ranks must be an integer >= 2, got {ranks!r}")
-    designs = [size_design(f.strip(), ranks, link_bandwidth, link_latency) for f in families]
+    bw = 12.5e9 if link_bandwidth is None else link_bandwidth
+    lat = 500e-9 if link_latency is None else link_latency
+    designs = [size_design(f.strip(), ranks, bw, lat, link_bandwidth, link_latency)
+               for f in families]
     prog = _Progress(len(designs) * len(collectives) * len(sizes), progress)
     rows = []
     for label, topo in designs:
         m = _metrics(topo, ranks)
-        mp = dict(model)
-        if mp.get("routing") in ("minimal", "valiant") and getattr(topo, "family", None) != "dragonfly":
-            # dragonfly routing modes apply to the dragonfly designs; the others keep ECMP
-            mp.pop("routing")
-        elif mp.get("routing") and getattr(topo, "family", None) == "dragonfly":
+        mp = _design_routing(model, topo)
+        if mp.get("routing") and getattr(topo, "family", None) == "dragonfly" and \
+                model.get("routing"):
             label = f"{label} ({mp['routing']} routing)"
         for coll in collectives:
             for n in sizes:
@@ -299,17 +450,43 @@ def whatif(ranks, families, collectives, sizes, *, link_bandwidth=12.5e9, link_l
     return rows
 
 
+def _design_routing(model, topo):
+    """Model parameters for one design: dragonfly routing modes (adaptive by default in
+    what-if studies) apply to dragonflies only; the other designs keep ECMP."""
+    mp = dict(model)
+    dragon = getattr(topo, "family", None) == "dragonfly"
+    if not dragon:
+        if mp.get("routing") in ("minimal", "valiant", "adaptive"):
+            mp.pop("routing")
+    elif not mp.get("routing"):
+        mp["routing"] = "adaptive"
+    return mp
+
+
 def whatif_main(args) -> int:
     from ..units import (format_bandwidth, format_bytes, format_time, parse_bandwidth,
                          parse_size_range, parse_time)
 
-    fams = [f for f in args.topologies.split(",") if f.strip()]
+    if args.workload is not None:
+        return whatif_workload_main(args)
+    for flag, value in (("--layout", args.layout), ("--accelerators", args.accelerators)):
+        if value is not None:
+            raise InvalidArgument(f"{flag} belongs to the training-step study: add --workload "
+                                  f"(a preset such as llama3-405b)")
+    if args.ranks is None:
+        raise InvalidArgument("whatif needs --ranks N (per-collective study) or --workload PRESET "
+                              "with --layout and --accelerators (training-step study)")
+    fams = split_designs(args.topologies or "full-mesh,fat-tree,dragonfly")
     colls = [_collective(c) for c in args.collectives.split(",") if c.strip()]
     sizes = parse_size_range(args.sizes)
-    bw = parse_bandwidth(args.link_bandwidth, name="--link-bandwidth")
-    lat = parse_time(args.link_latency, name="--link-latency")
+    bw_given = None if args.link_bandwidth is None else \
+        parse_bandwidth(args.link_bandwidth, name="--link-bandwidth")
+    lat_given = None if args.link_latency is None else \
+        parse_time(args.link_latency, name="--link-latency")
+    bw = 12.5e9 if bw_given is None else bw_given
+    lat = 500e-9 if lat_given is None else lat_given
     kw = _model_kw(args)
-    rows = whatif(args.ranks, fams, colls, sizes, link_bandwidth=bw, link_latency=lat,
+    rows = whatif(args.ranks, fams, colls, sizes, link_bandwidth=bw_given, link_latency=lat_given,
                   progress=not args.no_progress and sys.stderr.isatty(), **kw)
     keys = ["design", "collective", "bytes", "time", "algbw", "busbw", "algorithm", "switches",
             "cables", "ports_per_endpoint", "bisection_bandwidth", "hosts"]
@@ -334,13 +511,444 @@ def whatif_main(args) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------- whatif --workload
+_AMOUNT_SUFFIX = {"": 1.0, "k": 1e3, "m": 1e6, "b": 1e9, "g": 1e9}
+
+
+def parse_budget(text):
+    """``("injection", bytes/s)`` from ``"injection=400Gbps"`` or ``("cost", amount)``
+    from ``"cost=250M"`` (suffixes k, M, B; a leading currency sign is ignored)."""
+    import re
+
+    from ..units import parse_bandwidth
+
+    if not isinstance(text, str) or "=" not in text:
+        raise InvalidArgument(f"--budget {text!r}: expected injection=BANDWIDTH (per accelerator, "
+                              "e.g. injection=400Gbps) or cost=AMOUNT (capital, e.g. cost=250M)")
+    key, _, val = (x.strip() for x in text.partition("="))
+    key = key.lower()
+    if key == "injection":
+        try:
+            return "injection", parse_bandwidth(val, name="--budget injection")
+        except ValueError as exc:
+            raise InvalidArgument(str(exc)) from None
+    if key == "cost":
+        m = re.fullmatch(r"[$€£]?\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([kKmMbBgG]?)", val)
+        if not m or not float(m[1]) > 0:
+            raise InvalidArgument(f"--budget cost={val!r}: expected an amount > 0 such as 250M, "
+                                  "1.5B or 250000000")
+        return "cost", float(m[1]) * _AMOUNT_SUFFIX[m[2].lower()]
+    raise InvalidArgument(f"--budget {text!r}: unknown budget {key!r}; accepted are injection= "
+                          "and cost=")
+
+
+def _cubic(n):
+    """The most cubic ``(a, b, c)`` with ``a*b*c == n`` and every factor >= 2, or None."""
+    best = None
+    a = 2
+    while a * a * a <= n:
+        if n % a == 0:
+            m = n // a
+            b = a
+            while b * b <= m:
+                if m % b == 0 and m // b >= b:
+                    cand = (m // b, b, a)
+                    if best is None or cand[0] - cand[2] < best[0] - best[2]:
+                        best = cand
+                b += 1
+        a += 1
+    return best
+
+
+def _torus_dims(n):
+    dims = _cubic(n)
+    if dims is None or dims[0] > 4 * dims[2]:     # n prime or nearly so: the smallest cube
+        c = 2
+        while c ** 3 < n:
+            c += 1
+        dims = (c, c, c)
+    return dims
+
+
+def _degree(dims):
+    return sum(1 if k == 2 else 2 for k in dims)
+
+
+def _design_family(design):
+    head = design.split(":", 1)[0].strip().lower()
+    return _DESIGN_ALIASES.get(head, head)
+
+
+def _check_design(design):
+    import os
+
+    from ..topology.spec import is_spec
+
+    fam = _design_family(design)
+    if ":" not in design and fam in DESIGNS:
+        return
+    if os.path.exists(design.strip()):
+        return
+    if ":" in design and is_spec(design):
+        return
+    raise InvalidArgument(f"--designs: unknown design {design!r}; accepted are the families "
+                          f"{', '.join(DESIGNS)}, an explicit spec such as 'fat-tree:k=32,oversub=2' "
+                          "or a topology file")
+
+
+def _sized_spec(design, N, B):
+    """The spec text of ``design`` for N accelerators, its links sized so that every
+    accelerator injects ``B`` bytes/s in all (see ``collectives whatif --help``)."""
+    fam = _design_family(design)
+    bw = _bw_text
+    if ":" not in design:
+        if fam == "full-mesh":
+            return f"full-mesh:n={N},bw={bw(B / (N - 1))}"
+        if fam == "fat-tree":
+            k = 2
+            while k ** 3 // 4 < N:
+                k += 2
+            return f"fat-tree:k={k},bw={bw(B)}"
+        if fam == "dragonfly":
+            p = 1
+            while (2 * p) * p * ((2 * p) * p + 1) < N:
+                p += 1
+            return f"dragonfly:a={2 * p},p={p},h={p},bw={bw(B)}"
+        if fam == "torus":
+            dims = _torus_dims(N)
+            return f"torus:{'x'.join(map(str, dims))},bw={bw(B / _degree(dims))}"
+        nodes = -(-N // NODE_SIZE)
+        if fam in ("rail-optimized", "rail-only"):
+            return f"{fam}:nodes={nodes},g={NODE_SIZE},bw={bw(B)}"
+        if fam == "scaleup-torus":
+            dims = _torus_dims(nodes)
+            return (f"scaleup-torus:{'x'.join(map(str, dims))},g={NODE_SIZE},"
+                    f"bw={bw(NODE_SIZE * B / _degree(dims))}")
+    # an explicit spec: keep its size, set its network links from the budget
+    if "bw" in _spec_keys(design):
+        raise InvalidArgument(f"--designs {design!r} sets bw=, but --budget sizes the link "
+                              "bandwidths of every design: drop bw= from the spec")
+    probe = build_design(design)
+    params = getattr(probe, "params", {}) or {}
+    fam = getattr(probe, "family", None)
+    if fam == "full-mesh":
+        per = B / (probe.num_hosts - 1)
+    elif fam in ("torus", "ring", "hypercube"):
+        per = B / (probe.injection_bandwidth() / params["link_bandwidth"])
+    elif fam == "fat-tree":
+        per = B / params.get("planes", 1)
+    elif fam in ("rail-optimized", "rail-only"):
+        per = B * params["accelerators_per_node"] / params["rails"]
+    elif fam == "scaleup-torus":
+        per = B * params["accelerators_per_node"] / _degree(params["dims"])
+    elif fam in ("dragonfly", "star", "leaf-spine"):
+        per = B
+    else:
+        raise InvalidArgument(f"--designs {design!r}: --budget cannot size a "
+                              f"{fam or 'loaded'} design; give one of {', '.join(DESIGNS)} "
+                              "or a spec of those families")
+    return design + f",bw={bw(per)}"
+
+
+def _amortised(capital, watts, tps, years, energy_price):
+    """Network cost per million tokens: capital over its lifetime plus energy."""
+    if not tps > 0 or not math.isfinite(tps):
+        return float("nan")
+    per_second = capital / (years * 365.25 * 86400) + watts / 1000 * energy_price / 3600
+    return per_second / tps * 1e6
+
+
+def whatif_workload(workload, layout, accelerators, designs, *, budget="injection=400Gbps",
+                    global_batch=None, micro_batch=1, accelerator="h100", efficiency=None,
+                    sharding="none", prices=None, lifetime_years=4.0, energy_price=0.10,
+                    link_latency=None, progress=False, notes=None, **model):
+    """The training-step what-if study: one row dict per design.
+
+    Parameters
+    ----------
+    workload : str
+        A preset name (:data:`collectives.workload.PRESETS`).
+    layout : str
+        ``"tp=8,pp=16"`` and so on (:meth:`collectives.workload.Layout.parse`);
+        dp defaults to ``accelerators / (tp * pp)``.
+    accelerators : int
+        Accelerators (ranks) of the job, every one of them used.
+    designs : list of str
+        Families (:data:`DESIGNS`), explicit specs or topology files.
+    budget : str
+        ``"injection=400Gbps"`` (every accelerator gets that much network
+        bandwidth in all) or ``"cost=250M"`` (capital held equal: each design
+        gets the largest injection its price allows).
+    global_batch, micro_batch, accelerator, efficiency, sharding
+        The training step (:class:`collectives.workload.TrainingStep`);
+        global_batch defaults to 2048 sequences rounded up to a multiple of
+        ``dp * micro_batch``.
+    prices : str or dict, optional
+        A price list file or dict (default: the built-in list).
+    lifetime_years, energy_price : float
+        Amortisation of the capital and price per kWh, for the cost per
+        million tokens (network only).
+    link_latency : float, optional
+        Seconds per network link (default 500 ns).
+    progress : bool
+        A progress bar on stderr.
+    notes : list, optional
+        Receives one line per design left out because the budget cannot buy it.
+    **model
+        ``overhead=``, ``reduce_bandwidth=``, ``switch_latency=``, ``routing=``
+        (dragonflies default to ``"adaptive"``).
+
+    Raises
+    ------
+    collectives.errors.InvalidArgument
+        An unknown preset or design, a layout that does not match the
+        accelerators, a step the model cannot run (tp not dividing the heads,
+        ...), a bad budget or price list, a budget no design can meet: all
+        before any pricing.
+    """
+    from .. import workload as W
+    from ..workload.cost import design_cost, inventory, load_prices, validate_prices
+
+    model_ = W.preset(workload)
+    if accelerators is not None and (isinstance(accelerators, bool) or
+                                     not isinstance(accelerators, int) or accelerators < 2):
+        raise InvalidArgument(f"--accelerators must be an integer >= 2, got {accelerators!r}")
+    if layout is None:
+        raise InvalidArgument("--layout is required with --workload, e.g. --layout tp=8,pp=16")
+    try:
+        lay = W.Layout.parse(layout, ranks=accelerators)
+    except InvalidArgument as exc:
+        raise InvalidArgument(f"--layout {layout!r} with --accelerators {accelerators}: "
+                              f"{exc}") from None
+    N = lay.size
+    if accelerators is not None and N != accelerators:
+        raise InvalidArgument(f"--layout {layout!r} has dp*tp*pp = {N} ranks but --accelerators "
+                              f"is {accelerators}: they must be equal")
+    if N < 2:
+        raise InvalidArgument(f"--accelerators must be >= 2, the layout has {N} ranks")
+    acc = W.accelerator(accelerator)
+    if efficiency is not None:
+        import dataclasses
+
+        acc = dataclasses.replace(acc, efficiency=efficiency)
+    if global_batch is None:
+        per = lay.dp * micro_batch if isinstance(micro_batch, int) and micro_batch > 0 else 1
+        global_batch = -(-2048 // per) * per
+    try:
+        step = W.TrainingStep(model_, lay, global_batch, micro_batch, accelerator=acc,
+                              sharding=sharding)
+    except InvalidArgument as exc:
+        raise InvalidArgument(f"--workload {workload} with --layout {layout!r}, --global-batch "
+                              f"{global_batch}, --micro-batch {micro_batch}: {exc}") from None
+    if not designs:
+        raise InvalidArgument("--designs is empty: give at least one design")
+    for d in designs:
+        _check_design(d)
+    kind, amount = parse_budget(budget)
+    if isinstance(prices, dict):
+        price_list = validate_prices(prices)
+    else:
+        price_list = load_prices(prices)
+    for name, v in (("--lifetime-years", lifetime_years), ("--energy-price", energy_price)):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or \
+                v < 0 or (name == "--lifetime-years" and v == 0):
+            raise InvalidArgument(f"{name} must be a number {'> 0' if 'life' in name else '>= 0'}, "
+                                  f"got {v!r}")
+    lat_opt = "" if link_latency is None else f",lat={link_latency:.12g}s"
+
+    # size every design (and, under a cost budget, find the injection it can buy)
+    sized = []
+    skipped = []
+    ref = 50e9                                             # 400 Gb/s
+    for d in designs:
+        if kind == "injection":
+            spec = _sized_spec(d, N, amount)
+            sized.append((d, spec + lat_opt, amount))
+            continue
+        inv = inventory(build_design(_sized_spec(d, N, ref) + lat_opt))
+        grid = [ref * 2 ** (e / 8) for e in range(-64, 49)]     # ~1.6 Gb/s .. 25.6 Tb/s
+        lo, hi = -1, len(grid) - 1
+        while lo < hi:                                    # largest grid point within budget
+            mid = (lo + hi + 1) // 2
+            if design_cost(inv, price_list, bandwidth_scale=grid[mid] / ref)["capital"] <= amount:
+                lo = mid
+            else:
+                hi = mid - 1
+        if lo < 0:
+            least = design_cost(inv, price_list, bandwidth_scale=grid[0] / ref)["capital"]
+            skipped.append((d, least))
+            continue
+        sized.append((d, _sized_spec(d, N, grid[lo]) + lat_opt, grid[lo]))
+    if not sized:
+        cheapest = min(skipped, key=lambda x: x[1])
+        raise InvalidArgument(f"--budget {budget!r}: no design can be bought for "
+                              f"{amount:,.0f} {price_list['currency']}; the cheapest, "
+                              f"{cheapest[0]}, needs at least {cheapest[1]:,.0f} "
+                              f"{price_list['currency']} for {N} accelerators")
+    if notes is not None:
+        for d, least in skipped:
+            notes.append(f"{d}: left out, it needs at least {least:,.0f} "
+                         f"{price_list['currency']} (budget {amount:,.0f})")
+    built = [(d, build_design(spec), inj) for d, spec, inj in sized]
+    for d, topo, _ in built:
+        if topo.num_hosts < N:
+            raise InvalidArgument(f"--designs {d!r} has {topo.num_hosts} hosts, fewer than the "
+                                  f"{N} accelerators of the layout")
+
+    prog = _Progress(len(built), progress)
+    rows = []
+    for d, topo, inj in built:
+        mp = _design_routing(model, topo)
+        cost = design_cost(topo, price_list)
+        r = W.simulate(step, topo, **mp)
+        b = r.breakdown
+        rows.append({
+            "design": d, "topology": getattr(topo, "name", d),
+            "routing": mp.get("routing") or "ecmp", "injection": inj,
+            "time": r.time, **{k: b.get(k, 0.0) for k in ("compute", "tp", "pp", "ep", "dp",
+                                                          "bubble")},
+            "tokens_per_second": r.tokens_per_second,
+            "mfu": None if math.isnan(r.mfu) else r.mfu,
+            "capital": cost["capital"], "watts": cost["watts"], "currency": cost["currency"],
+            "switches": cost["switches"], "cables": cost["cables"]["total"],
+            "cost_per_million_tokens": _amortised(cost["capital"], cost["watts"],
+                                                  r.tokens_per_second, lifetime_years,
+                                                  energy_price),
+            "hosts": topo.num_hosts, "unused_hosts": topo.num_hosts - N,
+        })
+        prog.step(d)
+    return rows, step
+
+
+def _money(x):
+    for div, unit in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if abs(x) >= div:
+            return f"{x / div:.3g}{unit}"
+    return f"{x:.3g}"
+
+
+def whatif_workload_main(args) -> int:
+    from ..units import format_bandwidth, format_time, parse_time
+
+    if args.ranks is not None:
+        raise InvalidArgument("--ranks belongs to the per-collective study; with --workload give "
+                              "--accelerators")
+    designs = split_designs(args.topologies or ",".join(WORKLOAD_DESIGNS))
+    if args.link_bandwidth is not None:
+        raise InvalidArgument("--link-bandwidth does not apply with --workload: --budget sizes "
+                              "the links (e.g. --budget injection=400Gbps)")
+    lat = None if args.link_latency is None else parse_time(args.link_latency,
+                                                            name="--link-latency")
+    acc = args.accelerator
+    try:
+        acc = float(acc)
+    except ValueError:
+        pass
+    notes = []
+    kw = _model_kw(args)
+    rows, step = whatif_workload(
+        args.workload, args.layout, args.accelerators, designs, budget=args.budget,
+        global_batch=args.global_batch, micro_batch=args.micro_batch, accelerator=acc,
+        efficiency=args.efficiency, sharding=args.sharding, prices=args.prices,
+        lifetime_years=args.lifetime_years, energy_price=args.energy_price, link_latency=lat,
+        progress=not args.no_progress and sys.stderr.isatty(), notes=notes, **kw)
+    for n in notes:
+        print(f"collectives: note: {n}", file=sys.stderr)
+    lay = step.layout
+    kind, amount = parse_budget(args.budget)
+    cur = rows[0]["currency"]
+    budget_text = (f"injection {format_bandwidth(amount, bits=True)} per accelerator"
+                   if kind == "injection" else f"capital {_money(amount)} {cur}")
+    head = (f"# what-if: {step.model.name}, dp={lay.dp} tp={lay.tp} pp={lay.pp} ep={lay.ep} on "
+            f"{lay.size} accelerators ({step.accelerator.name or 'custom'}), global batch "
+            f"{step.global_batch} x {step.model.seq_len} tokens, budget {budget_text}, prices "
+            f"{cur} ({args.prices or 'built-in'}), network cost amortised over "
+            f"{args.lifetime_years:g} years + energy at {args.energy_price:g}/kWh\n")
+    keys = ["design", "topology", "routing", "injection", "time", "compute", "tp", "pp", "ep",
+            "dp", "bubble", "tokens_per_second", "mfu", "capital", "watts", "switches", "cables",
+            "cost_per_million_tokens"]
+    if args.format == "json":
+        doc = {"workload": step.to_dict(), "accelerators": lay.size, "budget": {kind: amount},
+               "currency": cur, "prices": args.prices or "built-in",
+               "lifetime_years": args.lifetime_years, "energy_price": args.energy_price,
+               "notes": notes, "rows": [{k: (None if isinstance(v, float) and math.isnan(v)
+                                             else v) for k, v in r.items()} for r in rows]}
+        text = json.dumps(doc, indent=2) + "\n"
+    elif args.format == "csv":
+        text = _csv(keys, [[r[k] for k in keys] for r in rows])
+    else:
+        headers = ["design", "step", "compute", "tp", "pp", "ep", "dp", "bubble", "tokens/s",
+                   "MFU", f"capital ({cur})", "watts", "switches", "cables", f"{cur}/Mtok",
+                   "injection"]
+        body = [(r["topology"] + (f" ({r['routing']})" if r["routing"] != "ecmp" else ""),
+                 format_time(r["time"]), *(format_time(r[k]) for k in
+                                           ("compute", "tp", "pp", "ep", "dp", "bubble")),
+                 f"{r['tokens_per_second']:,.0f}",
+                 "-" if r["mfu"] is None else f"{r['mfu']:.1%}", _money(r["capital"]),
+                 f"{r['watts'] / 1e3:,.1f}k", f"{r['switches']:,}", f"{r['cables']:,}",
+                 f"{r['cost_per_million_tokens']:.3g}",
+                 format_bandwidth(r["injection"], bits=True)) for r in rows]
+        text = head + (_markdown(headers, body) if args.format == "markdown"
+                       else _table(headers, body))
+    _write(text, args.output)
+    if args.plot:
+        _plot_workload(rows, args.plot, head.lstrip("# ").strip())
+    return 0
+
+
+def _pyplot():
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise InvalidArgument("--plot needs matplotlib: pip install matplotlib (the plot extra) "
+                              "or pip install matplotlib") from None
+    return plt
+
+
+def _plot_workload(rows, path, title):
+    """Stacked step-time bars per design beside their capital cost."""
+    plt = _pyplot()
+    names = [r["topology"] for r in rows]
+    x = list(range(len(rows)))
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(max(9, 2.2 * len(rows) + 5), 4.8),
+                                  gridspec_kw={"width_ratios": [3, 2]})
+    bottom = [0.0] * len(rows)
+    for k in ("compute", "tp", "ep", "pp", "bubble", "dp"):
+        vals = [r[k] for r in rows]
+        ax.bar(x, vals, bottom=bottom, label=k)
+        bottom = [b + v for b, v in zip(bottom, vals)]
+    ax.set_xticks(x, names, rotation=20, ha="right", fontsize=8)
+    ax.set_ylabel("step time (s)")
+    ax.set_title("step time and its exposed parts")
+    ax.legend(fontsize=8)
+    ax.grid(True, axis="y", alpha=0.3)
+    ax2.bar(x, [r["capital"] / 1e6 for r in rows], color="gray")
+    ax2.set_xticks(x, names, rotation=20, ha="right", fontsize=8)
+    ax2.set_ylabel(f"network capital (M{rows[0]['currency']})")
+    ax2.set_title("capital cost")
+    ax2.grid(True, axis="y", alpha=0.3)
+    import textwrap
+
+    fig.suptitle(textwrap.fill(title, 170), fontsize=8)
+    fig.tight_layout()
+    try:
+        fig.savefig(path, dpi=120)
+    except OSError as exc:
+        from ..errors import TopologyFileError
+        raise TopologyFileError(f"cannot write {path!r}: {exc.strerror or exc}") from None
+    finally:
+        plt.close(fig)
+
+
 def _plot(rows, path):
     try:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise InvalidArgument("--plot needs matplotlib: pip install 'collectives[plot]' "
+        raise InvalidArgument("--plot needs matplotlib: pip install matplotlib (the plot extra) "
                               "or pip install matplotlib") from None
     colls = sorted({r["collective"] for r in rows})
     fig, axes = plt.subplots(1, len(colls), figsize=(6 * len(colls), 4.5), squeeze=False)

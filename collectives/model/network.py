@@ -26,9 +26,22 @@ Routing modes (``routing=``):
     once as sparse-matrix level sweeps; no path is ever enumerated.
 ``"minimal"``, ``"valiant"`` (dragonfly; ``"minimal"`` is the dragonfly
     default)
-    Kim et al. 2008, as implemented by
-    :class:`collectives.topology.routing.Router`; fractions are taken from its
-    ``link_fractions`` once per router pair and cached.
+    Kim et al. 2008. With one global link per pair of groups both are routed
+    in closed form, vectorised over flows (Valiant: spread evenly over every
+    intermediate group, its rows shared per source router and destination
+    group, per group pair and per source group and destination router);
+    otherwise fractions come from
+    :class:`collectives.topology.routing.Router` once per router pair.
+``"adaptive"`` (dragonfly; other families fall back to ``"ecmp"``)
+    UGAL-style (Singh 2005; Kim et al. 2008, section 4.2), decided from the
+    flows of the batch itself: each flow's minimal route loads its global
+    link; a flow between two groups goes Valiant when the load the *other*
+    flows put on its minimal global link, in seconds (bytes, or flows when no
+    weights are given, over bandwidth), exceeds twice the mean load on the
+    global links its Valiant route would use -- the factor 2 being Valiant's
+    extra global hop. Everything else stays minimal. One pass, no iteration:
+    the decision uses the load of minimal routing, as a router sees its
+    queues before it commits.
 """
 
 from __future__ import annotations
@@ -40,7 +53,10 @@ import scipy.sparse as sp
 
 from ..errors import ModelError
 
-__all__ = ["Network", "VirtualFullMesh", "network_for", "Routed"]
+__all__ = ["Network", "VirtualFullMesh", "network_for", "Routed", "ROUTINGS"]
+
+#: Routing modes the model accepts (``"shortest"`` is an alias of ``"ecmp"``).
+ROUTINGS = ("ecmp", "minimal", "valiant", "adaptive")
 
 
 class VirtualFullMesh:
@@ -169,9 +185,9 @@ class Network:
         mode = routing or default_mode(topology)
         if mode == "shortest":
             mode = "ecmp"
-        if mode not in ("ecmp", "minimal", "valiant"):
-            raise ModelError(f"unknown routing {routing!r}: expected 'ecmp', 'minimal' or 'valiant'")
-        if mode in ("minimal", "valiant") and topology.family != "dragonfly":
+        if mode not in ROUTINGS:
+            raise ModelError(f"unknown routing {routing!r}: expected one of {', '.join(ROUTINGS)}")
+        if mode in ("minimal", "valiant", "adaptive") and topology.family != "dragonfly":
             if mode == "valiant":
                 raise ModelError(f"routing='valiant' needs a dragonfly; {topology.name} is a "
                                  f"{topology.family or 'loaded graph'} (use 'ecmp')")
@@ -219,11 +235,30 @@ class Network:
                 if mode == "ecmp" and topology.family in ("fat-tree", "leaf-spine"):
                     self._fast = _TreeRoutes(self)
                     self.method = "closed form (folded Clos)"
+                elif mode == "ecmp" and topology.family in ("rail-optimized", "rail-only"):
+                    self._fast = _RailRoutes(self)
+                    self.method = f"closed form ({topology.family})"
                 elif mode == "minimal" and topology.family == "dragonfly":
                     self._fast = _DragonflyMinimal(self)
                     self.method = "closed form (dragonfly minimal)"
+                elif mode in ("valiant", "adaptive") and topology.family == "dragonfly":
+                    minimal = _DragonflyMinimal(self)
+                    valiant = _DragonflyValiant(minimal)
+                    self._fast = valiant if mode == "valiant" else _DragonflyAdaptive(minimal, valiant)
+                    self.method = f"closed form (dragonfly {mode})"
             except _NotRegular:
                 self._fast = None
+        if self._fast is None and mode == "ecmp" and topology.family in ("torus", "scaleup-torus"):
+            try:
+                self._fast = _TorusRoutes(self)
+                self.method = "pair counting, once per torus offset"
+            except _NotRegular:
+                self._fast = None
+        self._generic_adaptive = None
+        if mode == "adaptive" and self._fast is None:
+            # several global links per group pair: decide on the router's per-pair routes
+            self._generic_adaptive = (Network(topology, "minimal", switch_latency),
+                                      Network(topology, "valiant", switch_latency))
 
     # ------------------------------------------------------------------ names
     def link_names(self, ids):
@@ -236,10 +271,17 @@ class Network:
         return self.bandwidth[ids]
 
     # ------------------------------------------------------------------ routing
-    def route(self, src_hosts, dst_hosts) -> Routed:
-        """Route flows between host indices (positions in ``topology.hosts``)."""
+    def route(self, src_hosts, dst_hosts, weights=None) -> Routed:
+        """Route flows between host indices (positions in ``topology.hosts``).
+
+        ``weights`` (bytes per flow, optional) is read by ``"adaptive"``
+        routing only, which decides from the load of the batch; without it
+        every flow counts one.
+        """
         s = np.asarray(src_hosts, dtype=np.int64)
         d = np.asarray(dst_hosts, dtype=np.int64)
+        if self._generic_adaptive is not None:
+            return self._adaptive_generic(s, d, weights)
         nf = len(s)
         local = s == d
         ea, eb = self.endpoint[s], self.endpoint[d]
@@ -257,7 +299,12 @@ class Network:
         if needs_pair.any():
             fi = np.nonzero(needs_pair)[0]
             if self._fast is not None:
-                of, ol, ow, tt, pl = self._fast.route(fi, ea[fi], eb[fi], nf)
+                if isinstance(self._fast, _DragonflyAdaptive):
+                    w = np.ones(len(fi)) if weights is None else \
+                        np.asarray(weights, dtype=np.float64)[fi]
+                    of, ol, ow, tt, pl = self._fast.route(fi, ea[fi], eb[fi], nf, w)
+                else:
+                    of, ol, ow, tt, pl = self._fast.route(fi, ea[fi], eb[fi], nf)
                 own_flow.append(of)
                 own_link.append(ol)
                 terms += tt
@@ -279,6 +326,70 @@ class Network:
         own_flow = np.concatenate(own_flow)
         own_link = np.concatenate(own_link)
         return Routed(own_flow, own_link, np.ones(len(own_flow)), terms, lat, local)
+
+    def _global_mask(self):
+        m = getattr(self, "_gmask", None)
+        if m is None:
+            m = np.zeros(self.nlinks, dtype=bool)
+            for e, (_, _, k) in enumerate(self.topo.graph.edges(data="kind")):
+                if k == "global":
+                    m[2 * e] = m[2 * e + 1] = True
+            self._gmask = m
+        return m
+
+    def _adaptive_generic(self, s, d, weights, decide_only=False):
+        """Adaptive routing from the per-pair minimal and Valiant routes (any dragonfly)."""
+        from .maxmin import incidence
+
+        net_m, net_v = self._generic_adaptive
+        rm, rv = net_m.route(s, d), net_v.route(s, d)
+        w = np.ones(len(s)) if weights is None else np.asarray(weights, dtype=np.float64)
+        gmask = self._global_mask()
+        inc_m = incidence(rm, self.capacity)
+        inc_v = incidence(rv, self.capacity)
+        load = np.zeros(self.nlinks)
+        load[inc_m.links] = inc_m.link_sum(w) / self.bandwidth[inc_m.links]
+        load[~gmask] = 0.0
+
+        def mean_on_global(inc, y):
+            g = gmask[inc.links].astype(np.float64)
+            share = inc.flow_sum(g)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                return np.where(share > 0, inc.flow_sum(y[inc.links] * g) / share, 0.0), share > 0
+
+        q_min, has_global = mean_on_global(inc_m, load)
+        own, _ = mean_on_global(inc_m, 1.0 / self.bandwidth)
+        q_val, _ = mean_on_global(inc_v, load)
+        go = has_global & (q_min - w * own > 2.0 * q_val * (1 + 1e-12))
+        if decide_only:
+            return go
+        keep_m = ~go[rm.own_flow]
+        keep_v = go[rv.own_flow]
+        terms = []
+        for routed, sel in ((rm, ~go), (rv, go)):
+            for rows, mat in routed.terms:
+                rows = np.where(sel, rows, -1)
+                terms.append((rows, mat))
+        return Routed(np.concatenate([rm.own_flow[keep_m], rv.own_flow[keep_v]]),
+                      np.concatenate([rm.own_link[keep_m], rv.own_link[keep_v]]),
+                      np.concatenate([rm.own_w[keep_m], rv.own_w[keep_v]]), terms,
+                      np.where(go, rv.latency, rm.latency), rm.local)
+
+    def decisions(self, src_hosts, dst_hosts, weights=None) -> np.ndarray:
+        """Adaptive routing only: a bool per flow, True where the flow goes Valiant."""
+        if self._generic_adaptive is not None:
+            return self._adaptive_generic(np.asarray(src_hosts, dtype=np.int64),
+                                          np.asarray(dst_hosts, dtype=np.int64), weights, True)
+        if not isinstance(self._fast, _DragonflyAdaptive):
+            raise ModelError(f"decisions() needs routing='adaptive', this network routes {self.mode}")
+        s = np.asarray(src_hosts, dtype=np.int64)
+        d = np.asarray(dst_hosts, dtype=np.int64)
+        ea, eb = self.endpoint[s], self.endpoint[d]
+        w = np.ones(len(s)) if weights is None else np.asarray(weights, dtype=np.float64)
+        out = np.zeros(len(s), dtype=bool)
+        fi = np.nonzero(ea != eb)[0]
+        out[fi] = self._fast.choose(ea[fi], eb[fi], w[fi])
+        return out
 
     def _pair_rows(self, A, B):
         cache = self._pairs
@@ -341,6 +452,24 @@ class Network:
     def _ecmp_pairs(self, pairs):
         cache = self._pairs
         ends = sorted({x for p in pairs for x in p} - set(self._sigma))
+        if len(ends) > 1024:
+            # one dense row per endpoint: price the pairs in batches of endpoints so that
+            # a study with tens of thousands of endpoints keeps ~1024 rows at a time
+            todo = sorted(pairs)
+            batch, seen = [], set()
+            for pr in todo:
+                new = {x for x in pr if x not in seen}
+                if len(seen) + len(new) > 1024 and batch:
+                    self._sigma.clear()
+                    self._ecmp_pairs(batch)
+                    batch, seen = [], set()
+                    new = set(pr)
+                batch.append(pr)
+                seen |= new
+            if batch:
+                self._sigma.clear()
+                self._ecmp_pairs(batch)
+            return
         for i in range(0, len(ends), 256):
             chunk = np.array(ends[i:i + 256], dtype=np.int64)
             dist, sigma = self._sweep(chunk)
@@ -425,6 +554,8 @@ class _TreeRoutes:
         lower = "edge" if topo.family == "fat-tree" else "leaf"
         upper = "aggregation" if topo.family == "fat-tree" else "spine"
         edges = [n for n in topo.switches if tiers[n] == lower]
+        if not set(net.endpoint.tolist()) <= {idx[e] for e in edges}:
+            raise _NotRegular          # hosts behind NICs (a multi-plane fat-tree)
         self.edge_no = np.full(net.nnodes, -1, dtype=np.int64)
         for i, e in enumerate(edges):
             self.edge_no[idx[e]] = i
@@ -524,6 +655,189 @@ class _TreeRoutes:
         return _csr_rows(cols, np.full(cols.shape, self.core_w), self.L)
 
 
+class _RailRoutes:
+    """ECMP on rail-optimized and rail-only networks, in closed form.
+
+    Between two node switches of one scalable unit (every pair, rail-only) a
+    flow spreads evenly over the rails: node switch -> the unit's leaf (or
+    rail switch) of rail r -> node switch, ``1/R`` on each. Between units it
+    climbs to every spine from every rail's leaf: ``1/R`` on each NIC link,
+    ``1/(R*S)`` on each leaf-spine link up and down. These are all the
+    shortest paths (the tests check the rows against path counting). Rows are
+    shared: one "up" row per source node, one per unit pair side, one "down"
+    row per destination node.
+    """
+
+    def __init__(self, net):
+        topo = net.topo
+        G = topo.graph
+        idx = topo.node_index
+        lid = topo.link_id
+        p = topo.params
+        nodes, R = int(p["nodes"]), int(p["rails"])
+        self.m = int(p.get("nodes_per_leaf") or nodes)
+        self.node_no = np.full(net.nnodes, -1, dtype=np.int64)
+        for i in range(nodes):
+            self.node_no[idx[f"n{i}sw"]] = i
+        if not (self.node_no[net.endpoint] >= 0).all():
+            raise _NotRegular
+        rail_only = topo.family == "rail-only"
+        up = np.zeros((nodes, R), dtype=np.int64)
+        down = np.zeros((nodes, R), dtype=np.int64)
+        first = np.zeros((nodes, R), dtype=np.int64)        # the leaf (or rail switch) per rail
+        for i in range(nodes):
+            sw = idx[f"n{i}sw"]
+            for r in range(R):
+                leaf = idx[f"rail{r}" if rail_only else f"r{r}l{i // self.m}"]
+                up[i, r], down[i, r], first[i, r] = lid[(sw, leaf)], lid[(leaf, sw)], leaf
+        L = net.nlinks
+        w = np.full(up.shape, 1.0 / R)
+        self.up, self.down = _csr_rows(up, w, L), _csr_rows(down, w, L)
+        lat, cost = net.link_latency, net.node_cost
+        self.up_lat = lat[up].mean(axis=1) + cost[first].mean(axis=1)
+        self.down_lat = lat[down].mean(axis=1)
+        self.units = 1 if rail_only else -(-nodes // self.m)
+        self.spine = None
+        if self.units > 1:
+            spines = [n for n in topo.switches if G.nodes[n].get("tier") == "spine"]
+            S = len(spines)
+            su = np.zeros((self.units, R * S), dtype=np.int64)
+            sd = np.zeros((self.units, R * S), dtype=np.int64)
+            for u in range(self.units):
+                k = 0
+                for r in range(R):
+                    leaf = idx[f"r{r}l{u}"]
+                    for sp_ in spines:
+                        j = idx[sp_]
+                        su[u, k], sd[u, k] = lid[(leaf, j)], lid[(j, leaf)]
+                        k += 1
+            ws = np.full(su.shape, 1.0 / (R * S))
+            self.spine_up, self.spine_down = _csr_rows(su, ws, L), _csr_rows(sd, ws, L)
+            spine_cost = np.mean([cost[idx[x]] for x in spines])
+            leaf_cost = cost[first].mean()
+            self.spine_lat = lat[su].mean() + spine_cost + lat[sd].mean() + leaf_cost
+
+    def route(self, fi, ea, eb, nf):
+        a, b = self.node_no[ea], self.node_no[eb]
+        rows_up = np.full(nf, -1, dtype=np.int64)
+        rows_dn = np.full(nf, -1, dtype=np.int64)
+        rows_up[fi] = a
+        rows_dn[fi] = b
+        lat = self.up_lat[a] + self.down_lat[b]
+        terms = [(rows_up, self.up), (rows_dn, self.down)]
+        if self.units > 1:
+            ua, ub = a // self.m, b // self.m
+            cross = ua != ub
+            if cross.any():
+                r1 = np.full(nf, -1, dtype=np.int64)
+                r2 = np.full(nf, -1, dtype=np.int64)
+                r1[fi[cross]] = ua[cross]
+                r2[fi[cross]] = ub[cross]
+                terms += [(r1, self.spine_up), (r2, self.spine_down)]
+                lat[cross] += self.spine_lat
+        z = np.zeros(0, dtype=np.int64)
+        return z, z, np.zeros(0), terms, lat
+
+
+class _TorusRoutes:
+    """ECMP on a torus (of hosts, or of scale-up node switches) by translation.
+
+    A torus is vertex-transitive: the shortest-path fractions from ``a`` to
+    ``b`` are those from the origin to ``b - a`` (coordinates modulo the
+    dimensions), shifted by ``a``. So each distinct offset of a batch is
+    priced once by path counting, and every pair with that offset gets the
+    shifted row: a step of 16,384 ring neighbours costs one count, not 16,384.
+    """
+
+    def __init__(self, net):
+        topo = net.topo
+        G = topo.graph
+        idx = topo.node_index
+        dims = tuple(int(k) for k in topo.params.get("dims") or ())
+        if not dims:
+            raise _NotRegular
+        D = len(dims)
+        self.dims = np.array(dims, dtype=np.int64)
+        self.coord = np.full((net.nnodes, D), -1, dtype=np.int64)
+        grid = np.full(dims, -1, dtype=np.int64)
+        for n, c in G.nodes(data="coord"):
+            if c is not None:
+                i = idx[n]
+                self.coord[i] = c
+                grid[tuple(c)] = i
+        if (grid < 0).any() or not (self.coord[net.endpoint] >= 0).all():
+            raise _NotRegular
+        # every node on the torus must cost the same to cross, or shifting would change latency
+        on = self.coord[:, 0] >= 0
+        if np.ptp(net.node_cost[on]) > 0:
+            raise _NotRegular
+        self.grid = grid.reshape(-1)
+        self.strides = np.array([int(np.prod(dims[d + 1:])) for d in range(D)], dtype=np.int64)
+        self.origin = int(self.grid[0])
+        # link_table[g, 2*d + (0: +1, 1: -1)]: the torus link leaving grid position g along d
+        cu, cv = self.coord[net.link_src], self.coord[net.link_dst]
+        on_torus = (cu[:, 0] >= 0) & (cv[:, 0] >= 0)
+        step = (cv - cu) % self.dims
+        moved = (step != 0).sum(axis=1) == 1
+        on_torus &= moved
+        dim = np.argmax(step != 0, axis=1)
+        plus = step[np.arange(len(step)), dim] == 1
+        self.code = np.where(plus, 2 * dim, 2 * dim + 1)
+        self.link_table = np.full((len(self.grid), 2 * D), -1, dtype=np.int64)
+        ids = np.nonzero(on_torus)[0]
+        g = self._flat(cu[ids])
+        self.link_table[g, self.code[ids]] = ids
+        two = np.nonzero(self.dims == 2)[0]          # +1 and -1 are the same neighbour
+        for d in two.tolist():
+            a, b = self.link_table[:, 2 * d], self.link_table[:, 2 * d + 1]
+            self.link_table[:, 2 * d] = np.where(a >= 0, a, b)
+            self.link_table[:, 2 * d + 1] = np.where(b >= 0, b, a)
+        self.on_torus = on_torus
+        self.net = net
+
+    def _flat(self, c):
+        out = np.zeros(len(c), dtype=np.int64)
+        for d in range(len(self.dims)):
+            out += (c[:, d] % self.dims[d]) * self.strides[d]
+        return out
+
+    def route(self, fi, ea, eb, nf):
+        net = self.net
+        off = self._flat(self.coord[eb] - self.coord[ea])
+        uoff, oinv = np.unique(off, return_inverse=True)
+        rows0 = net._pair_rows(np.full(len(uoff), self.origin, dtype=np.int64), self.grid[uoff])
+        pair = ea * len(self.grid) + off
+        upair, pinv = np.unique(pair, return_inverse=True)
+        src = upair // len(self.grid)
+        poff = np.searchsorted(uoff, upair % len(self.grid))
+        lens = np.array([len(rows0[k][0]) for k in range(len(uoff))], dtype=np.int64)
+        n_per = lens[poff]
+        indptr = np.zeros(len(upair) + 1, dtype=np.int64)
+        indptr[1:] = np.cumsum(n_per)
+        cat_ids = np.concatenate([r[0] for r in rows0]) if len(rows0) else np.zeros(0, np.int64)
+        cat_w = np.concatenate([r[1] for r in rows0]) if len(rows0) else np.zeros(0)
+        start = np.zeros(len(uoff) + 1, dtype=np.int64)
+        start[1:] = np.cumsum(lens)
+        # position of every entry in the concatenated canonical rows
+        if not self.on_torus[cat_ids].all():
+            raise ModelError("torus routing: a route leaves the torus links")  # pragma: no cover
+        rep = np.repeat(np.arange(len(upair)), n_per)
+        pos = np.repeat(start[poff] - indptr[:-1], n_per) + np.arange(indptr[-1])
+        # shift each canonical link's source by the flow's source coordinates
+        cu = self.coord[net.link_src[cat_ids]]
+        g = np.zeros(len(pos), dtype=np.int64)
+        shift = self.coord[src]
+        for d in range(len(self.dims)):
+            g += ((cu[:, d][pos] + shift[:, d][rep]) % self.dims[d]) * self.strides[d]
+        cols = self.link_table[g, self.code[cat_ids][pos]]
+        mat = sp.csr_matrix((cat_w[pos], cols, indptr), shape=(len(upair), net.nlinks))
+        rows = np.full(nf, -1, dtype=np.int64)
+        rows[fi] = pinv
+        lat = np.array([r[2] for r in rows0])[oinv]
+        z = np.zeros(0, dtype=np.int64)
+        return z, z, np.zeros(0), [(rows, mat)], lat
+
+
 class _DragonflyMinimal:
     """Kim et al. 2008 minimal routing in closed form, when every pair of groups
     is joined by exactly one global link: local hop to the router that owns the
@@ -570,6 +884,7 @@ class _DragonflyMinimal:
         self.gx, self.gy, self.gl = gx, gy, gl
         self.lat = net.link_latency
         self.cost = net.node_cost
+        self.bandwidth = net.bandwidth
 
     def route(self, fi, ea, eb, nf):
         G, H = self.group[ea], self.group[eb]
@@ -600,6 +915,154 @@ class _DragonflyMinimal:
         f = np.concatenate(flows)
         l = np.concatenate(links)
         return f, l, np.ones(len(f)), [], lat
+
+
+class _DragonflyValiant:
+    """Valiant routing (Kim et al. 2008) in closed form on a dragonfly with one
+    global link per pair of groups.
+
+    A flow from router ``ra`` (group G) to router ``rb`` (group H != G) is
+    spread evenly over every intermediate group I (not G, not H): minimal to
+    I, then minimal to ``rb``. Its links split into three shared rows: the
+    local hops in G (depending on ``ra`` and H), the global links and the
+    local hop inside I (depending on G and H), and the local hop in H
+    (depending on G and ``rb``). Flows inside one group, and every flow when
+    there are only two groups, stay minimal.
+    """
+
+    def __init__(self, minimal):
+        self.m = minimal
+        self.ng = minimal.gl.shape[0]
+
+    def _local(self, g, x, y):
+        """Local link ids x -> y (routers, node indices) in groups g, -1 where x == y."""
+        m = self.m
+        ids = m.local[g, m.rno[x], m.rno[y]]
+        return np.where(x == y, -1, ids)
+
+    def _rows(self, keys_a, keys_b, kind):
+        """CSR rows (one per key) and the mean latency of each, for the three row kinds."""
+        m, ng = self.m, self.ng
+        K = len(keys_a)
+        inter = np.arange(ng)[None, :].repeat(K, axis=0)                     # (K, ng): group I
+        if kind == "first":               # key (ra, H): ra -> x(G, I)
+            ra, H = keys_a, keys_b
+            G = m.group[ra]
+            ok = (inter != G[:, None]) & (inter != H[:, None])
+            x = m.gx[G[:, None], inter]
+            cols = [self._local(G[:, None], ra[:, None], x)]
+            lat = np.where(cols[0] >= 0, m.lat[np.maximum(cols[0], 0)] + m.cost[x], 0.0)
+        elif kind == "middle":            # key (G, H): global G->I, local y(G,I)->x(I,H), global I->H
+            G, H = keys_a, keys_b
+            ok = (inter != G[:, None]) & (inter != H[:, None])
+            g1 = m.gl[G[:, None], inter]
+            y1 = m.gy[G[:, None], inter]
+            x2 = m.gx[inter, H[:, None]]
+            loc = self._local(inter, y1, x2)
+            g2 = m.gl[inter, H[:, None]]
+            cols = [g1, loc, g2]
+            lat = (m.lat[np.maximum(g1, 0)] + m.cost[y1]
+                   + np.where(loc >= 0, m.lat[np.maximum(loc, 0)] + m.cost[x2], 0.0)
+                   + m.lat[np.maximum(g2, 0)])
+        else:                             # key (G, rb): y(I, H) -> rb
+            G, rb = keys_a, keys_b
+            H = m.group[rb]
+            ok = (inter != G[:, None]) & (inter != H[:, None])
+            y = m.gy[inter, H[:, None]]
+            cols = [self._local(H[:, None], y, rb[:, None])]
+            lat = np.where(cols[0] >= 0, m.cost[y] + m.lat[np.maximum(cols[0], 0)], 0.0)
+        w = 1.0 / (ng - 2)
+        lat = (lat * ok).sum(axis=1) * w
+        data, indices, rowid = [], [], []
+        for c in cols:
+            keep = ok & (c >= 0)
+            r, _ = np.nonzero(keep)
+            rowid.append(r)
+            indices.append(c[keep])
+        rowid = np.concatenate(rowid)
+        indices = np.concatenate(indices)
+        mat = sp.csr_matrix((np.full(len(rowid), w), (rowid, indices)),
+                            shape=(K, len(m.lat)))
+        mat.sum_duplicates()
+        return mat, lat
+
+    def route(self, fi, ea, eb, nf):
+        m = self.m
+        G, H = m.group[ea], m.group[eb]
+        same = G == H
+        if self.ng <= 2 or same.all():
+            return m.route(fi, ea, eb, nf)
+        parts = [m.route(fi[same], ea[same], eb[same], nf)] if same.any() else []
+        o = ~same
+        fo, ra, rb, Go, Ho = fi[o], ea[o], eb[o], G[o], H[o]
+        lat = np.zeros(len(fi))
+        terms = []
+        nn = len(m.group)
+        for kind, a, b in (("first", ra, Ho), ("middle", Go, Ho), ("last", Go, rb)):
+            ukey, inv = np.unique(a * nn + b, return_inverse=True)
+            mat, rlat = self._rows(ukey // nn, ukey % nn, kind)
+            rows = np.full(nf, -1, dtype=np.int64)
+            rows[fo] = inv
+            terms.append((rows, mat))
+            lat[o] += rlat[inv]
+        z = np.zeros(0, dtype=np.int64)
+        own_f, own_l, own_w = [z], [z], [np.zeros(0)]
+        for of, ol, ow, tt, pl in parts:
+            own_f.append(of)
+            own_l.append(ol)
+            own_w.append(ow)
+            terms += tt
+            lat[same] = pl
+        return (np.concatenate(own_f), np.concatenate(own_l), np.concatenate(own_w), terms, lat)
+
+
+class _DragonflyAdaptive:
+    """UGAL-style choice between :class:`_DragonflyMinimal` and
+    :class:`_DragonflyValiant` per flow (see the module docstring)."""
+
+    def __init__(self, minimal, valiant):
+        self.m = minimal
+        self.v = valiant
+        self.ng = minimal.gl.shape[0]
+
+    def choose(self, ea, eb, w):
+        """True for the flows (router endpoints ea -> eb, weights w) that go Valiant."""
+        m, ng = self.m, self.ng
+        G, H = m.group[ea], m.group[eb]
+        inter = G != H
+        out = np.zeros(len(ea), dtype=bool)
+        if ng <= 2 or not inter.any():
+            return out
+        gl = m.gl[G[inter], H[inter]]
+        bw = m.bandwidth
+        load = np.bincount(gl, weights=w[inter], minlength=len(bw)) / bw        # seconds per link
+        others = load[gl] - w[inter] / bw[gl]
+        # mean load on the global links of the Valiant routes, per group pair
+        pair = G[inter] * ng + H[inter]
+        upair, inv = np.unique(pair, return_inverse=True)
+        Gu, Hu = upair // ng, upair % ng
+        I = np.arange(ng)[None, :]
+        ok = (I != Gu[:, None]) & (I != Hu[:, None])
+        g1 = m.gl[Gu[:, None], I]
+        g2 = m.gl[I, Hu[:, None]]
+        val = ((load[np.maximum(g1, 0)] + load[np.maximum(g2, 0)]) * ok).sum(axis=1) / (2 * (ng - 2))
+        out[inter] = others > 2.0 * val[inv] * (1 + 1e-12)
+        return out
+
+    def route(self, fi, ea, eb, nf, w):
+        go = self.choose(ea, eb, w)
+        lat = np.zeros(len(fi))
+        own_f, own_l, own_w, terms = [], [], [], []
+        for sel, router in ((~go, self.m), (go, self.v)):
+            if not sel.any():
+                continue
+            of, ol, ow, tt, pl = router.route(fi[sel], ea[sel], eb[sel], nf)
+            own_f.append(of)
+            own_l.append(ol)
+            own_w.append(ow)
+            terms += tt
+            lat[sel] = pl
+        return (np.concatenate(own_f), np.concatenate(own_l), np.concatenate(own_w), terms, lat)
 
 
 class _MeshNetwork:

@@ -24,6 +24,8 @@ Builders (each cites the paper or convention it follows)::
     dragonfly(a, p, h, groups=None, arrangement="absolute")   Kim et al. 2008
     full_mesh(n), ring(n), torus(dims), hypercube(d)
     multi_node(nodes, devices_per_node, intra="switch", inter=None)
+    rail_optimized(nodes, g), rail_only(nodes, g), scaleup_torus(dims, g)
+                                          scale-up domains on rails or a torus
 
 All take ``link_bandwidth=`` and ``link_latency=`` (numbers in bytes/s and s,
 or strings such as ``"100Gbps"``, ``"1us"``); defaults 100 Gb/s and 500 ns.
@@ -47,6 +49,9 @@ leaf-spine      switch      leaf (same as switch)
 fat-tree        switch      edge (same), pod
 dragonfly       group       router / switch (hosts of one router)
 multi-node      node        switch (intra="switch": same as node)
+rail-optimized  node        unit (a scalable unit: the nodes under one leaf)
+rail-only       node
+scaleup-torus   node
 direct-connect  host        each host alone: no cheaper level inside
 loaded file     switch      hosts under the same (first) switch
 ==============  ==========  ============================================
@@ -78,6 +83,7 @@ from .dragonfly import ARRANGEMENTS, dragonfly
 from .io import load, read_graphml, read_json, write, write_graphml, write_json
 from .metrics import format_describe
 from .multinode import multi_node
+from .rail import rail_only, rail_optimized, scaleup_torus
 from .placement import Placement, place, read_hostfile
 from .routing import Router
 from .slurm import compress_hostlist, expand_hostlist, parse_slurm, read_slurm, write_slurm
@@ -87,7 +93,8 @@ from .switched import fat_tree, leaf_spine, star
 __all__ = [
     "Topology", "LinkTable", "Router", "Placement",
     "star", "leaf_spine", "fat_tree", "dragonfly", "full_mesh", "ring", "torus", "hypercube",
-    "multi_node", "load", "write", "read_json", "write_json", "read_graphml", "write_graphml",
+    "multi_node", "rail_optimized", "rail_only", "scaleup_torus",
+    "load", "write", "read_json", "write_json", "read_graphml", "write_graphml",
     "read_slurm", "parse_slurm", "write_slurm", "expand_hostlist", "compress_hostlist",
     "from_spec", "resolve", "place", "read_hostfile", "format_describe",
     "FAMILIES", "ARRANGEMENTS", "DEFAULT_BANDWIDTH", "DEFAULT_LATENCY",

@@ -23,6 +23,10 @@ Modes
     groups other than the source's and the destination's (the expected load of
     a random choice); traffic inside one group stays minimal.
 
+Adaptive (UGAL-style) routing picks minimal or Valiant per flow from the load
+of a whole batch of flows, so it has no per-pair routes here; the model
+implements it (``routing="adaptive"`` in :mod:`collectives.model.network`).
+
 Link identifiers are those of :class:`~collectives.topology.core.LinkTable`:
 ``topo.links.bandwidth[link]``, ``topo.links.latency[link]``.
 """
@@ -79,6 +83,12 @@ class Router:
     def __init__(self, topo, mode="ecmp", *, cache_size=8192, source_cache=256):
         if mode == "shortest":
             mode = "ecmp"
+        if mode == "adaptive":
+            # the choice between minimal and Valiant depends on the traffic, not on the pair
+            raise TopologyError(f"unknown routing 'adaptive' for a Router (expected one of "
+                                f"{', '.join(MODES)}): adaptive routing chooses per flow from "
+                                "the load of a whole set of flows, so it has no fixed routes "
+                                "between two hosts; use routing='adaptive' in collectives.model")
         if mode not in MODES:
             raise TopologyError(f"unknown routing {mode!r}: expected one of {', '.join(MODES)}")
         dragon = topo.family == "dragonfly"

@@ -10,13 +10,17 @@ family         options (required first)                   example
 star           n                                          ``star:n=8``
 leaf-spine     leaves, hosts, spines, uplink-bw,          ``leaf-spine:leaves=4,hosts=8,spines=2``
                uplink-lat
-fat-tree       k, oversubscription (alias oversub)        ``fat-tree:k=8,oversub=2``
+fat-tree       k, oversubscription (alias oversub), planes ``fat-tree:k=8,oversub=2``
 dragonfly      a, p, h, g (alias groups), arrangement,    ``dragonfly:a=4,p=2,h=2``
                local-bw, local-lat, global-bw, global-lat
 full-mesh      n                                          ``full-mesh:n=16``
 ring           n                                          ``ring:n=8``
 torus          dims (``4x4x4``)                           ``torus:4x4x4``
 hypercube      d                                          ``hypercube:d=6``
+rail-optimized nodes, g, rails, leaf, oversubscription,     ``rail-optimized:nodes=64,g=8,leaf=16``
+               spines, scaleup-bw, scaleup-lat
+rail-only      nodes, g, rails, scaleup-bw, scaleup-lat   ``rail-only:nodes=64,g=8``
+scaleup-torus  dims, g, cables, scaleup-bw, scaleup-lat   ``scaleup-torus:4x4x4,g=8``
 multi-node     nodes, devices, intra (switch|mesh), nics, ``multi-node:nodes=4,devices=8``
                intra-bw, intra-lat, nic-bw, nic-lat,
                inter (a nested spec in parentheses:
@@ -44,6 +48,7 @@ _INT, _BW, _LAT, _STR = "int", "bw", "lat", "str"
 
 _COMMON = {"bw": ("link_bandwidth", _BW), "lat": ("link_latency", _LAT)}
 _SWITCH = {"switch-lat": ("switch_latency", _LAT)}
+_SCALEUP = {"scaleup-bw": ("scaleup_bandwidth", _BW), "scaleup-lat": ("scaleup_latency", _LAT)}
 
 FAMILIES = {
     "star": ("star", ["n"], {"n": ("n", _INT), **_SWITCH}),
@@ -53,7 +58,8 @@ FAMILIES = {
                     "uplink-bw": ("uplink_bandwidth", _BW), "uplink-lat": ("uplink_latency", _LAT),
                     **_SWITCH}),
     "fat-tree": ("fat_tree", ["k"], {"k": ("k", _INT), "oversubscription": ("oversubscription", _INT),
-                                     "oversub": ("oversubscription", _INT), **_SWITCH}),
+                                     "oversub": ("oversubscription", _INT),
+                                     "planes": ("planes", _INT), **_SWITCH}),
     "dragonfly": ("dragonfly", ["a", "p", "h"],
                   {"a": ("a", _INT), "p": ("p", _INT), "h": ("h", _INT), "g": ("groups", _INT),
                    "groups": ("groups", _INT), "arrangement": ("arrangement", _STR),
@@ -64,6 +70,21 @@ FAMILIES = {
     "ring": ("ring", ["n"], {"n": ("n", _INT)}),
     "torus": ("torus", ["dims"], {"dims": ("dims", _STR)}),
     "hypercube": ("hypercube", ["d"], {"d": ("d", _INT)}),
+    "rail-optimized": ("rail_optimized", ["nodes"],
+                       {"nodes": ("nodes", _INT), "g": ("accelerators_per_node", _INT),
+                        "accelerators": ("accelerators_per_node", _INT), "rails": ("rails", _INT),
+                        "leaf": ("nodes_per_leaf", _INT), "nodes-per-leaf": ("nodes_per_leaf", _INT),
+                        "oversubscription": ("oversubscription", _INT),
+                        "oversub": ("oversubscription", _INT), "spines": ("spines", _INT),
+                        **_SCALEUP, **_SWITCH}),
+    "rail-only": ("rail_only", ["nodes"],
+                  {"nodes": ("nodes", _INT), "g": ("accelerators_per_node", _INT),
+                   "accelerators": ("accelerators_per_node", _INT), "rails": ("rails", _INT),
+                   **_SCALEUP, **_SWITCH}),
+    "scaleup-torus": ("scaleup_torus", ["dims"],
+                      {"dims": ("dims", _STR), "g": ("accelerators_per_node", _INT),
+                       "accelerators": ("accelerators_per_node", _INT),
+                       "cables": ("cables_per_link", _INT), **_SCALEUP, **_SWITCH}),
     "multi-node": ("multi_node", ["nodes", "devices"],
                    {"nodes": ("nodes", _INT), "devices": ("devices_per_node", _INT),
                     "devices-per-node": ("devices_per_node", _INT), "intra": ("intra", _STR),
@@ -74,7 +95,8 @@ FAMILIES = {
 
 _ALIASES = {name.replace("-", ""): name for name in FAMILIES}
 _ALIASES.update({"fattree": "fat-tree", "clos": "leaf-spine", "mesh": "full-mesh",
-                 "multinode": "multi-node", "df": "dragonfly"})
+                 "multinode": "multi-node", "df": "dragonfly", "rail": "rail-optimized",
+                 "railopt": "rail-optimized", "sutorus": "scaleup-torus"})
 
 
 def _family(name, text):
@@ -108,11 +130,14 @@ def from_spec(text) -> Topology:
     from .direct import full_mesh, hypercube, ring, torus
     from .dragonfly import dragonfly
     from .multinode import multi_node
+    from .rail import rail_only, rail_optimized, scaleup_torus
     from .switched import fat_tree, leaf_spine, star
 
     builders = {"star": star, "leaf_spine": leaf_spine, "fat_tree": fat_tree,
                 "dragonfly": dragonfly, "full_mesh": full_mesh, "ring": ring, "torus": torus,
-                "hypercube": hypercube, "multi_node": multi_node}
+                "hypercube": hypercube, "multi_node": multi_node,
+                "rail_optimized": rail_optimized, "rail_only": rail_only,
+                "scaleup_torus": scaleup_torus}
 
     if not isinstance(text, str) or not text.strip():
         raise TopologyError(f"empty topology spec {text!r}: expected e.g. 'fat-tree:k=8'")

@@ -15,6 +15,10 @@ from .core import (DEFAULT_BANDWIDTH, DEFAULT_LATENCY, Topology, as_bandwidth, a
 __all__ = ["star", "leaf_spine", "fat_tree"]
 
 
+#: Latency of the internal host - NIC attachment of a multi-plane host (not a cable).
+_ATTACH_LATENCY = 1e-9
+
+
 def _switch_latency(value):
     return as_latency(value, "switch_latency", allow_zero=True)
 
@@ -128,7 +132,7 @@ def leaf_spine(leaves, hosts_per_leaf, spines, *, link_bandwidth=DEFAULT_BANDWID
     return Topology(G, _closed=closed)
 
 
-def fat_tree(k, oversubscription=1, *, link_bandwidth=DEFAULT_BANDWIDTH,
+def fat_tree(k, oversubscription=1, *, planes=1, link_bandwidth=DEFAULT_BANDWIDTH,
              link_latency=DEFAULT_LATENCY, switch_latency=0.0):
     """The three-level k-ary fat-tree of Al-Fares, Loukissas & Vahdat (SIGCOMM 2008).
 
@@ -142,6 +146,16 @@ def fat_tree(k, oversubscription=1, *, link_bandwidth=DEFAULT_BANDWIDTH,
     switches and there are ``u * k/2`` core switches). ``r`` must divide
     ``k/2``.
 
+    With ``planes=P`` the switch fabric is built ``P`` times (a multi-plane
+    fat-tree, as in the multi-plane networks of Alibaba HPN, Qian et al.,
+    SIGCOMM 2024, and DeepSeek-V3's eight-plane cluster, DeepSeek-AI 2024):
+    every host has one port into each plane, to the same edge position, and
+    a flow spreads evenly over the planes. The ports are a NIC node
+    ``"h{i}nic"`` (``kind="nic"``) that the host hangs off through an
+    internal link (``kind="attach"``, ``P * link_bandwidth``, 1 ns); planes
+    meet only there. Switch ids of plane ``q > 0`` are prefixed ``"p{q}."``;
+    switches carry ``plane``.
+
     Parameters
     ----------
     k : int
@@ -149,6 +163,9 @@ def fat_tree(k, oversubscription=1, *, link_bandwidth=DEFAULT_BANDWIDTH,
     oversubscription : int
         Edge-level ratio ``hosts : uplinks``, 1 (non-blocking, the default)
         or a divisor of ``k/2``.
+    planes : int
+        Independent switch planes, >= 1 (default 1); each host link has
+        ``link_bandwidth``, so a host injects ``planes * link_bandwidth``.
     link_bandwidth, link_latency : float or str
         Every link (host, edge-aggregation, aggregation-core).
     switch_latency : float or str
@@ -159,8 +176,9 @@ def fat_tree(k, oversubscription=1, *, link_bandwidth=DEFAULT_BANDWIDTH,
     Topology
         ``k**3/4`` hosts; ``5k**2/4`` switches when ``r = 1``; diameter 6
         hops host to host (4 inside a pod, 2 under one edge switch);
-        bisection ``k**3/(8r)`` links. Host attributes ``pod`` and ``edge``;
-        the default groups are the hosts of one edge switch.
+        bisection ``k**3/(8r)`` links (each count times ``planes``). Host
+        attributes ``pod`` and ``edge``; the default groups are the hosts of
+        one edge switch.
     """
     k = as_count(k, "k", 2)
     if k % 2:
@@ -175,31 +193,48 @@ def fat_tree(k, oversubscription=1, *, link_bandwidth=DEFAULT_BANDWIDTH,
         raise TopologyError(f"fat_tree k={k}: oversubscription {oversubscription!r} must be an "
                             f"integer dividing k/2={half}; valid: {divisors}")
     u = half // r
+    NP = as_count(planes, "planes", 1)
     bw, lat = as_bandwidth(link_bandwidth), as_latency(link_latency)
     sl = _switch_latency(switch_latency)
-    name = f"fat-tree:k={k}" + (f",oversubscription={r}" if r != 1 else "")
-    G = nx.Graph(name=name, family="fat-tree", group_level="switch",
-                 params={"k": k, "oversubscription": r, "link_bandwidth": bw, "link_latency": lat})
+    name = (f"fat-tree:k={k}" + (f",oversubscription={r}" if r != 1 else "")
+            + (f",planes={NP}" if NP != 1 else ""))
+    params = {"k": k, "oversubscription": r, "link_bandwidth": bw, "link_latency": lat}
+    if NP != 1:
+        params["planes"] = NP
+    # with planes, hosts hang off NICs: the natural groups are the hosts of one edge position
+    G = nx.Graph(name=name, family="fat-tree", group_level="switch" if NP == 1 else "edge",
+                 params=params)
     G.graph["group_attrs"] = ["edge", "pod"]
-    for j in range(u):
-        for i in range(half):
-            G.add_node(f"c{j}_{i}", kind="switch", tier="core", latency=sl)
-    h = 0
-    for p in range(k):
+    for q in range(NP):
+        pre = f"p{q}." if q else ""
         for j in range(u):
-            agg = f"a{p}_{j}"
-            G.add_node(agg, kind="switch", tier="aggregation", pod=p, latency=sl)
             for i in range(half):
-                G.add_edge(agg, f"c{j}_{i}", bandwidth=bw, latency=lat, cables=1)
-        for e in range(half):
-            edge = f"e{p}_{e}"
-            G.add_node(edge, kind="switch", tier="edge", pod=p, latency=sl)
+                G.add_node(f"{pre}c{j}_{i}", kind="switch", tier="core", plane=q, latency=sl)
+        h = 0
+        for p in range(k):
             for j in range(u):
-                G.add_edge(edge, f"a{p}_{j}", bandwidth=bw, latency=lat, cables=1)
-            for _ in range(half):
-                G.add_node(f"h{h}", kind="host", index=h, pod=p, edge=p * half + e)
-                G.add_edge(f"h{h}", edge, bandwidth=bw, latency=lat, cables=1)
-                h += 1
+                agg = f"{pre}a{p}_{j}"
+                G.add_node(agg, kind="switch", tier="aggregation", pod=p, plane=q, latency=sl)
+                for i in range(half):
+                    G.add_edge(agg, f"{pre}c{j}_{i}", bandwidth=bw, latency=lat, cables=1)
+            for e in range(half):
+                edge = f"{pre}e{p}_{e}"
+                G.add_node(edge, kind="switch", tier="edge", pod=p, plane=q, latency=sl)
+                for j in range(u):
+                    G.add_edge(edge, f"{pre}a{p}_{j}", bandwidth=bw, latency=lat, cables=1)
+                for _ in range(half):
+                    if NP == 1:
+                        G.add_node(f"h{h}", kind="host", index=h, pod=p, edge=p * half + e)
+                        G.add_edge(f"h{h}", edge, bandwidth=bw, latency=lat, cables=1)
+                    else:
+                        nic = f"h{h}nic"
+                        if q == 0:
+                            G.add_node(f"h{h}", kind="host", index=h, pod=p, edge=p * half + e)
+                            G.add_node(nic, kind="nic")
+                            G.add_edge(f"h{h}", nic, bandwidth=NP * bw, latency=_ATTACH_LATENCY,
+                                       cables=1, kind="attach")
+                        G.add_edge(nic, edge, bandwidth=bw, latency=lat, cables=1)
+                    h += 1
     N = h
     m, P = half, half * half
     closed = {
@@ -207,10 +242,14 @@ def fat_tree(k, oversubscription=1, *, link_bandwidth=DEFAULT_BANDWIDTH,
                      "closed form: 6 (host-edge-aggregation-core-aggregation-edge-host)"),
         "mean_distance": ((2 * (m - 1) + 4 * (P - m) + 6 * (N - P)) / (N - 1),
                           "closed form: 2 under one edge switch, 4 within a pod, 6 across pods"),
-        "bisection_bandwidth": (k ** 3 // 8 / r * bw if k > 2 else bw,
-                                "closed form: k^3/(8r) links (Al-Fares et al. 2008)"),
+        "bisection_bandwidth": (NP * (k ** 3 // 8 / r * bw if k > 2 else bw),
+                                "closed form: k^3/(8r) links per plane (Al-Fares et al. 2008)"),
     }
     if k == 2:
         closed["diameter"] = (6, "closed form: 6")
         closed["mean_distance"] = (6.0, "closed form: 6")
+    if NP > 1:               # the host - NIC attachment adds a hop at each end
+        for key in ("diameter", "mean_distance"):
+            v, how = closed[key]
+            closed[key] = (v + 2, how + ", plus 2 for the host - NIC attachments")
     return Topology(G, _closed=closed)

@@ -1,0 +1,613 @@
+"""Pricing a training step on a topology: :func:`simulate` and :class:`StepResult`.
+
+The workload only produces traffic; the model prices it
+(:func:`collectives.model.price_concurrent`, one max-min problem per set of
+concurrent flows on the real graph).
+
+Every collective of the step is built once per (collective, algorithm, group
+size, bytes) as a :class:`~collectives.schedule.Schedule` of the group's
+local ranks. Each of its step patterns is mapped onto *all* groups of its
+dimension at once by array indexing (``layout.groups(dim)[:, src]`` -> global
+ranks -> hosts): every tensor-parallel group of every stage and replica runs
+its all-reduce at the same moment, and they share the links. A step's time
+is its slowest rank's, as in :func:`collectives.model.simulate`.
+
+Timeline (1F1B, Narayanan et al. 2021):
+
+* one micro-batch's forward and backward on a stage are its compute intervals
+  and its collectives back to back (tensor-parallel and expert all-to-alls
+  are on the critical path: nothing overlaps them); all stages are priced in
+  lockstep, each collective's pattern covering the groups of every stage;
+* the pipeline sends of a micro-batch (activations forward, gradients back)
+  follow it; the period of the pipeline is the slowest stage's
+  ``forward + backward + sends``; the step is ``(m + p - 1)`` periods, of
+  which ``p - 1`` are the bubble;
+* the data-parallel gradient buckets run during the last micro-batch's
+  backward pass of the first stage (the stage that finishes last), each
+  launched when its layers are done and after the previous bucket: an event
+  simulation of two streams where, whenever a bucket's step and a step of the
+  backward's own collectives run at the same moment, their flows are priced
+  together in one max-min problem. What runs past the end of the backward
+  (and what the buckets slow the backward down by) is the exposed "dp" time;
+* ZeRO-1/2's parameter all-gathers follow the step; FSDP's per-layer
+  all-gathers hide behind the previous layer's compute, the excess exposed.
+
+Breakdown keys: "compute", "tp", "ep", "pp" (the m micro-batches of the
+critical stage), "bubble" (the p - 1 extra periods), "dp" (exposed
+data-parallel time). They sum to ``time``.
+
+Identical patterns are priced once (cached per pattern set), and no Python
+object is made per group or per flow.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import InvalidArgument, ModelError
+from ..model.concurrent import price_concurrent
+from ..model.network import network_for
+from ..model.simulate import (_group_reps, build_for, model_params, placement_of,
+                              resolve_topology)
+from .step import Collective, Compute, Ready, TrainingStep
+
+__all__ = ["simulate", "StepResult", "DEFAULT_ALGORITHMS"]
+
+#: algorithm per collective unless ``algorithms=`` says otherwise: the bandwidth-optimal ring
+#: for the reductions and gathers, the pairwise exchange for all-to-all
+DEFAULT_ALGORITHMS = {"allreduce": "ring", "reduce_scatter": "ring", "allgather": "ring",
+                      "alltoall": "pairwise"}
+_PARAMS = ("overhead", "reduce_bandwidth", "switch_latency", "routing", "max_samples")
+_PRICE_PARAMS = ("overhead", "reduce_bandwidth", "switch_latency", "routing")
+BREAKDOWN = ("compute", "tp", "ep", "pp", "bubble", "dp")
+
+
+# ---------------------------------------------------------------------- result
+@dataclass
+class StepResult:
+    """What :func:`simulate` returns.
+
+    Attributes
+    ----------
+    time : float
+        Seconds per training step.
+    breakdown : dict
+        Seconds of "compute" and of *exposed* communication per dimension
+        ("tp", "ep", "pp", "dp") and the pipeline "bubble"; they sum to ``time``.
+    phases : dict
+        Seconds of the step's phases, each priced with what runs beside it:
+        "forward", "backward" (one micro-batch on the critical stage) and
+        their parts "forward.compute", "forward.tp", "forward.ep",
+        "backward.compute", ...; "pp.activations", "pp.gradients" (one
+        micro-batch's sends); "dp.gradients" (the first stage's gradient
+        collectives back to back, alone); "backward.last" and
+        "dp.overlapped" (the last backward and the end of the last bucket,
+        both from the start of that backward, buckets and backward sharing the
+        network); "dp.parameters" (ZeRO-1/2), "dp.fsdp" (FSDP, exposed per
+        micro-batch).
+    tokens_per_second : float
+    mfu : float
+        Model FLOPs per second over the peak of every accelerator (nan when
+        the accelerator's peak is infinite).
+    algorithms : dict
+        ``{"tp allreduce": "ring (registry default)", ...}``: what each
+        dimension's collectives ran and why.
+    critical_stage : int
+        The pipeline stage that sets the period.
+    """
+
+    time: float
+    breakdown: dict
+    phases: dict
+    tokens_per_second: float
+    mfu: float
+    algorithms: dict
+    critical_stage: int
+    step: TrainingStep = field(repr=False)
+    topology_name: str = ""
+    joint: bool = True
+    _pricer: object = field(default=None, repr=False)
+    _links: tuple = field(default=None, repr=False)
+
+    def _link_load(self):
+        if self._links is None:
+            self._links = self._pricer.link_load()
+        return self._links
+
+    def hottest_links(self, k: int = 10) -> list:
+        """The ``k`` busiest directed links over the whole step:
+        ``[(u, v, bytes, busy_seconds), ...]`` (``busy_seconds``: bytes over bandwidth)."""
+        ids, nbytes, net = self._link_load()
+        if not len(ids):
+            return []
+        busy = nbytes / net.capacity(ids)
+        order = np.argsort(-busy, kind="stable")[:k]
+        names = net.link_names(ids[order])
+        return [(u, v, float(nbytes[i]), float(busy[i])) for (u, v), i in zip(names, order)]
+
+    def explain(self) -> str:
+        """A readable account: the step, its breakdown, the algorithms and the hottest links."""
+        from ..units import format_bandwidth, format_bytes, format_time
+
+        st, lay = self.step, self.step.layout
+        lines = [f"{st.model.name} on {lay.size} ranks of {self.topology_name} "
+                 f"(dp={lay.dp}, tp={lay.tp}, pp={lay.pp}, ep={lay.ep}; order "
+                 f"{'-'.join(lay.order)}), global batch {st.global_batch} x {st.model.seq_len} "
+                 f"tokens in {st.num_microbatches} micro-batch(es) of {st.micro_batch}, "
+                 f"{st.dtype}, sharding {st.sharding}"
+                 + ("" if self.joint else "; each collective priced on one group alone")]
+        mfu = "n/a (free compute)" if math.isnan(self.mfu) else f"{self.mfu:.1%}"
+        lines.append(f"step time {format_time(self.time)}, {self.tokens_per_second:,.0f} tokens/s, "
+                     f"MFU {mfu}")
+        for k in BREAKDOWN:
+            v = self.breakdown[k]
+            share = v / self.time if self.time > 0 else 0.0
+            lines.append(f"  {k:<8} {format_time(v):>10}  {share:6.1%}")
+        g = self._pricer.mp["reduce_bandwidth"]
+        lines.append(f"critical stage {self.critical_stage} of {lay.pp}; reductions "
+                     + (f"at {format_bandwidth(g)}" if math.isfinite(g) else "free"))
+        lines.append("collectives:")
+        for k, v in self.algorithms.items():
+            lines.append(f"  {k}: {v}")
+        hot = self.hottest_links(5)
+        if hot:
+            lines.append("hottest links over the step:")
+            for u, v, b, t in hot:
+                share = t / self.time if self.time > 0 else 0.0
+                lines.append(f"  {u} -> {v}: {format_bytes(b)}, busy {format_time(t)} "
+                             f"({share:.0%} of the step)")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict:
+        """Plain data (JSON-serialisable)."""
+        return {"time": self.time, "breakdown": dict(self.breakdown), "phases": dict(self.phases),
+                "tokens_per_second": self.tokens_per_second,
+                "mfu": None if math.isnan(self.mfu) else self.mfu,
+                "algorithms": dict(self.algorithms), "critical_stage": self.critical_stage,
+                "topology": self.topology_name, "joint": self.joint, "step": self.step.to_dict(),
+                "model_params": {k: (v if not isinstance(v, float) or math.isfinite(v) else None)
+                                 for k, v in self._pricer.mp.items()},
+                "hottest_links": [{"src": str(u), "dst": str(v), "bytes": b, "busy": t}
+                                  for u, v, b, t in self.hottest_links(5)]}
+
+
+# ---------------------------------------------------------------------- pricing
+class _Pattern:
+    """One step of one collective on every group of its dimension: global flows as arrays."""
+
+    __slots__ = ("src", "dst", "nbytes", "extra")
+
+    def __init__(self, src, dst, nbytes, extra):
+        self.src, self.dst, self.nbytes, self.extra = src, dst, nbytes, extra
+
+
+@dataclass
+class _Timing:
+    compute: float = 0.0
+    comm: dict = field(default_factory=lambda: defaultdict(float))
+
+    @property
+    def total(self):
+        return self.compute + sum(self.comm.values())
+
+
+class _Pricer:
+    """Turns the step's collectives into patterns and prices sets of them together."""
+
+    def __init__(self, step, topo, hosts, mp, algorithms, joint):
+        self.step, self.topo, self.hosts, self.mp = step, topo, hosts, mp
+        self.net = network_for(topo, mp["routing"], mp["switch_latency"])
+        self.price_params = {k: mp[k] for k in _PRICE_PARAMS}
+        self.nranks = step.layout.size
+        self.algorithms, self.joint = algorithms, joint
+        self.patterns: dict = {}
+        self.calls: dict = {}
+        self.cache: dict = {}
+        self.usage: dict = defaultdict(float)
+        self.choices: dict = {}
+
+    # -------------------------------------------------------------- patterns
+    def _groups(self, dim):
+        g = self.step.layout.groups(dim)
+        return g if self.joint else g[:1]
+
+    def _algorithm(self, c, hosts0):
+        spec = self.algorithms
+        if spec == "planner":
+            from ..planner import choose
+
+            plan = choose(c.collective, c.nbytes, self.topo, ranks=len(hosts0), placement=hosts0,
+                          itemsize=c.itemsize, **self.price_params)
+            reason = f"{plan.label}, the planner's choice for one group ({plan.reason})"
+            return plan.algorithm, dict(plan.params), reason
+        if isinstance(spec, dict) and c.collective in spec:
+            return spec[c.collective], {}, f"{spec[c.collective]} (asked for)"
+        name = DEFAULT_ALGORITHMS[c.collective]
+        return name, {}, f"{name} (registry default)"
+
+    def steps_of(self, c: Collective) -> list:
+        """``[(pattern key, steps), ...]``: the patterns of one call, with their repeat counts."""
+        key = (c.dim, c.collective, c.nbytes, c.direction, c.itemsize)
+        hit = self.calls.get(key)
+        if hit is not None:
+            return hit
+        G = self._groups(c.dim)
+        n, g = G.shape
+        out = []
+        if c.collective == "sendrecv":
+            a, b = (slice(0, g - 1), slice(1, g)) if c.direction > 0 else (slice(1, g),
+                                                                            slice(0, g - 1))
+            src, dst = G[:, a].reshape(-1), G[:, b].reshape(-1)
+            self.patterns[key] = _Pattern(src, dst, np.full(len(src), float(c.nbytes)), None)
+            out.append((key, 1.0))
+            self.choices.setdefault(f"pp {c.label}", "point-to-point send/recv between stages")
+        else:
+            hosts0 = self.hosts[G[0]]
+            alg, params, reason = self._algorithm(c, hosts0)
+            self.choices.setdefault(f"{c.dim} {c.collective}", reason)
+            sched = build_for(c.collective, alg, c.nbytes, self.topo, g, hosts0, c.itemsize, params)
+            ranks = np.arange(g, dtype=np.int64)
+            for gi, grp in enumerate(sched.groups):
+                reps, _exact, _single = _group_reps(grp, ranks, g, c.itemsize,
+                                                    self.mp["max_samples"])
+                weight = grp.repeat / len(reps)
+                for idx, (src, dst, nb, rb) in reps:
+                    if len(src) == 0 and not rb.any():
+                        continue               # local copies only: no time in the model
+                    pk = key + (alg, gi, idx)
+                    self.patterns[pk] = self._pattern(G, src, dst, nb, rb, g)
+                    out.append((pk, weight))
+        self.calls[key] = out
+        return out
+
+    def _pattern(self, G, src, dst, nb, rb, g):
+        mp = self.mp
+        extra_local = np.zeros(g)
+        if mp["overhead"] > 0 and len(src):
+            k = np.maximum(np.bincount(src, minlength=g), np.bincount(dst, minlength=g))
+            extra_local += np.maximum(k - 1, 0) * mp["overhead"]
+        if math.isfinite(mp["reduce_bandwidth"]):
+            extra_local += rb / mp["reduce_bandwidth"]
+        extra = None
+        if extra_local.any():
+            extra = np.zeros(self.nranks)
+            extra[G] = extra_local[None, :]
+        n = G.shape[0]
+        return _Pattern(G[:, src].reshape(-1), G[:, dst].reshape(-1),
+                        np.tile(np.asarray(nb, dtype=np.float64), n), extra)
+
+    # -------------------------------------------------------------- pricing
+    def times(self, keys) -> list:
+        """Step time of each pattern in ``keys`` when they all run at the same moment."""
+        keys = tuple(keys)
+        hit = self.cache.get(keys)
+        if hit is not None:
+            return [hit[k] for k in keys]
+        canon = tuple(sorted(set(keys), key=repr))
+        hit = self.cache.get(canon)
+        if hit is None:
+            pats = [self.patterns[k] for k in canon]
+            src = np.concatenate([p.src for p in pats])
+            dst = np.concatenate([p.dst for p in pats])
+            nb = np.concatenate([p.nbytes for p in pats])
+            ft = price_concurrent(self.net, self.hosts[src], self.hosts[dst], nb,
+                                  **self.price_params).flow_time if len(src) else np.zeros(0)
+            hit = {}
+            off = 0
+            for k, p in zip(canon, pats):
+                nf = len(p.src)
+                rank_t = np.zeros(self.nranks)
+                if nf:
+                    f = ft[off:off + nf]
+                    np.maximum.at(rank_t, p.src, f)
+                    np.maximum.at(rank_t, p.dst, f)
+                if p.extra is not None:
+                    rank_t += p.extra
+                hit[k] = float(rank_t.max())
+                off += nf
+            self.cache[canon] = hit
+        self.cache[keys] = hit
+        return [hit[k] for k in keys]
+
+    def alone(self, c: Collective, mult: float = 1.0) -> float:
+        """Seconds of one call with every group of its dimension at once (nothing else)."""
+        total = 0.0
+        for k, w in self.steps_of(c):
+            total += w * self.times((k,))[0]
+            self.usage[k] += w * mult
+        return total
+
+    def run(self, items, mult: float) -> _Timing:
+        """A program's items back to back (no overlap): compute and comm per dimension."""
+        out = _Timing()
+        for it in items:
+            if isinstance(it, Compute):
+                out.compute += it.seconds
+            elif isinstance(it, Collective):
+                out.comm[it.dim] += self.alone(it, mult)
+        return out
+
+    # -------------------------------------------------------------- overlap
+    def overlap(self, items, buckets) -> tuple:
+        """Event simulation of a backward program and the gradient buckets running beside it.
+
+        Returns ``(backward end, last bucket end)`` in seconds from the start.
+        Whenever a step of each stream is in flight, both are priced together
+        (with ``joint``; else each alone); a step keeps the duration priced at
+        its start (no re-pricing mid-step).
+        """
+        fg = []
+        for it in items:
+            if isinstance(it, Compute):
+                fg.append(("c", None, it.seconds))
+            elif isinstance(it, Collective):
+                for k, w in self.steps_of(it):
+                    fg.append(("p", k, w))
+                    self.usage[k] += w
+            elif isinstance(it, Ready):
+                fg.append(("r", it.layer, 0.0))
+        bg = []
+        for b in buckets:
+            bg.append(("w", b.after, 0.0))
+            for k, w in self.steps_of(b.collective):
+                bg.append(("p", k, w))
+                self.usage[k] += w
+        ready = set()
+        t = 0.0
+        i = j = 0
+        rem_f = rem_b = None
+        fg_end = bg_end = None
+        while True:
+            while i < len(fg):
+                kind, what, amount = fg[i]
+                if kind == "r":
+                    ready.add(what)
+                    i += 1
+                    continue
+                if rem_f is None:
+                    rem_f = amount
+                if rem_f <= 0:
+                    i, rem_f = i + 1, None
+                    continue
+                break
+            if i >= len(fg) and fg_end is None:
+                fg_end = t
+            while j < len(bg):
+                kind, what, amount = bg[j]
+                if kind == "w":
+                    if what in ready:
+                        j += 1
+                        continue
+                    break
+                if rem_b is None:
+                    rem_b = amount
+                if rem_b <= 0:
+                    j, rem_b = j + 1, None
+                    continue
+                break
+            if j >= len(bg) and bg_end is None:
+                bg_end = t
+            if fg_end is not None and bg_end is not None:
+                return fg_end, bg_end
+            fa = fg[i] if i < len(fg) else None
+            ba = bg[j] if j < len(bg) and bg[j][0] == "p" else None
+            if ba is None and fa is None:
+                raise ModelError("workload: a gradient bucket waits for a layer that never "
+                                 "finishes its backward pass")   # pragma: no cover
+            keys = [s[1] for s in (fa, ba) if s is not None and s[0] == "p"]
+            if self.joint and len(keys) == 2:
+                d = self.times(keys)
+            else:
+                d = [self.times((k,))[0] for k in keys]
+            d_f = d.pop(0) if fa is not None and fa[0] == "p" else None
+            d_b = d.pop(0) if ba is not None else None
+            if fa is None:
+                tf = math.inf
+            elif fa[0] == "c":
+                tf = rem_f
+            else:
+                tf = rem_f * d_f
+            tb = math.inf if ba is None else rem_b * d_b
+            dt = min(tf, tb)
+            t += dt
+            if fa is not None:
+                if tf <= dt:
+                    rem_f = 0.0
+                elif fa[0] == "c":
+                    rem_f -= dt
+                else:
+                    rem_f -= dt / d_f
+            if ba is not None:
+                rem_b = 0.0 if tb <= dt else rem_b - dt / d_b
+
+    # -------------------------------------------------------------- links
+    def link_load(self):
+        """(link ids, bytes over the step, network) from every pattern's use count."""
+        ids, nbytes = [], []
+        for k, uses in self.usage.items():
+            p = self.patterns[k]
+            if uses <= 0 or not len(p.src):
+                continue
+            r = price_concurrent(self.net, self.hosts[p.src], self.hosts[p.dst], p.nbytes,
+                                 **self.price_params)
+            ids.append(r.link_ids)
+            nbytes.append(r.link_bytes * uses)
+        if not ids:
+            return np.zeros(0, dtype=np.int64), np.zeros(0), self.net
+        uid, inv = np.unique(np.concatenate(ids), return_inverse=True)
+        return uid, np.bincount(inv, weights=np.concatenate(nbytes)), self.net
+
+
+# ---------------------------------------------------------------------- simulate
+def _check_algorithms(algorithms):
+    if algorithms is None or algorithms == "default":
+        return None
+    if algorithms == "planner":
+        return "planner"
+    if isinstance(algorithms, dict):
+        from ..algorithms import algorithm_names
+
+        out = {}
+        for coll, name in algorithms.items():
+            if coll not in DEFAULT_ALGORITHMS:
+                raise InvalidArgument(f"algorithms: unknown collective {coll!r}; accepted are "
+                                      f"{', '.join(DEFAULT_ALGORITHMS)}")
+            names = algorithm_names(coll)
+            if name not in names:
+                raise InvalidArgument(f"algorithms: unknown {coll} algorithm {name!r}; accepted "
+                                      f"are {', '.join(names)}")
+            out[coll] = name
+        return out
+    raise InvalidArgument(f"algorithms must be None (registry defaults), 'planner' or a dict "
+                          f"collective -> algorithm, got {algorithms!r}")
+
+
+def simulate(step, topology, placement=None, *, algorithms=None, joint=True,
+             **model_params_) -> StepResult:
+    """Price one training step on a topology.
+
+    Parameters
+    ----------
+    step : TrainingStep
+    topology : Topology, spec string or file
+        As :func:`collectives.model.predict` takes it.
+    placement : optional
+        Rank -> host as :func:`collectives.model.simulate` takes it (default:
+        rank r on host r).
+    algorithms : None, "planner" or dict
+        None: the registry defaults (:data:`DEFAULT_ALGORITHMS`); "planner":
+        the planner's choice for one group of each dimension
+        (:func:`collectives.planner.choose`); a dict such as
+        ``{"alltoall": "bruck"}`` overrides the defaults per collective.
+    joint : bool
+        True (default): every group of a dimension runs at once, and the
+        gradient buckets share the network with the backward pass. False:
+        each collective priced on one group alone, as pricing one collective
+        at a time would (the baseline contention is measured against).
+    **model_params_
+        ``overhead=``, ``reduce_bandwidth=``, ``switch_latency=``,
+        ``routing=``, ``max_samples=``, as :func:`collectives.model.predict`
+        takes them. ``reduce_bandwidth`` defaults to the accelerator's
+        (:attr:`Accelerator.reduce_bandwidth`) when it has one.
+
+    Returns
+    -------
+    StepResult
+
+    Raises
+    ------
+    collectives.errors.InvalidArgument
+        Not a TrainingStep, more ranks than the topology has hosts, an
+        unknown parameter or algorithm; all before any pricing.
+    """
+    if not isinstance(step, TrainingStep):
+        raise InvalidArgument(f"step must be a collectives.workload.TrainingStep, got "
+                              f"{type(step).__name__}")
+    unknown = set(model_params_) - set(_PARAMS)
+    if unknown:
+        raise InvalidArgument(f"workload.simulate: unknown parameter(s) "
+                              f"{', '.join(sorted(unknown))}; accepted: {', '.join(_PARAMS)}")
+    if not isinstance(joint, bool):
+        raise InvalidArgument(f"joint must be True or False, got {joint!r}")
+    given = dict(model_params_)
+    if given.get("reduce_bandwidth") is None and step.accelerator.reduce_bandwidth is not None:
+        given["reduce_bandwidth"] = step.accelerator.reduce_bandwidth   # the accelerator reduces
+    mp = model_params(given)
+    algorithms = _check_algorithms(algorithms)
+    topo = resolve_topology(topology)
+    lay = step.layout
+    nhosts = int(topo.num_hosts)
+    if placement is None and lay.size > nhosts:
+        raise InvalidArgument(f"layout {lay!r} has {lay.size} ranks but {topo.name} has {nhosts} "
+                              f"hosts: use a layout of at most {nhosts} ranks or a larger topology")
+    hosts = placement_of(topo, lay.size, placement)
+    pricer = _Pricer(step, topo, hosts, mp, algorithms, joint)
+    m, p = step.num_microbatches, lay.pp
+
+    # one micro-batch per stage, each program priced alone (stages alike share their patterns)
+    # (use counts for the link loads come later, from the critical stage alone: a pattern
+    # already covers the groups of every stage)
+    stage_t = []
+    for s in range(p):
+        f = pricer.run(step.forward_program(s), 0.0)
+        b = pricer.run(step.backward_program(s), 0.0)
+        stage_t.append((f, b, _fsdp_exposed(step, pricer, s, 0.0)))
+    pp_f = pp_b = 0.0
+    for c in step.pipeline_calls():
+        t = pricer.alone(c, m)
+        if c.direction > 0:
+            pp_f += t
+        else:
+            pp_b += t
+    periods = [f.total + b.total + pp_f + pp_b + fsdp for f, b, fsdp in stage_t]
+    crit = int(np.argmax(periods))
+    period = periods[crit]
+    f, b, fsdp = stage_t[crit]
+    pricer.run(step.forward_program(crit), m)
+    pricer.run(step.backward_program(crit), m - 1)       # the last one runs beside the buckets
+    _fsdp_exposed(step, pricer, crit, m)
+
+    # the last backward of the first stage with the gradient buckets beside it
+    buckets = step.gradient_buckets(0)
+    dp_alone = float(sum(pricer.alone(bk.collective, 0.0) for bk in buckets))
+    b0 = stage_t[0][1].total
+    bwd_end, dp_end = pricer.overlap(step.backward_program(0), buckets)
+    exposed_dp = max(0.0, max(bwd_end, dp_end) - b0)     # (sums in another order: clamp)
+    gathers = float(sum(pricer.alone(c) for c in step.parameter_gathers(0)))
+
+    time = (m + p - 1) * period + exposed_dp + gathers
+    breakdown = {
+        "compute": m * (f.compute + b.compute),
+        "tp": m * (f.comm.get("tp", 0.0) + b.comm.get("tp", 0.0)),
+        "ep": m * (f.comm.get("ep", 0.0) + b.comm.get("ep", 0.0)),
+        "pp": m * (pp_f + pp_b),
+        "bubble": (p - 1) * period,
+        "dp": exposed_dp + gathers + m * fsdp,
+    }
+    phases = {"forward": f.total, "backward": b.total,
+              "forward.compute": f.compute, "backward.compute": b.compute}
+    for dim in ("tp", "ep"):
+        phases[f"forward.{dim}"] = f.comm.get(dim, 0.0)
+        phases[f"backward.{dim}"] = b.comm.get(dim, 0.0)
+    phases.update({"pp.activations": pp_f, "pp.gradients": pp_b, "dp.gradients": dp_alone,
+                   "backward.last": bwd_end, "dp.overlapped": dp_end, "dp.parameters": gathers,
+                   "dp.fsdp": fsdp})
+    tps = step.tokens / time if time > 0 else math.inf
+    peak = step.accelerator.flops
+    mfu = step.model_flops / (time * lay.size * peak) if math.isfinite(peak) and time > 0 \
+        else math.nan
+    return StepResult(time, breakdown, phases, tps, mfu, dict(pricer.choices), crit, step,
+                      getattr(topo, "name", str(topology)), joint, pricer)
+
+
+def _fsdp_exposed(step, pricer, stage, m) -> float:
+    """FSDP, one micro-batch: each layer's parameter all-gather is prefetched during the
+    previous layer's compute (forward in layer order, backward in reverse); what does not fit
+    behind it is exposed, the first layer's all of it."""
+    gathers = dict(step.fsdp_gathers(stage))
+    if not gathers:
+        return 0.0
+    exposed = 0.0
+    layers = list(step.stage_layers[stage])
+    for program, order in ((step.forward_program(stage), layers),
+                           (step.backward_program(stage), layers[::-1])):
+        compute = _layer_compute(program, layers)
+        prev = None
+        for i in order:
+            ag = sum(pricer.alone(c, m) for c in gathers[i])
+            exposed += ag if prev is None else max(0.0, ag - compute[prev])
+            prev = i
+    return exposed
+
+
+def _layer_compute(program, layers) -> dict:
+    """Compute seconds of each layer in a program (items are in layer order, Ready-free)."""
+    out = {i: 0.0 for i in layers}
+    for it in program:
+        if isinstance(it, Compute) and it.label.startswith("layer "):
+            out[int(it.label.split()[1])] += it.seconds
+    return out
