@@ -250,10 +250,8 @@ class _Pricer:
             alg, params, reason = self._algorithm(c, hosts0)
             self.choices.setdefault(f"{c.dim} {c.collective}", reason)
             sched = build_for(c.collective, alg, c.nbytes, self.topo, g, hosts0, c.itemsize, params)
-            ranks = np.arange(g, dtype=np.int64)
             for gi, grp in enumerate(sched.groups):
-                reps, _exact, _single = _group_reps(grp, ranks, g, c.itemsize,
-                                                    self.mp["max_samples"])
+                reps, _exact, _single = _group_reps(grp, g, c.itemsize, self.mp["max_samples"])
                 weight = grp.repeat / len(reps)
                 for idx, (src, dst, nb, rb) in reps:
                     if len(src) == 0 and not rb.any():
