@@ -9,8 +9,8 @@
 __version__ = "0.1.0"
 
 from .errors import (BuildMismatch, CollectivesError, CollectiveTimeout, CommunicationError,
-                     CommunicatorBroken, InvalidArgument, InvalidType, MismatchError, ModelError,
-                     PeerFailure, TopologyError, TopologyFileError)
+                     CommunicatorBroken, EmulationWarning, InvalidArgument, InvalidType,
+                     MismatchError, ModelError, PeerFailure, TopologyError, TopologyFileError)
 from .communicator import Communicator
 
 _LAZY = ("topology", "model", "planner", "algorithms", "schedule", "units", "workload")
@@ -28,5 +28,5 @@ def __getattr__(name):
 
 
 __all__ = ["Communicator", "CollectivesError", "CollectiveTimeout", "CommunicationError",
-           "CommunicatorBroken", "PeerFailure", "InvalidArgument", "InvalidType", "MismatchError",
+           "CommunicatorBroken", "PeerFailure", "EmulationWarning", "InvalidArgument", "InvalidType", "MismatchError",
            "ModelError", "TopologyError", "TopologyFileError", "BuildMismatch", "__version__"] + list(_LAZY)

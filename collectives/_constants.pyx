@@ -39,6 +39,9 @@ NOTICE_TAG = cx.CL_NOTICE_TAG
 NOTICE_PROBE_US = cx.CL_NOTICE_PROBE_US
 NOTICE_GRACE_MS = cx.CL_NOTICE_GRACE_MS
 
+#: an emulated step that ends more than this many microseconds after its modelled time is late
+HOLD_LATE_US = cx.CL_HOLD_LATE_US
+
 #: peers a timeout report names at most
 MAX_REPORTED_PEERS = cx.CL_MAX_REPORTED_PEERS
 

@@ -16,8 +16,9 @@ from mpi4py cimport MPI
 from mpi4py.libmpi cimport (MPI_COMM_NULL, MPI_COMM_WORLD, MPI_Comm, MPI_Get_library_version, MPI_Get_version,
                             MPI_MAX_LIBRARY_VERSION_STRING)
 
-from collectives.libexecutor cimport (CL_OK, cl_execute, cl_native, cl_result, cl_row,
-                                      cl_scratch_needed, cl_set_polls_before_yield)
+from collectives.libexecutor cimport (CL_OK, cl_emulation_lateness, cl_execute, cl_native,
+                                      cl_result, cl_row, cl_scratch_needed,
+                                      cl_set_polls_before_yield)
 
 # one name for both, as in mpi4py's own Cython examples: cimported for the type
 # (MPI.Comm, its ob_mpi), imported for the objects (MPI.COMM_WORLD)
@@ -130,3 +131,15 @@ def run_native(MPI.Comm comm not None, int which, cnp.ndarray sendbuf, cnp.ndarr
     if status == CL_OK:
         return None
     return _result(&res)
+
+
+def emulation_lateness(bint reset=True):
+    """``(held steps, late steps, worst lateness in s)`` of emulated links since the last call.
+
+    A step is late when it ended more than ``CL_HOLD_LATE_US`` after the time the
+    model gave it: this machine could not keep the emulation to the model.
+    """
+    cdef int64_t steps = 0, late = 0
+    cdef double worst = 0.0
+    cl_emulation_lateness(&steps, &late, &worst, reset)
+    return steps, late, worst

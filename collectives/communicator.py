@@ -211,6 +211,8 @@ class Communicator:
         self._ops: dict = {}
         self._scratch = np.empty(0, dtype=np.uint8)
         self._tmp = np.empty(0, dtype=np.uint8)
+        self._held_steps = self._late_steps = 0
+        self._worst_late = 0.0
         self.groups = self._find_groups()
 
     # ---- properties -----------------------------------------------------------------
@@ -224,7 +226,10 @@ class Communicator:
         """Group index of every rank: from the topology, else ranks that share memory."""
         node = self._comm.Split_type(MPI.COMM_TYPE_SHARED)
         try:
-            _tune_polling(node.Get_size())
+            cores = _tune_polling(node.Get_size())
+            if self.emulate and node.Get_size() > cores:
+                _warn_emulation(f"emulated links: {node.Get_size()} ranks share {cores} core(s) on "
+                                "this machine, so ranks wait for a core as well as for the model.")
             if self.topology is None:
                 local_leader = node.bcast(self.rank, root=0)
         finally:
@@ -556,6 +561,8 @@ class Communicator:
             res = _core.run(self._comm, entry.program, a, o, self._tmp, entry.dcode, op_code,
                             self.segment_bytes, self.inflight, self._scratch, deadline, entry.holds,
                             self._notice)
+            if entry.holds is not None:
+                self._judge_emulation()
         if res is not None:
             self._check_result(res, collective, entry.algorithm, entry.num_steps or None)
         if op == "avg":
@@ -587,6 +594,30 @@ class Communicator:
         mean = total.astype(np.float64) / (self.size * 2.0 ** -k)
         o[...] = mean.astype(o.dtype)
         return result
+
+    def _judge_emulation(self):
+        """Warn (once) when emulated steps keep ending later than the model says."""
+        steps, late, worst = _core.emulation_lateness()
+        self._held_steps += steps
+        self._late_steps += late
+        self._worst_late = max(self._worst_late, worst)
+        if (self._held_steps >= _EMULATION_SAMPLE
+                and self._late_steps > _EMULATION_LATE_SHARE * self._held_steps):
+            _warn_emulation(
+                f"emulated links fall behind the model: {self._late_steps} of {self._held_steps} "
+                f"steps ended after their modelled time (worst {self._worst_late * 1e6:.0f} us "
+                "late); this machine is loaded or its ranks outnumber its cores.")
+
+    def emulation_health(self) -> dict:
+        """How well emulated links kept to the model so far on this rank: ``held_steps``,
+        ``late_steps`` (ended more than 50 us after the modelled time) and ``worst_late`` (s)."""
+        if self.emulate:
+            steps, late, worst = _core.emulation_lateness()
+            self._held_steps += steps
+            self._late_steps += late
+            self._worst_late = max(self._worst_late, worst)
+        return {"held_steps": self._held_steps, "late_steps": self._late_steps,
+                "worst_late": self._worst_late}
 
     def _check_result(self, res, collective, algorithm, num_steps=None):
         status = res["status"]
@@ -638,13 +669,38 @@ def _algorithm_of_crc(crc: int) -> str:
     return f"#{crc:08x}"
 
 
-def _tune_polling(ranks_on_node: int) -> None:
-    """More ranks than cores on this node: wait loops must yield the core at once."""
+def _tune_polling(ranks_on_node: int) -> int:
+    """More ranks than cores on this node: wait loops must yield the core at once.
+
+    Returns the cores this process may run on."""
     try:
         cores = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         cores = os.cpu_count() or 1
     _core.set_polls_before_yield(0 if ranks_on_node > cores else 64)
+    return cores
+
+
+#: emulated steps seen before judging whether emulation keeps to the model, and the share of
+#: late steps (collectives._constants.HOLD_LATE_US) that makes it untrustworthy
+_EMULATION_SAMPLE = 20
+_EMULATION_LATE_SHARE = 0.1
+_emulation_warned = False
+
+
+def _warn_emulation(text: str) -> None:
+    """Warn once per process that emulated times cannot be trusted here."""
+    global _emulation_warned
+    if _emulation_warned:
+        return
+    _emulation_warned = True
+    import warnings
+
+    from .errors import EmulationWarning
+
+    warnings.warn(text + " Emulated times then overstate the modelled network: compare them "
+                  "with cl.model.predict, or run on a quiet machine with a core per rank.",
+                  EmulationWarning, stacklevel=4)
 
 
 def _resolve_topology(topology, placement, comm):

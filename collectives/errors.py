@@ -84,8 +84,13 @@ class ModelError(CollectivesError, ValueError):
     """The model or planner was asked something it cannot price."""
 
 
+class EmulationWarning(UserWarning):
+    """Emulated links cannot be trusted here: ranks outnumber cores, or steps end later than
+    the model says (a loaded machine). Measured times then overstate the modelled network."""
+
+
 __all__ = [
     "CollectivesError", "InvalidArgument", "InvalidType", "BuildMismatch",
     "TopologyError", "TopologyFileError", "CommunicationError",
-    "CollectiveTimeout", "PeerFailure", "CommunicatorBroken", "MismatchError", "ModelError",
+    "CollectiveTimeout", "PeerFailure", "EmulationWarning", "CommunicatorBroken", "MismatchError", "ModelError",
 ]

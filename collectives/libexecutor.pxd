@@ -69,4 +69,7 @@ cdef extern from "executor.h" nogil:
                   int64_t count, const int *recvcounts, int dtype, int op, int root,
                   double timeout, MPI_Comm notice, cl_result *res)
     void cl_set_polls_before_yield(int polls)
+    void cl_emulation_lateness(int64_t *steps, int64_t *late, double *worst, int reset)
+    enum:
+        CL_HOLD_LATE_US
     double cl_now()

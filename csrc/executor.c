@@ -474,6 +474,20 @@ static void progress_step(executor *x, cl_result *res)
     }
 }
 
+/* How well emulation keeps to the model, since the last cl_emulation_lateness call:
+ * held steps, those that ended more than CL_HOLD_LATE_US after their modelled time
+ * (the real transfer, or the wake-up, was slower than the model), and the worst. */
+static int64_t held_steps = 0, late_steps = 0;
+static double worst_late = 0.0;
+
+void cl_emulation_lateness(int64_t *steps, int64_t *late, double *worst, int reset)
+{
+    *steps = held_steps;
+    *late = late_steps;
+    *worst = worst_late;
+    if (reset) { held_steps = late_steps = 0; worst_late = 0.0; }
+}
+
 /* Emulation: the step ends when the modelled network would have delivered its
  * last message, sender's step start + hold, or at the deadline (a timeout). */
 static void hold_step(const executor *x, cl_result *res)
@@ -485,11 +499,18 @@ static void hold_step(const executor *x, cl_result *res)
         double t = x->ops[j].stamp + x->holds[r - x->rows];
         if (t > release) release = t;
     }
+    if (release <= 0.0) return;   /* a step of sends only: nothing to hold */
     if (x->deadline > 0 && release > x->deadline) {
         hold_until(x->deadline);
         res->status = CL_TIMEOUT;
-    } else {
-        hold_until(release);
+        return;
+    }
+    hold_until(release);
+    double late = cl_now() - release;
+    held_steps++;
+    if (late > CL_HOLD_LATE_US * 1e-6) {
+        late_steps++;
+        if (late > worst_late) worst_late = late;
     }
 }
 

@@ -65,6 +65,12 @@ int cl_execute(MPI_Comm comm, const cl_row *rows, int64_t nrows, void *bufs[3],
  * the time the modelled network takes for that message in that step. Holds are
  * slept through, spinning only for the last microseconds. */
 
+/* Emulation's own health: steps held since the last call, how many ended more than
+ * CL_HOLD_LATE_US after the modelled time (this machine could not keep to the model:
+ * load, or more ranks than cores), and the worst lateness in seconds; reset clears. */
+enum { CL_HOLD_LATE_US = 50 };
+void cl_emulation_lateness(int64_t *steps, int64_t *late, double *worst, int reset);
+
 /* The MPI library's own collectives, non-blocking with the same deadline. */
 enum { CL_NATIVE_ALLREDUCE = 0, CL_NATIVE_ALLTOALL = 1, CL_NATIVE_REDUCE_SCATTER = 2,
        CL_NATIVE_ALLGATHER = 3, CL_NATIVE_BROADCAST = 4, CL_NATIVE_BARRIER = 5 };

@@ -1,5 +1,11 @@
-"""Emulated links: real data over MPI, each message held to the model's delivery time."""
+"""Emulated links: real data over MPI, each message held to the model's delivery time.
 
+Accuracy is checked only where it can be measured: with a core per rank, and while
+the library itself reports that its holds kept to the model (a loaded machine makes
+steps end late; the test then skips and says so, it never widens its bounds).
+"""
+
+import os
 import time
 
 import numpy as np
@@ -29,6 +35,32 @@ def _measure(comm, fn, iters=11):
     return float(np.median(worst))
 
 
+def _cores():
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _skip_unless_a_core_per_rank(comm):
+    if comm.size > _cores():
+        pytest.skip(f"{comm.size} ranks share {_cores()} core(s): emulated times include waiting "
+                    "for a core, so accuracy against the model cannot be measured here")
+
+
+def _skip_if_emulation_fell_behind(emu):
+    """Skip (on every rank alike) when the library reports that steps ended late."""
+    from mpi4py import MPI
+
+    health = emu.emulation_health()
+    share = health["late_steps"] / max(health["held_steps"], 1)
+    worst = emu.mpi_comm.allreduce(share, op=MPI.MAX)
+    if worst > 0.1:
+        pytest.skip(f"emulation fell behind the model on this machine ({worst:.0%} of the steps "
+                    "of one rank ended more than 50 us after their modelled time): it is loaded, "
+                    "so accuracy cannot be measured now")
+
+
 def _best_of_three(comm, fn):
     """Best of three medians: 4 ranks share 2 cores here, and a burst of other load can
     hold one batch of iterations back; the model is about the unloaded time."""
@@ -39,8 +71,11 @@ def _best_of_three(comm, fn):
 def test_emulated_time_follows_the_model(comm, spec):
     from mpi4py import MPI
 
+    _skip_unless_a_core_per_rank(comm)
     topo = cl.topology.resolve(spec.format(p=comm.size))
     emu = cl.Communicator(MPI.COMM_WORLD, topology=topo, emulate=True, timeout=60)
+    emu.emulation_health()
+    ratios = []
     for alg in ["ring", "rhd", "tree", "hierarchical"]:
         for nbytes in (256 << 10, 4 << 20):
             x = np.full(nbytes // 4, 1.0 + emu.rank, dtype=np.float32)
@@ -48,10 +83,13 @@ def test_emulated_time_follows_the_model(comm, spec):
             assert np.all(y == sum(1.0 + r for r in range(emu.size))), "emulation must not change results"
             measured = _best_of_three(emu, lambda: emu.allreduce(x, algorithm=alg))
             predicted = cl.model.predict("allreduce", alg, nbytes, topo, ranks=emu.size)
-            ratio = measured / predicted
-            # generous margins: this machine is shared, and 4 ranks share 2 cores; below 1 because
-            # the model ends every step at its slowest rank while ranks in fact go on at once
-            assert 0.75 < ratio < 1.5, f"{alg} {nbytes} B: measured {measured:.6f} s, predicted {predicted:.6f} s"
+            ratios.append((alg, nbytes, measured, predicted))
+    _skip_if_emulation_fell_behind(emu)
+    for alg, nbytes, measured, predicted in ratios:
+        # below 1 because the model ends every step at its slowest rank while ranks in fact
+        # go on at once; above 1 by the host's own per-step costs
+        assert 0.75 < measured / predicted < 1.5, \
+            f"{alg} {nbytes} B: measured {measured:.6f} s, predicted {predicted:.6f} s"
     emu.free()
 
 
@@ -61,14 +99,40 @@ def test_emulated_alltoall(comm):
     p = comm.size
     fast = cl.topology.resolve(f"star:n={p},{SLOW}")
     emu = cl.Communicator(MPI.COMM_WORLD, topology=fast, emulate=True, timeout=60)
+    emu.emulation_health()
     x = np.arange(p * 65536, dtype=np.float32) + 1000 * comm.rank
     want = np.empty_like(x)
     comm.mpi_comm.Alltoall(x, want)
     got = emu.alltoall(x, algorithm="pairwise")
     assert np.array_equal(got, want)
+    _skip_unless_a_core_per_rank(comm)      # the results were checked above on any machine
     measured = _best_of_three(emu, lambda: emu.alltoall(x, algorithm="pairwise"))
     predicted = cl.model.predict("alltoall", "pairwise", x.nbytes, fast, ranks=p)
+    _skip_if_emulation_fell_behind(emu)
     assert 0.75 < measured / predicted < 1.5
+    emu.free()
+
+
+def test_emulation_that_cannot_keep_to_the_model_warns_once(comm):
+    """Links far faster than this machine moves data: every step ends late, and the library
+    says so, once, with the numbers."""
+    from mpi4py import MPI
+
+    from collectives import communicator
+
+    if comm.size < 2:
+        pytest.skip("one rank holds nothing")
+    instant = cl.topology.resolve(f"star:n={comm.size},bw=1000TB/s,lat=1ns")
+    communicator._emulation_warned = False
+    emu = cl.Communicator(MPI.COMM_WORLD, topology=instant, emulate=True, timeout=60)
+    communicator._emulation_warned = False     # a warning for ranks > cores is not this one
+    x = np.ones(4 << 20, dtype=np.float32)
+    with pytest.warns(cl.EmulationWarning, match="fall behind the model") as seen:
+        for _ in range(15):
+            emu.allreduce(x, algorithm="ring")
+    assert len([w for w in seen if issubclass(w.category, cl.EmulationWarning)]) == 1
+    health = emu.emulation_health()
+    assert health["late_steps"] > 0.5 * health["held_steps"] > 0
     emu.free()
 
 
