@@ -1005,15 +1005,22 @@ class _DragonflyValiant:
             rows[fo] = inv
             terms.append((rows, mat))
             lat[o] += rlat[inv]
-        z = np.zeros(0, dtype=np.int64)
-        own_f, own_l, own_w = [z], [z], [np.zeros(0)]
-        for of, ol, ow, tt, pl in parts:
-            own_f.append(of)
-            own_l.append(ol)
-            own_w.append(ow)
-            terms += tt
-            lat[same] = pl
-        return (np.concatenate(own_f), np.concatenate(own_l), np.concatenate(own_w), terms, lat)
+        return _merge_routes([(same, part) for part in parts], lat, terms)
+
+
+def _merge_routes(parts, lat, terms):
+    """One router's answer ``(own flows, own links, own weights, terms, latency)`` from the
+    answers of routers that each took the flows selected by a mask: ``parts`` is
+    ``[(mask, answer)]``; ``lat`` and ``terms`` hold what the caller routed itself."""
+    z = np.zeros(0, dtype=np.int64)
+    own_f, own_l, own_w = [z], [z], [np.zeros(0)]
+    for sel, (of, ol, ow, tt, pl) in parts:
+        own_f.append(of)
+        own_l.append(ol)
+        own_w.append(ow)
+        terms = terms + tt
+        lat[sel] = pl
+    return (np.concatenate(own_f), np.concatenate(own_l), np.concatenate(own_w), terms, lat)
 
 
 class _DragonflyAdaptive:
@@ -1051,18 +1058,9 @@ class _DragonflyAdaptive:
 
     def route(self, fi, ea, eb, nf, w):
         go = self.choose(ea, eb, w)
-        lat = np.zeros(len(fi))
-        own_f, own_l, own_w, terms = [], [], [], []
-        for sel, router in ((~go, self.m), (go, self.v)):
-            if not sel.any():
-                continue
-            of, ol, ow, tt, pl = router.route(fi[sel], ea[sel], eb[sel], nf)
-            own_f.append(of)
-            own_l.append(ol)
-            own_w.append(ow)
-            terms += tt
-            lat[sel] = pl
-        return (np.concatenate(own_f), np.concatenate(own_l), np.concatenate(own_w), terms, lat)
+        parts = [(sel, router.route(fi[sel], ea[sel], eb[sel], nf))
+                 for sel, router in ((~go, self.m), (go, self.v)) if sel.any()]
+        return _merge_routes(parts, np.zeros(len(fi)), [])
 
 
 class _MeshNetwork:
