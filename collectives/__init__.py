@@ -11,7 +11,10 @@ __version__ = "0.1.0"
 from .errors import (BuildMismatch, CollectivesError, CollectiveTimeout, CommunicationError,
                      CommunicatorBroken, EmulationWarning, InvalidArgument, InvalidType,
                      MismatchError, ModelError, PeerFailure, TopologyError, TopologyFileError)
-from .communicator import Communicator
+from ._mpicheck import load_core as _load_core
+
+_load_core()   # the compiled core and mpi4py checked first: a clear BuildMismatch, not an ImportError
+from .communicator import Communicator  # noqa: E402
 
 _LAZY = ("topology", "model", "planner", "algorithms", "schedule", "units", "workload")
 
