@@ -211,7 +211,7 @@ class Communicator:
         self._ops: dict = {}
         self._scratch = np.empty(0, dtype=np.uint8)
         self._tmp = np.empty(0, dtype=np.uint8)
-        self._held_steps = self._late_steps = 0
+        self._held_steps = self._late_steps = self._emulated_calls = self._preempted = 0
         self._worst_late = 0.0
         self.groups = self._find_groups()
 
@@ -558,11 +558,12 @@ class Communicator:
             res = _core.run_native(self._comm, _NATIVE[collective], a, o, a.size, entry.counts,
                                    entry.dcode, op_code, root, deadline, self._notice)
         else:
+            preempted_before = _preemptions() if entry.holds is not None else 0
             res = _core.run(self._comm, entry.program, a, o, self._tmp, entry.dcode, op_code,
                             self.segment_bytes, self.inflight, self._scratch, deadline, entry.holds,
                             self._notice)
             if entry.holds is not None:
-                self._judge_emulation()
+                self._judge_emulation(preempted_before)
         if res is not None:
             self._check_result(res, collective, entry.algorithm, entry.num_steps or None)
         if op == "avg":
@@ -595,29 +596,45 @@ class Communicator:
         o[...] = mean.astype(o.dtype)
         return result
 
-    def _judge_emulation(self):
-        """Warn (once) when emulated steps keep ending later than the model says."""
-        steps, late, worst = _core.emulation_lateness()
-        self._held_steps += steps
-        self._late_steps += late
-        self._worst_late = max(self._worst_late, worst)
-        if (self._held_steps >= _EMULATION_SAMPLE
-                and self._late_steps > _EMULATION_LATE_SHARE * self._held_steps):
+    def _judge_emulation(self, preempted_before):
+        """Warn (once) when emulated calls cannot keep to the model: steps that keep ending
+        later than the model says, or a rank that keeps losing its core to other processes
+        mid-call (its late start then hides in the step's own clock)."""
+        self._emulated_calls += 1
+        self._preempted += _preemptions() - preempted_before
+        health = self.emulation_health()
+        if health["held_steps"] < _EMULATION_SAMPLE:
+            return
+        if health["late_steps"] > _EMULATION_LATE_SHARE * health["held_steps"]:
             _warn_emulation(
-                f"emulated links fall behind the model: {self._late_steps} of {self._held_steps} "
-                f"steps ended after their modelled time (worst {self._worst_late * 1e6:.0f} us "
-                "late); this machine is loaded or its ranks outnumber its cores.")
+                f"emulated links fall behind the model: {health['late_steps']} of "
+                f"{health['held_steps']} steps ended after their modelled time (worst "
+                f"{health['worst_late'] * 1e6:.0f} us late); this machine is loaded or its ranks "
+                "outnumber its cores.")
+        elif health["preempted_per_call"] > _EMULATION_PREEMPTIONS:
+            _warn_emulation(
+                f"emulated links: this rank lost its core to other processes "
+                f"{health['preempted_per_call']:.1f} times per call, so its steps start late; "
+                "the machine is loaded.")
 
     def emulation_health(self) -> dict:
-        """How well emulated links kept to the model so far on this rank: ``held_steps``,
-        ``late_steps`` (ended more than 50 us after the modelled time) and ``worst_late`` (s)."""
+        """How well emulated links kept to the model so far on this rank.
+
+        ``held_steps``; ``late_steps``, those that ended more than 50 us after their
+        modelled time; ``worst_late`` (s); ``calls``; ``preempted_per_call``, how often
+        per call the kernel took this rank's core for another process (involuntary
+        context switches). Emulated times are trustworthy when both late steps and
+        preemptions are rare.
+        """
         if self.emulate:
             steps, late, worst = _core.emulation_lateness()
             self._held_steps += steps
             self._late_steps += late
             self._worst_late = max(self._worst_late, worst)
+        calls = self._emulated_calls
         return {"held_steps": self._held_steps, "late_steps": self._late_steps,
-                "worst_late": self._worst_late}
+                "worst_late": self._worst_late, "calls": calls,
+                "preempted_per_call": self._preempted / calls if calls else 0.0}
 
     def _check_result(self, res, collective, algorithm, num_steps=None):
         status = res["status"]
@@ -685,7 +702,16 @@ def _tune_polling(ranks_on_node: int) -> int:
 #: late steps (collectives._constants.HOLD_LATE_US) that makes it untrustworthy
 _EMULATION_SAMPLE = 20
 _EMULATION_LATE_SHARE = 0.1
+#: involuntary context switches per emulated call above which a rank is losing its core
+_EMULATION_PREEMPTIONS = 0.5
 _emulation_warned = False
+
+
+def _preemptions() -> int:
+    """Involuntary context switches of this process so far (the kernel gave its core away)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_nivcsw
 
 
 def _warn_emulation(text: str) -> None:
