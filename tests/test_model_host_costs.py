@@ -235,3 +235,15 @@ def test_profile_without_copy_bandwidth_still_loads(tmp_path):
     path.write_text(json.dumps(bad))
     with pytest.raises(cl.ModelError, match="copy_bandwidth"):
         load_profile(path)
+
+
+def test_copies_counted_on_a_sample_of_ranks_match_every_rank(monkeypatch):
+    # above a rank count, a group whose messages are cheap to list counts its copies on
+    # evenly spaced ranks only; Bruck's ranks all copy the same, so the price is the same
+    import sys
+
+    sim = sys.modules["collectives.model.simulate"]
+    kw = dict(copy_bandwidth=1e9, **OFF)
+    exact = predict("alltoall", "bruck", 128 * 4 * 8, star(128), **kw)
+    monkeypatch.setattr(sim, "_COPY_EXACT_RANKS", 16)
+    assert predict("alltoall", "bruck", 128 * 4 * 8, star(128), **kw) == pytest.approx(exact, rel=1e-12)
