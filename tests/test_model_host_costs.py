@@ -147,10 +147,11 @@ def test_copies_cost_bytes_over_copy_bandwidth_shared_on_a_host():
 
 
 def test_bruck_rotations_add_their_copy_time():
-    # Bruck all-to-all on 4 ranks, 16 float32 per rank (blocks of 4): every rank copies
-    # 24 elements in round 0 (its rotation by its rank, 3 blocks, and the packing of the
-    # 3 blocks it sends... as the schedule says), 16 in round 1 and 24 in the inverse
-    # rotation. Every step's ranks are equally busy, so the copy term adds
+    # Bruck all-to-all on 4 ranks, 16 float32 per rank (blocks of 4 elements). Rank 0 copies:
+    #   round 0: its rotation (4 blocks, 16) and the packing of the 2 blocks it sends (8): 24;
+    #   round 1: the unpacking of the 2 blocks received in round 0 (8), packing 2 (8): 16;
+    #   inverse rotation: unpacking the last 2 blocks (8), the rotation back (16): 24.
+    # Every rank is equally busy in every step, so the copy term adds
     # (24 + 16 + 24) * 4 bytes / C to the contention-free time.
     p, n, C = 4, 16 * 4, 1e9
     s = build_schedule("alltoall", "bruck", p, n // 4)
