@@ -62,6 +62,9 @@ class Plan:
     topology: str = ""
     ranks: int = 0
     choice: Optional[Candidate] = field(default=None, repr=False)
+    #: the size the candidates were priced at: ``nbytes`` rounded down to whole blocks
+    #: (:func:`collectives.model.priced_nbytes`); None means ``nbytes`` itself
+    priced_nbytes: Optional[int] = None
 
     @property
     def label(self) -> str:
@@ -74,6 +77,8 @@ class Plan:
                  f"of {self.topology}: {self.label}"
                  + (f", predicted {format_time(self.predicted_time)}"
                     if self.predicted_time is not None else "")]
+        if self.priced_nbytes is not None and self.priced_nbytes != self.nbytes:
+            lines.append(f"priced {self.priced_nbytes} B (rounded down to whole blocks)")
         if self.candidates:
             width = max(len(c.label) for c in self.candidates)
             best = self.predicted_time
@@ -94,7 +99,9 @@ class Plan:
         return f"<Plan {self.collective} {self.nbytes} B -> {self.label} ({t})>"
 
     def to_dict(self) -> dict:
-        return {"collective": self.collective, "nbytes": self.nbytes, "algorithm": self.algorithm,
+        return {"collective": self.collective, "nbytes": self.nbytes,
+                "priced_nbytes": self.nbytes if self.priced_nbytes is None else self.priced_nbytes,
+                "algorithm": self.algorithm,
                 "label": self.label, "params": _jsonable(self.params),
                 "predicted_time": self.predicted_time, "reason": self.reason,
                 "candidates": [{"label": c.label, "algorithm": c.algorithm, "time": c.time,
@@ -143,10 +150,13 @@ def choose(collective, nbytes, topology, ranks=None, *, cache=True, **params) ->
     -------
     Plan
         Its ``algorithm`` is a registry name and ``params`` what to build the
-        schedule with (hierarchical ``groups``, tree ``chunk``, ring ``order``).
+        schedule with (hierarchical ``groups``, tree ``chunk``, ring ``order``);
+        ``priced_nbytes`` is the size the candidates were priced at (``nbytes``
+        rounded down to whole blocks, :func:`collectives.model.priced_nbytes`),
+        and ``explain()`` says so when it differs.
     """
     from . import algorithms as _alg
-    from .model.simulate import _check_nbytes, build_for, resolve_call, simulate
+    from .model.simulate import _check_nbytes, build_for, priced_nbytes, resolve_call, simulate
 
     if not isinstance(collective, str) or collective not in _alg.COLLECTIVES:
         raise InvalidArgument(f"unknown collective {collective!r}: accepted are "
@@ -174,13 +184,15 @@ def choose(collective, nbytes, topology, ranks=None, *, cache=True, **params) ->
     if ranks == 1:
         return Plan(collective, nbytes, _alg.default_algorithm(collective), 0.0,
                     reason="one rank: nothing to send", topology=topo.name, ranks=1)
-    count = nbytes // itemsize
+    # the planner has always priced a stray partial element away; whole blocks as predict does
+    priced = priced_nbytes(collective, nbytes - nbytes % itemsize, ranks, itemsize)
+    count = priced // itemsize
     cands = []
     for alg in _alg.algorithms(collective):
         accepted = alg.params
         base = {k: v for k, v in alg_params.items() if k in accepted}
         for variant in alg.variants_on(topo, hosts, count, base):
-            cands.append(_price(alg, variant, collective, nbytes - nbytes % itemsize, topo, ranks,
+            cands.append(_price(alg, variant, collective, priced, topo, ranks,
                                 hosts, itemsize, model, build_for, simulate))
     usable = [c for c in cands if c.time is not None and c.executable]
     if not usable:
@@ -199,7 +211,7 @@ def choose(collective, nbytes, topology, ranks=None, *, cache=True, **params) ->
         reason += (f"; {m.label} would be {best.time / m.time:.2f}x faster but the executor "
                    f"cannot run it ({m.note})")
     plan = Plan(collective, nbytes, best.algorithm, best.time, best.params, cands, reason,
-                topo.name, ranks, best)
+                topo.name, ranks, best, priced)
     if key is not None:
         if len(_CACHE) > 4096:
             _CACHE.clear()

@@ -5,6 +5,7 @@
 >>> cl.model.predict("allreduce", "ring", 64 << 20, t)          # seconds
 >>> r = cl.model.simulate(schedule, t)                           # time, per-step times, link loads
 >>> r.hottest_links(5)
+>>> cl.model.priced_nbytes("alltoall", 256 << 20, 16512)   # the size a non-dividing call prices
 
 See the documentation's guide "The model and the planner" for the assumptions and :mod:`collectives.model.simulate`
 for the cost of a step. Nothing here needs MPI or the compiled core.
@@ -13,12 +14,12 @@ for the cost of a step. Nothing here needs MPI or the compiled core.
 from .network import Network, VirtualFullMesh, network_for
 from .maxmin import maxmin, Incidence
 from .simulate import (DEFAULTS, SimulationResult, message_times, predict, simulate,
-                       resolve_topology, placement_of)
+                       resolve_topology, placement_of, priced_nbytes)
 from .concurrent import ConcurrentResult, price_concurrent
 
 __all__ = ["predict", "simulate", "message_times", "SimulationResult", "DEFAULTS",
            "Network", "VirtualFullMesh", "network_for", "maxmin", "Incidence",
-           "resolve_topology", "placement_of", "load_profile", "two_level_topology",
+           "resolve_topology", "placement_of", "priced_nbytes", "load_profile", "two_level_topology",
            "price_concurrent", "ConcurrentResult"]
 
 

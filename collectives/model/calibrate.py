@@ -8,14 +8,20 @@
   by 1/t, so the small sizes are not drowned by the large ones);
 - the reduce bandwidth of this machine's kernel
   (``collectives._kernels.reduce_into`` on float32 sum);
+- the copy bandwidth of one core (a numpy copy of a few MiB between two
+  buffers, best of a few): the model's ``copy_bandwidth``, what local copies
+  such as Bruck's rotations cost;
 
 and rank 0 writes a JSON profile::
 
     {"format": "collectives-profile", "version": 1,
      "intra": {"latency": s, "bandwidth": B/s},
      "inter": {"latency": s, "bandwidth": B/s} or null,
-     "reduce_bandwidth": B/s, "overhead": s,
+     "reduce_bandwidth": B/s, "overhead": s, "copy_bandwidth": B/s,
      "measured": {...raw samples...}}
+
+A profile written before ``copy_bandwidth`` was measured still loads: its
+copies are left out of the model (``copy_bandwidth = inf``).
 
 A profile turns into a model with :func:`two_level_topology`: ranks that
 share memory hang off one node switch, node switches off one network switch;
@@ -41,7 +47,7 @@ import numpy as np
 from ..errors import InvalidArgument, ModelError, TopologyFileError
 
 __all__ = ["Profile", "load_profile", "save_profile", "two_level_topology", "fit_alpha_beta",
-           "calibrate", "DEFAULT_SIZES"]
+           "calibrate", "measure_copy_bandwidth", "DEFAULT_SIZES"]
 
 FORMAT = "collectives-profile"
 DEFAULT_SIZES = [8, 64, 512, 4096, 32768, 262144, 1 << 20, 4 << 20]
@@ -60,6 +66,7 @@ class Profile:
     reduce_bandwidth: float
     overhead: float = 0.0
     measured: dict = field(default_factory=dict)
+    copy_bandwidth: float = math.inf
 
     def to_dict(self) -> dict:
         return {"format": FORMAT, "version": 1,
@@ -67,6 +74,9 @@ class Profile:
                 "inter": (None if self.inter is None else
                           {"latency": self.inter.latency, "bandwidth": self.inter.bandwidth}),
                 "reduce_bandwidth": self.reduce_bandwidth, "overhead": self.overhead,
+                # JSON has no infinity: null stands for "not measured" (copies left out)
+                "copy_bandwidth": (self.copy_bandwidth if math.isfinite(self.copy_bandwidth)
+                                   else None),
                 "measured": self.measured}
 
 
@@ -117,7 +127,13 @@ def load_profile(path) -> Profile:
         inter = Link(_positive(inter, "latency", "inter.", p), _positive(inter, "bandwidth", "inter.", p))
     rb = _positive(d, "reduce_bandwidth", "", p)
     ov = _positive(d, "overhead", "", p) if "overhead" in d else 0.0
-    return Profile(intra, inter, rb, ov, d.get("measured") or {})
+    cb = math.inf
+    if d.get("copy_bandwidth") is not None:
+        cb = _positive(d, "copy_bandwidth", "", p)
+        if cb <= 0:
+            raise ModelError(f"profile {p!r}: copy_bandwidth must be a finite number > 0 "
+                             f"(or null: not measured), got {d['copy_bandwidth']!r}")
+    return Profile(intra, inter, rb, ov, d.get("measured") or {}, cb)
 
 
 def save_profile(profile: Profile, path):
@@ -155,8 +171,8 @@ def two_level_model(groups, profile=None):
     Returns
     -------
     (Topology, dict)
-        :func:`two_level_topology` and the ``overhead`` and
-        ``reduce_bandwidth`` to price on it.
+        :func:`two_level_topology` and the ``overhead``,
+        ``reduce_bandwidth`` and ``copy_bandwidth`` to price on it.
     """
     if profile is not None and not isinstance(profile, Profile):
         profile = load_profile(profile)
@@ -164,7 +180,8 @@ def two_level_model(groups, profile=None):
     if profile is None:
         return topo, {"overhead": DEFAULT_TWO_LEVEL["overhead"],
                       "reduce_bandwidth": DEFAULT_TWO_LEVEL["reduce_bandwidth"]}
-    return topo, {"overhead": profile.overhead, "reduce_bandwidth": profile.reduce_bandwidth}
+    return topo, {"overhead": profile.overhead, "reduce_bandwidth": profile.reduce_bandwidth,
+                  "copy_bandwidth": profile.copy_bandwidth}
 
 
 def two_level_topology(groups, profile=None, *, name=None):
@@ -284,6 +301,23 @@ def measure_reduce_bandwidth(nbytes=16 << 20, repeat=5) -> float:
     return nbytes / best
 
 
+def measure_copy_bandwidth(nbytes=8 << 20, repeat=5) -> float:
+    """Bytes/s of one core's memory copy (``numpy.copyto`` of ``nbytes``), best of ``repeat``.
+
+    This is the model's ``copy_bandwidth``: the rate of a schedule's local
+    copies (Bruck's rotations, hierarchical packing).
+    """
+    src = np.ones(max(int(nbytes), 1), dtype=np.uint8)
+    dst = np.empty_like(src)
+    np.copyto(dst, src)                     # first touch of dst's pages is not a copy's cost
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        np.copyto(dst, src)
+        best = min(best, time.perf_counter() - t0)
+    return src.nbytes / max(best, 1e-12)
+
+
 def calibrate(comm=None, sizes=None, iters=20):
     """Measure and fit a :class:`Profile` (collective over ``comm``; every rank returns it).
 
@@ -314,6 +348,7 @@ def calibrate(comm=None, sizes=None, iters=20):
     prof = None
     if rank == 0:
         gamma = measure_reduce_bandwidth()
+        copy_bw = measure_copy_bandwidth()
         if intra_t is None:           # every node has one rank: use the inter link for both
             intra_t = inter_t
         a, b = fit_alpha_beta(sizes, intra_t)
@@ -325,7 +360,7 @@ def calibrate(comm=None, sizes=None, iters=20):
         measured["intra_times"] = intra_t
         measured["ranks"] = comm.Get_size()
         measured["nodes"] = len(leader) - leader.count(-1)
-        prof = Profile(Link(a, b), inter, gamma, 0.0, measured)
+        prof = Profile(Link(a, b), inter, gamma, 0.0, measured, copy_bw)
     return comm.bcast(prof, root=0)
 
 
@@ -353,5 +388,6 @@ def main(args) -> int:
         else:
             print("inter-node: not measured (every rank shares memory)")
         print(f"reduce bandwidth: {format_bandwidth(prof.reduce_bandwidth)}")
+        print(f"copy bandwidth: {format_bandwidth(prof.copy_bandwidth)}")
         print(f"profile written to {args.output}; use it with COLLECTIVES_PROFILE={args.output}")
     return 0

@@ -7,17 +7,45 @@ The cost of one step (Design, "The model"):
   (:mod:`.maxmin`);
 * a flow takes ``overhead + path latency + bytes / fair rate``; a rank that
   posts k messages in one step (sends or receives, whichever are more) pays
-  ``(k - 1) * overhead`` more, since posting is serial;
-* a rank is done when all its sends and receives are done, plus
-  ``reduce_bytes / reduce_bandwidth`` for the data it reduces (gamma);
-* the step takes as long as its slowest rank; the schedule is the sum of its
-  steps.
+  ``(k - 1) * overhead`` more, since posting is serial. ``overhead`` is the
+  software cost of one message (posting it, matching it, completing it),
+  counted once per message on the critical path;
+* a rank is done with a step when all its sends and receives are done, plus
+  ``reduce_bytes / reduce_bandwidth`` for the data it reduces (gamma), plus
+  ``copy_bytes * k / copy_bandwidth`` for its local copies (Bruck's rotations,
+  hierarchical packing), where k ranks of its host copy in the same step and
+  share the host's memory bandwidth (``copy_bandwidth=inf``, the default,
+  leaves copies out; ``collectives calibrate`` measures it);
+* host costs (overhead, reduction, copies) are each switched off by 0 or inf.
+
+Per-rank critical path (``critical_path=True``, the default): the schedule
+is a DAG over (rank, step). A rank starts step s+1 when its own operations of
+step s are done, not when the slowest rank's are; a message starts when both
+its sender and its receiver have reached its step and takes its flow time
+from the step's max-min solution (the step's flows still share links). The
+schedule's time is the latest rank's finish. With every rank equally busy
+(uniform, contention-free networks) this is the sum of the steps' slowest
+ranks, the textbook formulas; ``critical_path=False`` prices every step at
+its slowest rank (lockstep) everywhere.
+
+A repeated pattern grows, in the long run, by its slowest rank's step time
+per repetition (every dependency of a rank costs at most that rank's own step
+time), so a group of one pattern is advanced rank by rank until its per-rank
+advance is the same for every rank (then the rest is closed form) or for at
+most ``transient`` repetitions, after which it goes on in lockstep from its
+latest rank (an upper bound that differs from the exact DAG by at most the
+spread of the ranks' start times).
 
 A step group whose ``repeat`` steps share one pattern (same sources,
 destinations and sizes) is priced once. A group whose repetitions differ (the
 peer moves, as in a pairwise exchange) is priced at every repetition when it
 has at most ``max_samples`` of them, else at ``max_samples`` evenly spaced
-ones whose mean stands for the rest (``SimulationResult.exact`` says which).
+ones whose mean stands for the rest (``SimulationResult.exact`` says which);
+such a sampled group is priced in lockstep from its latest rank.
+
+Sizes that do not split into whole blocks (an all-to-all of 256 MiB on 16,512
+ranks) are priced at the largest size below that does, as nccl-tests does:
+see :func:`priced_nbytes`; ``SimulationResult.nbytes`` is the size priced.
 
 Max-min rates depend only on which flows exist, not on their sizes, so they
 are cached per pattern: a size sweep routes and solves each pattern once.
@@ -36,12 +64,12 @@ import numpy as np
 
 from ..algorithms import COLLECTIVES
 from ..errors import InvalidArgument, ModelError
-from ..schedule import RECV, RECV_REDUCE
+from ..schedule import COPY, RECV, RECV_REDUCE, SEND
 from .maxmin import incidence, maxmin
 from .network import Network, VirtualFullMesh, network_for
 
 __all__ = ["DEFAULTS", "simulate", "predict", "message_times", "SimulationResult",
-           "resolve_topology", "placement_of", "model_params", "COLLECTIVES"]
+           "resolve_topology", "placement_of", "model_params", "priced_nbytes", "COLLECTIVES"]
 
 #: Model constants and their defaults (override any of them with keyword arguments).
 DEFAULTS = {
@@ -50,6 +78,11 @@ DEFAULTS = {
     "switch_latency": 0.0,        # s per traversal of a switch or router, added to node latency
     "routing": None,              # "ecmp" | "minimal" | "valiant"; None: family default
     "max_samples": 16,            # repetitions priced in a group whose pattern varies
+    # bytes/s of one host's local copies, shared by the ranks on that host; inf (the default,
+    # which keeps the alpha-beta-gamma model) leaves copies out; calibrate measures it
+    "copy_bandwidth": math.inf,
+    "critical_path": True,        # per-rank DAG (True) or every step at its slowest rank (False)
+    "transient": 64,              # repetitions of one pattern followed rank by rank before lockstep
 }
 
 _MODEL_KEYS = set(DEFAULTS) | {"placement", "dtype", "itemsize"}
@@ -72,6 +105,20 @@ class SimulationResult:
         Bytes over each of those links during the whole schedule.
     exact : bool
         False when some varying group was priced from samples.
+    finish_times : numpy.ndarray
+        When each rank finishes its last step; ``time`` is their maximum.
+    nbytes : int
+        The size priced: each rank's buffer of the schedule in bytes (see
+        :func:`priced_nbytes` for how ``predict`` rounds a size that does not
+        split into whole blocks).
+
+    Notes
+    -----
+    ``step_times[g][i]`` is how much the latest rank's finish time grows in
+    repetition ``i`` of group ``g``: with ``critical_path=False`` the step's
+    slowest rank, otherwise what the step adds to the critical path (less
+    than its slowest rank when ranks that were ahead absorb it). Their sum
+    is always ``time``.
     """
 
     time: float
@@ -81,6 +128,8 @@ class SimulationResult:
     link_bytes: np.ndarray
     exact: bool
     network: object = field(repr=False, default=None)
+    finish_times: np.ndarray = field(repr=False, default=None)
+    nbytes: int = 0
 
     @property
     def link_load(self) -> dict:
@@ -131,17 +180,22 @@ def model_params(params: dict) -> dict:
         if isinstance(v, bool) or not isinstance(v, Real) or not math.isfinite(v) or v < 0:
             raise InvalidArgument(f"{k} must be seconds >= 0, got {params.get(k)!r}")
         out[k] = float(v)
-    g = out["reduce_bandwidth"]
-    if isinstance(g, str):
-        from ..units import parse_bandwidth
-        g = parse_bandwidth(g, name="reduce_bandwidth")
-    if isinstance(g, bool) or not isinstance(g, Real) or not g > 0:
-        raise InvalidArgument(f"reduce_bandwidth must be bytes/s > 0 (inf leaves reduction "
-                              f"cost out), got {params.get('reduce_bandwidth')!r}")
-    out["reduce_bandwidth"] = float(g)
-    ms = out["max_samples"]
-    if isinstance(ms, bool) or not isinstance(ms, Integral) or ms < 1:
-        raise InvalidArgument(f"max_samples must be an integer >= 1, got {ms!r}")
+    for k, what in (("reduce_bandwidth", "reduction"), ("copy_bandwidth", "local copy")):
+        g = out[k]
+        if isinstance(g, str):
+            from ..units import parse_bandwidth
+            g = parse_bandwidth(g, name=k)
+        if isinstance(g, bool) or not isinstance(g, Real) or not g > 0:
+            raise InvalidArgument(f"{k} must be bytes/s > 0 (inf leaves {what} cost out), "
+                                  f"got {params.get(k)!r}")
+        out[k] = float(g)
+    for k in ("max_samples", "transient"):
+        ms = out[k]
+        if isinstance(ms, bool) or not isinstance(ms, Integral) or ms < 1:
+            raise InvalidArgument(f"{k} must be an integer >= 1, got {ms!r}")
+    if not isinstance(out["critical_path"], (bool, np.bool_)):
+        raise InvalidArgument(f"critical_path must be True or False, got {out['critical_path']!r}")
+    out["critical_path"] = bool(out["critical_path"])
     return out
 
 
@@ -277,46 +331,141 @@ def _solve(net, src_h, dst_h):
 
 @dataclass
 class _Step:
-    time: float
+    time: float               # the step's slowest rank (lockstep duration)
     flow_time: np.ndarray
     src: np.ndarray
     dst: np.ndarray
     nbytes: np.ndarray
     inc: object
+    extra: np.ndarray = None  # per rank: serial posting, reduction and copy time after its messages
+    rank_time: np.ndarray = None  # per rank: its own duration when every rank starts together
 
 
-def _price(net, hosts, src, dst, nbytes, reduce_bytes, nranks, mp) -> _Step:
+def _price(net, hosts, src, dst, nbytes, reduce_bytes, nranks, mp, copy_bytes=None) -> _Step:
+    extra = np.zeros(nranks)
+    if math.isfinite(mp["reduce_bandwidth"]):
+        extra += reduce_bytes / mp["reduce_bandwidth"]
+    if copy_bytes is not None and math.isfinite(mp["copy_bandwidth"]) and copy_bytes.any():
+        # the ranks of one host that copy in this step share its memory bandwidth
+        copying = copy_bytes > 0
+        sharers = np.bincount(hosts[copying], minlength=int(hosts.max()) + 1)[hosts]
+        extra += copy_bytes * sharers / mp["copy_bandwidth"]
     if len(src) == 0:
-        t = float((reduce_bytes / mp["reduce_bandwidth"]).max()) if reduce_bytes.any() else 0.0
-        return _Step(t, np.zeros(0), src, dst, nbytes, None)
+        return _Step(float(extra.max()) if nranks else 0.0, np.zeros(0), src, dst, nbytes, None,
+                     extra, extra.copy())
     rates, lat, inc = _solve(net, hosts[src], hosts[dst])
     with np.errstate(divide="ignore"):
         ft = mp["overhead"] + lat + np.where(np.isinf(rates), 0.0, nbytes / rates)
-    rank_t = np.zeros(nranks)
-    np.maximum.at(rank_t, src, ft)
-    np.maximum.at(rank_t, dst, ft)
     if mp["overhead"] > 0:
         # posting is serial: a rank with k messages out (or in) pays k-1 more overheads
         k = np.maximum(np.bincount(src, minlength=nranks), np.bincount(dst, minlength=nranks))
-        rank_t += np.maximum(k - 1, 0) * mp["overhead"]
-    if math.isfinite(mp["reduce_bandwidth"]):
-        rank_t += reduce_bytes / mp["reduce_bandwidth"]
-    return _Step(float(rank_t.max()), ft, src, dst, nbytes, inc)
+        extra += np.maximum(k - 1, 0) * mp["overhead"]
+    rank_t = np.zeros(nranks)
+    np.maximum.at(rank_t, src, ft)
+    np.maximum.at(rank_t, dst, ft)
+    rank_t += extra
+    return _Step(float(rank_t.max()), ft, src, dst, nbytes, inc, extra, rank_t)
+
+
+def _advance(ready, st: _Step) -> np.ndarray:
+    """Each rank's finish of one step from each rank's start (the DAG over (rank, step)).
+
+    A message starts when both its ends have reached the step and takes its
+    flow time; a rank is done when its own messages are, plus its serial
+    posting, reduction and copy time.
+    """
+    fin = ready.copy()
+    if len(st.src):
+        end = np.maximum(ready[st.src], ready[st.dst]) + st.flow_time
+        np.maximum.at(fin, st.src, end)
+        np.maximum.at(fin, st.dst, end)
+    return fin + st.extra
+
+
+def _advance_repeated(ready, st: _Step, repeat: int, transient: int):
+    """``repeat`` repetitions of one step: (finish per rank, growth of the latest rank per repetition).
+
+    Followed rank by rank until every rank advances by the same amount (from
+    then on each repetition adds exactly that) or for ``transient``
+    repetitions; the rest goes on in lockstep from the latest rank at the
+    step's slowest-rank time, which is the pattern's long-run rate.
+    """
+    growth = np.empty(repeat)
+    top = float(ready.max()) if len(ready) else 0.0
+    k = 0
+    while k < repeat:
+        nxt = _advance(ready, st)
+        delta = nxt - ready
+        new_top = float(nxt.max())
+        growth[k] = new_top - top
+        ready, top, k = nxt, new_top, k + 1
+        if k == repeat:
+            break
+        d0 = float(delta.max())
+        if float(delta.min()) >= d0 - 1e-12 * max(d0, 1e-300):
+            # every rank moved by d0: a shift of the start shifts the finish, so the rest is closed form
+            growth[k:] = d0
+            ready = ready + (repeat - k) * d0
+            return ready, growth
+        if k >= transient:
+            growth[k:] = st.time
+            ready = np.full_like(ready, top + (repeat - k) * st.time)
+            return ready, growth
+    return ready, growth
 
 
 def _same(a, b):
     return all(x.shape == y.shape and np.array_equal(x, y) for x, y in zip(a, b))
 
 
-def _group_reps(g, nranks, itemsize, max_samples):
+_COPY_EXACT_RANKS = 512     # above this, a group with a cheap message view samples its copies
+
+
+def _step_flows(g, i, nranks, itemsize, with_copies):
+    """``(src, dst, nbytes, reduce_bytes[, copy_bytes])`` of repetition ``i`` of group ``g``."""
+    if not with_copies:
+        return g.flows(i, nranks, itemsize)
+    if g.messages is None:
+        ops = g.build(i, np.arange(nranks, dtype=np.int64)).nonempty()
+        sends = ops.select(ops.kind == SEND)
+        red = ops.select(ops.kind == RECV_REDUCE)
+        reduce_bytes = np.bincount(red.rank, weights=red.count * itemsize,
+                                   minlength=nranks).astype(np.int64)
+        return (sends.rank, sends.peer, sends.count * itemsize, reduce_bytes,
+                _copy_bytes(ops, nranks, itemsize))
+    # the group keeps its copies out of its cheap message view because they are O(p) per rank:
+    # count them on every rank when p is small, else on evenly spaced ranks (nearest stands in)
+    if nranks <= _COPY_EXACT_RANKS:
+        ranks = np.arange(nranks, dtype=np.int64)
+    else:
+        ranks = np.unique(np.linspace(0, nranks - 1, 64).round().astype(np.int64))
+    ops = g.build(i, ranks).nonempty()
+    sampled = _copy_bytes(ops, nranks, itemsize)[ranks]
+    if len(ranks) == nranks:
+        cb = sampled
+    else:
+        near = np.clip(np.searchsorted(ranks, np.arange(nranks), side="left"), 0, len(ranks) - 1)
+        prev = np.clip(near - 1, 0, len(ranks) - 1)
+        pick = np.where(np.abs(ranks[prev] - np.arange(nranks)) < np.abs(ranks[near] - np.arange(nranks)),
+                        prev, near)
+        cb = sampled[pick]
+    return (*g.flows(i, nranks, itemsize), cb)
+
+
+def _copy_bytes(ops, nranks, itemsize):
+    cp = ops.select(ops.kind == COPY)
+    return np.bincount(cp.rank, weights=cp.count * itemsize, minlength=nranks).astype(np.int64)
+
+
+def _group_reps(g, nranks, itemsize, max_samples, with_copies=False):
     """Which repetitions of a group to price: [(index, flows)], and whether exact."""
-    first = g.flows(0, nranks, itemsize)
+    first = _step_flows(g, 0, nranks, itemsize, with_copies)
     if g.repeat == 1:
         return [(0, first)], True, True
     probe = sorted({1, g.repeat - 1, g.repeat // 2})
     flows = {0: first}
     for i in probe:
-        flows[i] = g.flows(i, nranks, itemsize)
+        flows[i] = _step_flows(g, i, nranks, itemsize, with_copies)
     if all(_same(first, flows[i]) for i in probe):
         return [(0, first)], True, True            # one pattern: priced once
     if g.repeat <= max_samples:
@@ -329,7 +478,7 @@ def _group_reps(g, nranks, itemsize, max_samples):
     for i in idx:
         f = flows.get(i)
         if f is None:
-            f = g.flows(i, nranks, itemsize)
+            f = _step_flows(g, i, nranks, itemsize, with_copies)
         out.append((i, f))
     return out, exact, False
 
@@ -347,12 +496,15 @@ def simulate(schedule, topology, placement=None, **params) -> SimulationResult:
         (``"round-robin"``, ``"random"``) or host list for ``topology.place``.
     **params
         Model constants (see :data:`DEFAULTS`): ``overhead``,
-        ``reduce_bandwidth``, ``switch_latency``, ``routing``, ``max_samples``;
+        ``reduce_bandwidth``, ``copy_bandwidth``, ``critical_path``,
+        ``switch_latency``, ``routing``, ``max_samples``, ``transient``;
         ``itemsize`` or ``dtype`` (bytes per element, default 4).
 
     Returns
     -------
     SimulationResult
+        ``time`` is the latest rank's finish; ``nbytes`` the size priced
+        (``schedule.count`` elements).
     """
     unknown = set(params) - _MODEL_KEYS
     if unknown:
@@ -364,34 +516,47 @@ def simulate(schedule, topology, placement=None, **params) -> SimulationResult:
     net = network_for(topo, mp["routing"], mp["switch_latency"])
     nranks = schedule.nranks
     hosts = placement_of(topo, nranks, placement)
-    total = 0.0
+    with_copies = math.isfinite(mp["copy_bandwidth"])
+    ready = np.zeros(nranks)
     step_times, names = [], []
     all_ids, all_bytes = [], []
     exact_all = True
     for g in schedule.groups:
-        reps, exact, single = _group_reps(g, nranks, itemsize, mp["max_samples"])
+        reps, exact, single = _group_reps(g, nranks, itemsize, mp["max_samples"], with_copies)
         exact_all &= exact
-        times = []
+        steps = []
         weight = g.repeat / len(reps)
-        for _, (src, dst, nb, rb) in reps:
-            st = _price(net, hosts, src, dst, nb, rb, nranks, mp)
-            times.append(st.time)
+        for _, f in reps:
+            st = _price(net, hosts, *f[:4], nranks, mp, f[4] if with_copies else None)
+            steps.append(st)
             if st.inc is not None:
-                lb = st.inc.link_sum(nb)
+                lb = st.inc.link_sum(f[2])
                 m = lb > 0
                 all_ids.append(st.inc.links[m])
                 all_bytes.append(lb[m] * weight)
-        idx = np.array([i for i, _ in reps])
-        if single:
-            arr = np.full(g.repeat, times[0])
-        elif len(idx) == g.repeat:
-            arr = np.array(times)
+        times = [st.time for st in steps]
+        top = float(ready.max()) if nranks else 0.0
+        if not mp["critical_path"] or not exact:
+            # lockstep (a sampled group too: its unpriced repetitions have no per-rank view)
+            idx = np.array([i for i, _ in reps])
+            if single:
+                arr = np.full(g.repeat, times[0])
+            elif len(idx) == g.repeat:
+                arr = np.array(times)
+            else:
+                arr = np.interp(np.arange(g.repeat), idx, times)
+                arr *= (np.mean(times) * g.repeat) / arr.sum() if arr.sum() > 0 else 1.0
+            ready = np.full(nranks, top + float(arr.sum()))
+        elif single:
+            ready, arr = _advance_repeated(ready, steps[0], g.repeat, mp["transient"])
         else:
-            arr = np.interp(np.arange(g.repeat), idx, times)
-            arr *= (np.mean(times) * g.repeat) / arr.sum() if arr.sum() > 0 else 1.0
+            arr = np.empty(g.repeat)
+            for k, st in enumerate(steps):
+                ready = _advance(ready, st)
+                new_top = float(ready.max())
+                arr[k], top = new_top - top, new_top
         step_times.append(arr)
         names.append(g.name)
-        total += float(arr.sum())
     if all_ids:
         ids = np.concatenate(all_ids)
         b = np.concatenate(all_bytes)
@@ -399,7 +564,9 @@ def simulate(schedule, topology, placement=None, **params) -> SimulationResult:
         link_bytes = np.bincount(inv, weights=b)
     else:
         uid, link_bytes = np.zeros(0, dtype=np.int64), np.zeros(0)
-    return SimulationResult(total, step_times, names, uid, link_bytes, exact_all, net)
+    total = float(ready.max()) if nranks else 0.0
+    return SimulationResult(total, step_times, names, uid, link_bytes, exact_all, net,
+                            ready, int(schedule.count) * itemsize)
 
 
 def _itemsize(params) -> int:
@@ -443,9 +610,60 @@ def _check_collective_algorithm(collective, algorithm):
                               f"{', '.join(names)}")
 
 
+#: collectives whose schedules need each rank's buffer in ``nranks`` equal blocks
+_EQUAL_BLOCKS = ("alltoall",)
+
+
+def priced_nbytes(collective, nbytes, ranks, itemsize=4) -> int:
+    """The size :func:`predict` and the planner price for ``nbytes`` per rank.
+
+    As nccl-tests does, an all-to-all's element count is rounded down to a
+    multiple of ``ranks`` (each rank sends every rank the same number of
+    elements): an all-to-all of 256 MiB of float32 on 16,512 ranks is priced
+    at 268,419,072 bytes (4,064 elements per block). Other collectives take
+    any whole number of elements (their schedules split unequal blocks
+    themselves), so their size is priced as given.
+
+    Parameters
+    ----------
+    collective : str
+    nbytes : int
+        Each rank's whole buffer in bytes.
+    ranks : int
+    itemsize : int
+        Bytes per element.
+
+    Returns
+    -------
+    int
+        Bytes priced, at most ``nbytes``.
+
+    Raises
+    ------
+    InvalidArgument
+        ``nbytes`` is not a whole number of ``itemsize``-byte elements (a
+        buffer of a fraction of an element is a mistake, not a size to round).
+    """
+    if not isinstance(collective, str) or collective not in COLLECTIVES:
+        raise InvalidArgument(f"unknown collective {collective!r}: accepted are "
+                              f"{', '.join(COLLECTIVES)}")
+    nbytes = _check_nbytes(nbytes)
+    if isinstance(ranks, bool) or not isinstance(ranks, (Integral, np.integer)) or ranks < 1:
+        raise InvalidArgument(f"ranks must be an integer >= 1, got {ranks!r}")
+    if isinstance(itemsize, bool) or not isinstance(itemsize, (Integral, np.integer)) or itemsize < 1:
+        raise InvalidArgument(f"itemsize must be an integer >= 1, got {itemsize!r}")
+    if nbytes % int(itemsize):
+        raise InvalidArgument(f"nbytes={nbytes} is not a whole number of {itemsize}-byte elements")
+    count = nbytes // int(itemsize)
+    if collective in _EQUAL_BLOCKS:
+        count -= count % int(ranks)
+    return count * int(itemsize)
+
+
 def build_for(collective, algorithm, nbytes, topo, ranks, hosts, itemsize, alg_params):
     """The Schedule ``predict`` prices.
 
+    ``nbytes`` is rounded down to whole blocks first (:func:`priced_nbytes`).
     An algorithm that needs groups and is given none gets the topology's
     natural host groups under the placement (when there are any; else its
     own default).
@@ -453,9 +671,7 @@ def build_for(collective, algorithm, nbytes, topo, ranks, hosts, itemsize, alg_p
     from .. import algorithms as _alg
     from ..algorithms._blocks import topology_groups
 
-    count = nbytes // itemsize
-    if nbytes % itemsize:
-        raise InvalidArgument(f"nbytes={nbytes} is not a whole number of {itemsize}-byte elements")
+    count = priced_nbytes(collective, nbytes, ranks, itemsize) // itemsize
     ap = dict(alg_params)
     if "groups" in _alg.get(collective, algorithm).needs and "groups" not in ap:
         g = topology_groups(topo, hosts)
@@ -475,12 +691,15 @@ def predict(collective, algorithm, nbytes, topology, ranks=None, **params) -> fl
         A name from ``collectives.algorithms.algorithm_names(collective)``.
     nbytes : int
         Each rank's whole buffer in bytes (nccl-tests convention; for
-        all-to-all, all the blocks one rank sends).
+        all-to-all, all the blocks one rank sends). A size that does not
+        split into whole blocks is priced rounded down
+        (:func:`priced_nbytes` says to what; ``simulate(...).nbytes`` too).
     topology : Topology, spec string or file
     ranks : int, optional
         Number of ranks (default: every host of the topology).
     **params
         Model constants (``overhead=``, ``reduce_bandwidth=``,
+        ``copy_bandwidth=``, ``critical_path=``, ``transient=``,
         ``switch_latency=``, ``routing=``, ``placement=``, ``dtype=``/
         ``itemsize=``, ``max_samples=``); anything else goes to the algorithm
         (``root=``, ``order=``, ``groups=``, ...).

@@ -1,0 +1,250 @@
+"""Host costs in the model, each on a case small enough to compute by hand.
+
+A star of p hosts with host links of bandwidth B and latency L/2: a message
+crosses two links, so one flow alone takes ``overhead + L + n / B``.
+Schedules are built by hand here (a list of steps, each a list of sends and
+copies) so that every number below follows from the rule it tests.
+"""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+import collectives as cl
+from collectives import topology as T
+from collectives.algorithms import build_schedule
+from collectives.model import predict, priced_nbytes, simulate
+from collectives.model.calibrate import (Profile, Link, load_profile, measure_copy_bandwidth,
+                                         save_profile, two_level_model)
+from collectives.schedule import Ops, Schedule, StepGroup
+
+B = 1e9            # bytes/s
+L = 2e-6           # s, path latency (two links of L/2)
+O = 1e-6           # s, per-message overhead
+INF = float("inf")
+OFF = dict(overhead=0.0, reduce_bandwidth=INF)
+
+
+def star(p):
+    return T.star(p, link_bandwidth=B, link_latency=L / 2)
+
+
+def hand_schedule(nranks, steps, repeat=None):
+    """A Schedule from ``steps``: each a list of ("send", src, dst, count) / ("copy", rank, count).
+
+    ``repeat[i]`` repeats step i (one pattern) that many times.
+    """
+    repeat = repeat or [1] * len(steps)
+
+    def group(ops_spec, rep):
+        def build(i, ranks):
+            parts = []
+            for op in ops_spec:
+                if op[0] == "send":
+                    _, s, d, c = op
+                    if s in ranks:
+                        parts.append(Ops.send(s, d, 0, 0, c))
+                    if d in ranks:
+                        parts.append(Ops.recv(d, s, 1, 0, c))
+                else:
+                    _, r, c = op
+                    if r in ranks:
+                        parts.append(Ops.copy(r, 0, 0, 1, 0, c))
+            return Ops.concat(parts)
+        return StepGroup(rep, build, name=f"step {len(groups)}")
+
+    groups = []
+    for spec, rep in zip(steps, repeat):
+        groups.append(group(spec, rep))
+    return Schedule("alltoall", "hand", nranks, 1 << 20, 1 << 20, groups, tmp_count=1 << 20)
+
+
+# ---------------------------------------------------------------------- critical path
+def test_ranks_that_are_done_go_on_to_their_next_step():
+    # step 0: 0 -> 1 (n bytes), step 1: 2 -> 3 (n bytes). Ranks 2 and 3 have nothing to do in
+    # step 0, so their exchange runs at the same time as 0 -> 1: one flow time in all,
+    # t = L + n/B, where lockstep pays for each step at its slowest rank: 2t.
+    n = 1 << 20
+    s = hand_schedule(4, [[("send", 0, 1, n // 4)], [("send", 2, 3, n // 4)]])
+    t = L + n / B
+    assert simulate(s, star(4), **OFF).time == pytest.approx(t, rel=1e-12)
+    assert simulate(s, star(4), critical_path=False, **OFF).time == pytest.approx(2 * t, rel=1e-12)
+
+
+def test_a_message_waits_for_its_sender():
+    # step 0: 0 -> 1 (n bytes), step 1: 1 -> 2 (m bytes): rank 2 is idle in step 0 but its
+    # receive needs rank 1 to be done with step 0: (L + n/B) + (L + m/B), as in lockstep.
+    n, m = 1 << 20, 1 << 12
+    s = hand_schedule(3, [[("send", 0, 1, n // 4)], [("send", 1, 2, m // 4)]])
+    want = (L + n / B) + (L + m / B)
+    r = simulate(s, star(3), **OFF)
+    assert r.time == pytest.approx(want, rel=1e-12)
+    assert simulate(s, star(3), critical_path=False, **OFF).time == pytest.approx(want, rel=1e-12)
+    # per-rank finish: rank 0 is done after its send, rank 2 last
+    assert r.finish_times[0] == pytest.approx(L + n / B, rel=1e-12)
+    assert r.finish_times[2] == pytest.approx(want, rel=1e-12)
+    # step_times add up to the time: how much each step adds to the latest rank
+    assert sum(float(a.sum()) for a in r.step_times) == pytest.approx(want, rel=1e-12)
+
+
+def test_a_repeated_pattern_runs_ahead_and_then_in_lockstep_after_the_transient():
+    # step 0: 0 -> 1 big (tb = L + nb/B); then 2 -> 3 small (ts = L + ns/B) repeated R times.
+    # Ranks 2 and 3 run their R small steps during the big one: max(tb, R*ts).
+    nb, ns, R = 1 << 20, 1 << 12, 5
+    s = hand_schedule(4, [[("send", 0, 1, nb // 4)], [("send", 2, 3, ns // 4)]], repeat=[1, R])
+    tb, ts = L + nb / B, L + ns / B
+    assert R * ts < tb
+    assert simulate(s, star(4), **OFF).time == pytest.approx(max(tb, R * ts), rel=1e-12)
+    assert simulate(s, star(4), critical_path=False, **OFF).time == pytest.approx(tb + R * ts, rel=1e-12)
+    # followed rank by rank for 2 repetitions only: the other 3 go on from the latest rank
+    assert simulate(s, star(4), transient=2, **OFF).time == pytest.approx(tb + 3 * ts, rel=1e-12)
+
+
+def test_rhd_on_three_ranks_is_not_priced_above_lockstep():
+    # rhd folds rank 2 into rank 0 on 3 ranks; the critical path can only be shorter
+    for n in (1 << 12, 1 << 20):
+        cp = predict("allreduce", "rhd", n, star(3), **OFF)
+        lock = predict("allreduce", "rhd", n, star(3), critical_path=False, **OFF)
+        assert cp <= lock * (1 + 1e-12)
+
+
+def test_uniform_ring_keeps_its_formula_in_both_modes():
+    p, n = 8, 8 * 4096 * 4
+    want = 2 * (p - 1) * (L + O) + 2 * (p - 1) / p * n / B
+    for cp in (True, False):
+        t = predict("allreduce", "ring", n, star(p), overhead=O, reduce_bandwidth=INF, critical_path=cp)
+        assert t == pytest.approx(want, rel=1e-12)
+
+
+# ---------------------------------------------------------------------- overhead
+def test_overhead_is_one_per_message_and_posting_is_serial():
+    # one step: rank 0 sends n bytes to each of ranks 1, 2, 3. The three flows share rank 0's
+    # uplink (B/3 each): each takes O + L + 3n/B, and rank 0 posts them one after another,
+    # paying 2 more overheads: 3*O + L + 3n/B.
+    n = 1 << 16
+    s = hand_schedule(4, [[("send", 0, d, n // 4) for d in (1, 2, 3)]])
+    want = 3 * O + L + 3 * n / B
+    assert simulate(s, star(4), overhead=O, reduce_bandwidth=INF).time == pytest.approx(want, rel=1e-12)
+    # switched off: the same step without any overhead
+    assert simulate(s, star(4), **OFF).time == pytest.approx(L + 3 * n / B, rel=1e-12)
+
+
+# ---------------------------------------------------------------------- copies
+def test_copies_cost_bytes_over_copy_bandwidth_shared_on_a_host():
+    # one step of copies only: ranks 0 and 1 copy c bytes each at C bytes/s.
+    c, C = 1 << 20, 5e9
+    s = hand_schedule(2, [[("copy", 0, c // 4), ("copy", 1, c // 4)]])
+    # on two hosts: each rank copies alone, c/C
+    assert simulate(s, star(2), copy_bandwidth=C, **OFF).time == pytest.approx(c / C, rel=1e-12)
+    # both ranks on host 0: they share its memory bandwidth, 2c/C
+    both = np.array([0, 0])
+    assert simulate(s, star(2), placement=both, copy_bandwidth=C, **OFF).time == \
+        pytest.approx(2 * c / C, rel=1e-12)
+    # switched off (the default): copies are free
+    assert simulate(s, star(2), **OFF).time == 0.0
+
+
+def test_bruck_rotations_add_their_copy_time():
+    # Bruck all-to-all on 4 ranks, 16 float32 per rank (blocks of 4 elements). Rank 0 copies:
+    #   round 0: its rotation (4 blocks, 16) and the packing of the 2 blocks it sends (8): 24;
+    #   round 1: the unpacking of the 2 blocks received in round 0 (8), packing 2 (8): 16;
+    #   inverse rotation: unpacking the last 2 blocks (8), the rotation back (16): 24.
+    # Every rank is equally busy in every step, so the copy term adds
+    # (24 + 16 + 24) * 4 bytes / C to the contention-free time.
+    p, n, C = 4, 16 * 4, 1e9
+    s = build_schedule("alltoall", "bruck", p, n // 4)
+    copies = []
+    for g in s.groups:
+        ops = g.build(0, np.arange(p))
+        copies.append(int(ops.count[(ops.kind == cl.schedule.COPY) & (ops.rank == 0)].sum()))
+    assert copies == [24, 16, 24]
+    base = predict("alltoall", "bruck", n, star(p), **OFF)
+    with_copies = predict("alltoall", "bruck", n, star(p), copy_bandwidth=C, **OFF)
+    assert with_copies - base == pytest.approx(64 * 4 / C, rel=1e-9)
+
+
+def test_bad_host_cost_constants_are_refused():
+    with pytest.raises(cl.InvalidArgument, match="copy_bandwidth"):
+        predict("allreduce", "ring", 1024, star(2), copy_bandwidth=0)
+    with pytest.raises(cl.InvalidArgument, match="critical_path"):
+        predict("allreduce", "ring", 1024, star(2), critical_path="yes")
+    with pytest.raises(cl.InvalidArgument, match="transient"):
+        predict("allreduce", "ring", 1024, star(2), transient=0)
+
+
+def test_host_cost_constants_are_in_defaults():
+    d = cl.model.DEFAULTS
+    assert d["copy_bandwidth"] == INF and d["critical_path"] is True
+    assert "overhead" in d and "reduce_bandwidth" in d
+
+
+# ---------------------------------------------------------------------- rounding
+def test_alltoall_size_that_does_not_split_is_priced_rounded_down():
+    p = 3
+    whole = p * 4 * 10                      # 3 blocks of 10 float32
+    odd = whole + 2 * 4                     # 32 elements: not 3 equal blocks
+    assert priced_nbytes("alltoall", odd, p) == whole
+    assert priced_nbytes("alltoall", odd + 1, p, itemsize=1) == odd + 1 - (odd + 1) % p
+    assert priced_nbytes("allreduce", odd, p) == odd      # any whole number of elements
+    with pytest.raises(cl.InvalidArgument, match="whole number"):
+        priced_nbytes("alltoall", odd + 1, p)             # part of an element: a mistake
+    want = predict("alltoall", "pairwise", whole, star(p), **OFF)
+    assert predict("alltoall", "pairwise", odd, star(p), **OFF) == want
+    r = simulate(build_schedule("alltoall", "pairwise", p, whole // 4), star(p), **OFF)
+    assert r.nbytes == whole and r.time == want
+
+
+def test_planner_says_what_it_priced():
+    p = 3
+    odd = p * 4 * 10 + 4
+    plan = cl.planner.choose("alltoall", odd, star(p), cache=False, **OFF)
+    assert plan.nbytes == odd and plan.priced_nbytes == p * 4 * 10
+    assert f"priced {p * 4 * 10} B (rounded down to whole blocks)" in plan.explain()
+    assert plan.to_dict()["priced_nbytes"] == p * 4 * 10
+    exact = cl.planner.choose("alltoall", p * 4 * 10, star(p), cache=False, **OFF)
+    assert "rounded down" not in exact.explain()
+    assert plan.predicted_time == exact.predicted_time
+
+
+def test_the_issue_case_is_priced():
+    # 256 MiB of float32 do not split into 16,512 equal blocks: 4,064 elements per block
+    assert priced_nbytes("alltoall", 256 << 20, 16512) == 4064 * 16512 * 4
+
+
+# ---------------------------------------------------------------------- calibration
+def test_copy_bandwidth_is_measured_and_saved(tmp_path):
+    bw = measure_copy_bandwidth(1 << 20, repeat=2)
+    assert math.isfinite(bw) and bw > 0
+    prof = Profile(Link(1e-6, 5e9), None, 8e9, 0.0, {}, copy_bandwidth=bw)
+    save_profile(prof, tmp_path / "p.json")
+    back = load_profile(tmp_path / "p.json")
+    assert back.copy_bandwidth == pytest.approx(bw)
+    _, params = two_level_model(np.array([0, 0]), back)
+    assert params["copy_bandwidth"] == pytest.approx(bw)
+
+
+def test_profile_without_copy_bandwidth_still_loads(tmp_path):
+    old = {"format": "collectives-profile", "version": 1,
+           "intra": {"latency": 1e-6, "bandwidth": 5e9}, "inter": None,
+           "reduce_bandwidth": 8e9, "overhead": 0.0, "measured": {}}
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(old))
+    assert load_profile(path).copy_bandwidth == INF
+    bad = dict(old, copy_bandwidth=-1)
+    path.write_text(json.dumps(bad))
+    with pytest.raises(cl.ModelError, match="copy_bandwidth"):
+        load_profile(path)
+
+
+def test_copies_counted_on_a_sample_of_ranks_match_every_rank(monkeypatch):
+    # above a rank count, a group whose messages are cheap to list counts its copies on
+    # evenly spaced ranks only; Bruck's ranks all copy the same, so the price is the same
+    import sys
+
+    sim = sys.modules["collectives.model.simulate"]
+    kw = dict(copy_bandwidth=1e9, **OFF)
+    exact = predict("alltoall", "bruck", 128 * 4 * 8, star(128), **kw)
+    monkeypatch.setattr(sim, "_COPY_EXACT_RANKS", 16)
+    assert predict("alltoall", "bruck", 128 * 4 * 8, star(128), **kw) == pytest.approx(exact, rel=1e-12)
