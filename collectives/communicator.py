@@ -18,6 +18,7 @@ from mpi4py import MPI
 
 from . import dtypes as _dt
 from . import notices
+from . import p2p
 from ._mpicheck import load_core
 from .algorithms._blocks import block_bounds
 from .buffers import address, as_array
@@ -528,7 +529,7 @@ class Communicator:
     def _tag(tag):
         if isinstance(tag, bool) or not isinstance(tag, (int, np.integer)):
             raise InvalidType(f"tag must be an int, got {tag!r}")
-        upper = MPI.COMM_WORLD.Get_attr(MPI.TAG_UB)
+        upper = _tag_upper()
         if not 0 <= int(tag) <= upper:
             raise InvalidArgument(f"tag={tag} is out of range: tags are 0..{upper} (MPI_TAG_UB)")
         return int(tag)
@@ -540,8 +541,6 @@ class Communicator:
         ranks with one tag arrive in the order they were sent; they never match
         collective traffic.
         """
-        from . import p2p
-
         a = as_array(x, "x")
         dest = self._peer(dest, "dest")
         tag = self._tag(tag)
@@ -556,8 +555,6 @@ class Communicator:
         ``out``, or not a whole number of its elements, raises
         :class:`~collectives.errors.MismatchError` (the message is discarded).
         """
-        from . import p2p
-
         o = as_array(out, "out", writable=True)
         source = self._peer(source, "source", allow_any=True)
         tag = self._tag(tag)
@@ -991,6 +988,16 @@ class Communicator:
                 "A peer may have died or passed another count or dtype; this Communicator is "
                 "now unusable.")
         raise CommunicationError(f"{collective} ({algorithm}): internal error: {res['message']}")
+
+
+_TAG_UB: list = []
+
+
+def _tag_upper() -> int:
+    """MPI_TAG_UB, asked once."""
+    if not _TAG_UB:
+        _TAG_UB.append(int(MPI.COMM_WORLD.Get_attr(MPI.TAG_UB)))
+    return _TAG_UB[0]
 
 
 def _algorithm_of_crc(crc: int) -> str:

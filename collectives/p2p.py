@@ -75,7 +75,9 @@ class Request:
         if not self._done:
             if self.kind == "send":
                 _finish_if_done(self)
-            else:
+            # a send may wait for a receive of this rank that is queued but not yet posted
+            # (a send to oneself, or a ring of exchanges): progress those too
+            if not self._done:
                 _progress(self._comm)
             if self._error is not None:
                 raise self._error
