@@ -18,6 +18,7 @@ from mpi4py import MPI
 
 from . import dtypes as _dt
 from . import notices
+from . import p2p
 from ._mpicheck import load_core
 from .algorithms._blocks import block_bounds
 from .buffers import address, as_array
@@ -202,6 +203,9 @@ class Communicator:
         self._comm.Set_errhandler(MPI.ERRORS_RETURN)
         # carries nothing but peers' notices (collectives.notices), so they never match data
         self._notice = self._comm.Dup()
+        # point-to-point messages travel on their own duplicate, so they never match collective traffic
+        self._p2p = self._comm.Dup()
+        self._p2p_pending: list = []
         self.rank = self._comm.Get_rank()
         self.size = self._comm.Get_size()
         if self.size > 1:
@@ -367,7 +371,7 @@ class Communicator:
 
         A freed Communicator no longer tells its peers when this process exits.
         """
-        for name in ("_comm", "_notice"):
+        for name in ("_comm", "_notice", "_p2p"):
             dup = getattr(self, name, None)
             if dup is not None and dup != MPI.COMM_NULL:
                 try:
@@ -392,6 +396,333 @@ class Communicator:
     def __repr__(self):
         state = f"broken: {self._broken}" if self._broken else "ok"
         return f"<collectives.Communicator rank {self.rank} of {self.size}, {state}>"
+
+    # ---- sub-communicators and layouts -------------------------------------------------
+
+    def split(self, color: int | None, key: int = 0) -> Optional["Communicator"]:
+        """The sub-communicator of the ranks that pass the same ``color`` (MPI ``Comm_split``).
+
+        A collective call: every rank of this Communicator must call it. Ranks
+        are ordered by ``key``, then by their rank here. The result inherits
+        this Communicator's timeout, validate, emulation and segment size; its
+        topology is the same network with its placement restricted to the
+        members' hosts, so "auto" plans on the part of the network it uses.
+
+        Parameters
+        ----------
+        color : int or None
+            A non-negative int; None: this rank joins no sub-communicator.
+        key : int
+            Order of this rank among its color's members.
+
+        Returns
+        -------
+        Communicator or None
+            None on a rank whose color is None.
+
+        Raises
+        ------
+        InvalidType, InvalidArgument
+            On every rank, before the split, when any rank passed a color that is
+            not a non-negative int (or None) or a key that is not an int.
+        """
+        self._ensure_usable()
+        problem, kind = "", InvalidArgument
+        if color is not None and (isinstance(color, bool) or not isinstance(color, (int, np.integer))):
+            problem, kind = f"color must be a non-negative int or None, got {color!r}", InvalidType
+        elif color is not None and not 0 <= int(color) < 2 ** 31 - 1:
+            problem = f"color must be a non-negative int below 2**31 - 1, got {color}"
+        elif isinstance(key, bool) or not isinstance(key, (int, np.integer)):
+            problem, kind = f"key must be an int, got {key!r}", InvalidType
+        elif not -2 ** 31 <= int(key) < 2 ** 31:
+            problem = f"key must fit in a C int, got {key}"
+        # agree first (with a deadline), so that one rank's bad color raises on every rank
+        mine = np.array([1 if problem else 0], dtype=np.int64)
+        bad = np.flatnonzero(self.allgather(mine, algorithm="mpi")).tolist()
+        if problem:
+            raise kind(f"split: {problem}")
+        if bad:
+            raise InvalidArgument(f"split: rank(s) {', '.join(map(str, bad))} passed a bad color or "
+                                  "key, so no rank splits")
+        sub = self._comm.Split(MPI.UNDEFINED if color is None else int(color), int(key))
+        if sub == MPI.COMM_NULL:
+            return None
+        try:
+            members = sub.Get_group().Translate_ranks(list(range(sub.Get_size())), self._comm.Get_group())
+            return self._child(sub, [int(m) for m in members])
+        finally:
+            sub.Free()
+
+    def _child(self, sub: MPI.Comm, members: list) -> "Communicator":
+        """A Communicator on ``sub`` (whose rank i is this one's ``members[i]``), with our settings."""
+        placement = None
+        if self.topology is not None:
+            from .topology.placement import Placement
+
+            placement = Placement(self.topology, [self.placement[m] for m in members])
+        child = Communicator(sub, topology=self.topology, emulate=self.emulate, timeout=self.timeout,
+                             validate=self.validate, segment_bytes=self.segment_bytes,
+                             placement=placement)
+        child.inflight = self.inflight
+        child.parent_ranks = np.asarray(members, dtype=np.int64)
+        return child
+
+    def layout(self, dp: int | None = None, tp: int = 1, pp: int = 1, ep: int = 1,
+               order: Any = ("tp", "dp", "pp")) -> "Mesh":
+        """This rank's data-, tensor-, pipeline- and expert-parallel sub-communicators.
+
+        The groups are those of ``collectives.workload.Layout(dp, tp, pp, ep,
+        order)`` over this Communicator's ranks, so the layout the workload
+        model prices is the one that runs. A collective call: every rank must
+        call it with the same arguments.
+
+        Parameters
+        ----------
+        dp, tp, pp, ep : int
+            Degrees; ``dp * tp * pp`` must be this Communicator's size (``dp``
+            defaults to ``size // (tp * pp)``); ``ep`` divides ``dp``.
+        order : sequence of str or str
+            "tp", "dp", "pp", fastest-varying first (Megatron-LM's default).
+
+        Returns
+        -------
+        Mesh
+            ``mesh["tp"]``, ``mesh["dp"]``, ``mesh["pp"]``, ``mesh["ep"]``,
+            ``mesh["edp"]`` (Communicators), ``mesh.layout`` and ``mesh.coords``.
+        """
+        from .workload.layout import DIMENSIONS, Layout
+
+        self._ensure_usable()
+        for name, value in (("tp", tp), ("pp", pp), ("ep", ep)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise InvalidArgument(f"layout: {name} must be a positive int, got {value!r}")
+        if dp is None:
+            if self.size % (tp * pp):
+                raise InvalidArgument(f"layout: tp={tp} x pp={pp} does not divide the "
+                                      f"communicator's {self.size} ranks")
+            dp = self.size // (tp * pp)
+        lay = Layout(dp, tp, pp, ep, order)
+        if lay.size != self.size:
+            raise InvalidArgument(f"layout: dp={lay.dp} x tp={lay.tp} x pp={lay.pp} = {lay.size} ranks, "
+                                  f"but the communicator has {self.size}")
+        comms = {}
+        for dim in DIMENSIONS:
+            groups = lay.groups(dim)
+            row = np.flatnonzero((groups == self.rank).any(axis=1))[0]
+            position = int(np.flatnonzero(groups[row] == self.rank)[0])
+            comms[dim] = self.split(int(row), key=position)
+        return Mesh(lay, comms, lay.coords(self.rank))
+
+    # ---- point-to-point ----------------------------------------------------------------
+
+    def _peer(self, peer, what, allow_any=False):
+        if allow_any and isinstance(peer, str) and peer.lower() == "any":
+            return MPI.ANY_SOURCE
+        if isinstance(peer, bool) or not isinstance(peer, (int, np.integer)):
+            extra = ' or "any"' if allow_any else ""
+            raise InvalidType(f"{what} must be an int rank{extra}, got {peer!r}")
+        if not 0 <= int(peer) < self.size:
+            raise InvalidArgument(f"{what}={peer} is out of range: ranks are 0..{self.size - 1}")
+        return int(peer)
+
+    @staticmethod
+    def _tag(tag):
+        if isinstance(tag, bool) or not isinstance(tag, (int, np.integer)):
+            raise InvalidType(f"tag must be an int, got {tag!r}")
+        upper = _tag_upper()
+        if not 0 <= int(tag) <= upper:
+            raise InvalidArgument(f"tag={tag} is out of range: tags are 0..{upper} (MPI_TAG_UB)")
+        return int(tag)
+
+    def isend(self, x: Any, dest: int, tag: int = 0) -> "p2p.Request":
+        """Start sending ``x`` to rank ``dest``; returns a request (``.wait()``, ``.test()``).
+
+        ``x`` must not change until the request completes. Messages between two
+        ranks with one tag arrive in the order they were sent; they never match
+        collective traffic.
+        """
+        a = as_array(x, "x")
+        dest = self._peer(dest, "dest")
+        tag = self._tag(tag)
+        p2p.check_usable(self)
+        return p2p.post_send(self, a, dest, tag)
+
+    def irecv(self, out: Any, source: int | str = "any", tag: int = 0) -> "p2p.Request":
+        """Start receiving into ``out`` from rank ``source`` (or "any"); returns a request.
+
+        ``request.wait()`` returns a :class:`~collectives.p2p.RecvStatus`
+        (``source``, ``tag``, ``count`` elements received). A message larger than
+        ``out``, or not a whole number of its elements, raises
+        :class:`~collectives.errors.MismatchError` (the message is discarded).
+        """
+        o = as_array(out, "out", writable=True)
+        source = self._peer(source, "source", allow_any=True)
+        tag = self._tag(tag)
+        p2p.check_usable(self)
+        return p2p.post_recv(self, o, source, tag)
+
+    def send(self, x: Any, dest: int, tag: int = 0, timeout: float | None = None) -> None:
+        """Send ``x`` to rank ``dest`` and wait until its buffer may be reused.
+
+        Raises :class:`~collectives.errors.CollectiveTimeout` (naming the peer
+        and tag) when the message cannot leave before the deadline (``timeout``,
+        else the Communicator's), :class:`~collectives.errors.PeerFailure` when
+        ``dest`` left.
+        """
+        if timeout is not None:
+            _check_timeout(timeout)
+        self.isend(x, dest, tag).wait(timeout)
+
+    def recv(self, out: Any, source: int | str = "any", tag: int = 0,
+             timeout: float | None = None) -> "p2p.RecvStatus":
+        """Receive a message from ``source`` (a rank or "any") into ``out``.
+
+        Returns
+        -------
+        collectives.p2p.RecvStatus
+            ``source``, ``tag`` and ``count`` (elements received; a message may
+            be shorter than ``out``). ``int(status)`` is the source rank.
+        """
+        if timeout is not None:
+            _check_timeout(timeout)
+        return self.irecv(out, source, tag).wait(timeout)
+
+    def sendrecv(self, x: Any, dest: int, out: Any, source: int | str = "any", send_tag: int = 0,
+                 recv_tag: int | None = None, timeout: float | None = None) -> "p2p.RecvStatus":
+        """Send ``x`` to ``dest`` and receive into ``out`` from ``source`` at once (no deadlock
+        in a ring of exchanges). ``recv_tag`` defaults to ``send_tag``; returns the receive's status."""
+        if timeout is not None:
+            _check_timeout(timeout)
+        recv_tag = send_tag if recv_tag is None else recv_tag
+        # every argument checked before either message is posted
+        a = as_array(x, "x")
+        o = as_array(out, "out", writable=True)
+        self._peer(dest, "dest")
+        self._peer(source, "source", allow_any=True)
+        self._tag(send_tag)
+        self._tag(recv_tag)
+        if o.size and a.size and np.shares_memory(a, o):
+            raise InvalidArgument("sendrecv: out overlaps x; pass separate buffers")
+        receive = self.irecv(out, source, recv_tag)
+        sending = self.isend(x, dest, send_tag)
+        status = receive.wait(timeout)
+        sending.wait(timeout)
+        return status
+
+    # ---- all-to-all with uneven blocks ---------------------------------------------------
+
+    def alltoallv(self, x: Any, send_counts: Any, recv_counts: Any = None, *, out: Any = None,
+                  algorithm: str = "auto", timeout: float | None = None) -> Any:
+        """All-to-all with a different block size for every pair of ranks.
+
+        ``x`` holds this rank's blocks back to back along axis 0, block j
+        (``send_counts[j]`` rows) for rank j; the result holds block i from every
+        rank i, in rank order (``recv_counts[i]`` rows). A collective call.
+
+        Parameters
+        ----------
+        x : array
+            ``sum(send_counts)`` rows along axis 0 (any trailing shape, same on
+            every rank).
+        send_counts : sequence of int
+            ``size`` non-negative row counts.
+        recv_counts : sequence of int, optional
+            What each rank sends to this one; exchanged (an all-to-all of the
+            counts) when not given.
+        out : array, optional
+            ``sum(recv_counts)`` rows of x's trailing shape and dtype.
+        algorithm : str
+            "auto" (the registry's default, "pairwise"), "pairwise" (the
+            executor, with deadlines) or "mpi" (``MPI_Alltoallv``; no deadline).
+
+        Returns
+        -------
+        array
+            ``out``, or a new array.
+        """
+        from . import algorithms as _alg
+
+        a = as_array(x, "x")
+        name, params = _alg.parse_algorithm("alltoallv", algorithm)
+        if params:
+            raise InvalidArgument(f"alltoallv: algorithm {algorithm!r} takes no parameters")
+        if a.ndim == 0:
+            raise InvalidArgument("alltoallv: x must have at least one dimension")
+        row = int(np.prod(a.shape[1:], dtype=np.int64))
+        sc = self._counts(send_counts, "send_counts")
+        if int(sc.sum()) != a.shape[0]:
+            raise InvalidArgument(f"alltoallv: send_counts sum to {int(sc.sum())} rows, but x has "
+                                  f"{a.shape[0]} rows along axis 0")
+        rc = None if recv_counts is None else self._counts(recv_counts, "recv_counts")
+        if out is not None:
+            rows = int(rc.sum()) if rc is not None else as_array(out, "out").reshape(-1).size // max(row, 1)
+            self._output(x, a, out, (rows,) + a.shape[1:], same_as_input=False)
+        if timeout is not None:
+            _check_timeout(timeout)
+        self._ensure_usable()
+        if rc is None:
+            rc = self.alltoall(sc, algorithm="pairwise", timeout=timeout)
+            if out is not None:
+                # out's size is known only now: agree on it, so that no rank is left waiting
+                fits = np.array([int(rc.sum()) * row == as_array(out, "out").size], dtype=np.int64)
+                ok = self.allgather(fits, algorithm="mpi", timeout=timeout)
+                if not ok.all():
+                    bad = ", ".join(map(str, np.flatnonzero(ok == 0).tolist()))
+                    raise InvalidArgument(f"alltoallv: out does not hold the rows the other ranks send "
+                                          f"on rank(s) {bad} (here: {int(rc.sum())} rows expected)")
+        o, result = self._output(x, a, out, (int(rc.sum()),) + a.shape[1:], same_as_input=False)
+        deadline = self._deadline(timeout)
+        if name == "mpi":
+            sd = np.concatenate([[0], np.cumsum(sc)[:-1]]) * row * a.itemsize
+            rd = np.concatenate([[0], np.cumsum(rc)[:-1]]) * row * a.itemsize
+            try:
+                self._comm.Alltoallv([a.reshape(-1).view(np.uint8), (sc * row * a.itemsize, sd), MPI.BYTE],
+                                     [o.reshape(-1).view(np.uint8), (rc * row * a.itemsize, rd), MPI.BYTE])
+            except MPI.Exception as exc:
+                self._broken = "alltoallv failed in MPI"
+                raise CommunicationError(f"alltoallv (mpi) failed: {exc}") from None
+            return result
+        if name == "auto":
+            name = _alg.default_algorithm("alltoallv")
+        counts = np.zeros((self.size, self.size), dtype=np.int64)
+        if self.emulate:   # the model prices every pair's block: everyone's counts are needed
+            counts = self.allgather(sc * row, algorithm="mpi", timeout=timeout).reshape(self.size, self.size)
+        counts[self.rank, :] = sc * row
+        counts[:, self.rank] = rc * row
+        sched = _alg.build_schedule("alltoallv", name, self.size, int(counts.sum(axis=1).max()),
+                                    counts=counts)
+        program = np.ascontiguousarray(sched.program(self.rank))
+        scratch = int(_core.scratch_needed(program, a.itemsize, self.segment_bytes, self.inflight))
+        if self._scratch.nbytes < scratch:
+            self._scratch = np.empty(scratch, dtype=np.uint8)
+        holds = None
+        if self.emulate:
+            from . import model as _model
+
+            holds = np.ascontiguousarray(_model.message_times(
+                sched, self.topology, self.placement, self.rank, itemsize=a.itemsize), dtype=np.float64)
+        flat_in = a.reshape(-1)
+        flat_out = o.reshape(-1)
+        res = _core.run(self._comm, program, flat_in, flat_out, self._tmp, _dt.dtype_code(a.dtype), 0,
+                        self.segment_bytes, self.inflight, self._scratch, deadline, holds, self._notice)
+        if holds is not None:
+            self._judge_emulation()
+        if res is not None:
+            self._check_result(res, "alltoallv", name, sched.num_steps or None)
+        return result
+
+    def _counts(self, counts, what):
+        try:
+            c = np.asarray(counts)
+        except Exception:
+            raise InvalidType(f"alltoallv: {what} must be a sequence of {self.size} ints") from None
+        if c.shape != (self.size,) or not (np.issubdtype(c.dtype, np.integer) or c.size == 0):
+            raise InvalidArgument(f"alltoallv: {what} must be {self.size} ints (one per rank), "
+                                  f"got {counts!r}")
+        c = c.astype(np.int64)
+        if (c < 0).any():
+            raise InvalidArgument(f"alltoallv: {what} must not be negative, got {c.tolist()}")
+        return c
 
     # ---- internals -------------------------------------------------------------------------
 
@@ -676,6 +1007,16 @@ class Communicator:
         raise CommunicationError(f"{collective} ({algorithm}): internal error: {res['message']}")
 
 
+_TAG_UB: list = []
+
+
+def _tag_upper() -> int:
+    """MPI_TAG_UB, asked once."""
+    if not _TAG_UB:
+        _TAG_UB.append(int(MPI.COMM_WORLD.Get_attr(MPI.TAG_UB)))
+    return _TAG_UB[0]
+
+
 def _algorithm_of_crc(crc: int) -> str:
     """The algorithm name behind a fingerprint's checksum (names are few and known)."""
     from . import algorithms as _alg
@@ -825,3 +1166,39 @@ def _alloc_like(x, a, shape):
 
         return torch.empty(shape, dtype=x.dtype)
     return np.empty(shape, dtype=a.dtype)
+
+
+class Mesh:
+    """The sub-communicators of one rank in a parallel layout (from :meth:`Communicator.layout`).
+
+    ``mesh["tp"]``, ``mesh["dp"]``, ``mesh["pp"]``, ``mesh["ep"]`` and
+    ``mesh["edp"]`` are this rank's groups as Communicators (rank i of each is
+    the member with coordinate i along that dimension); ``mesh.layout`` is the
+    :class:`collectives.workload.Layout` they come from and ``mesh.coords``
+    this rank's coordinates.
+    """
+
+    def __init__(self, layout, comms: dict, coords: dict):
+        self.layout = layout
+        self._comms = dict(comms)
+        self.coords = dict(coords)
+
+    def __getitem__(self, dim: str) -> Communicator:
+        try:
+            return self._comms[str(dim).lower()]
+        except KeyError:
+            raise InvalidArgument(f"no {dim!r} dimension: a layout has {', '.join(self._comms)}") from None
+
+    def __contains__(self, dim) -> bool:
+        return str(dim).lower() in self._comms
+
+    def keys(self):
+        return self._comms.keys()
+
+    def free(self) -> None:
+        """Free every sub-communicator."""
+        for c in self._comms.values():
+            c.free()
+
+    def __repr__(self):
+        return f"<collectives.Mesh {self.layout!r}, coords {self.coords}>"

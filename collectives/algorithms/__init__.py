@@ -104,7 +104,11 @@ class Algorithm:
         return list(self.variants(topology, hosts, count, dict(params))) or [Variant(params=dict(params))]
 
 
-ALGORITHMS: dict[str, dict[str, Algorithm]] = {c: {} for c in COLLECTIVES}
+#: collectives whose blocks differ per rank pair: their schedules take ``counts=`` (a
+#: ``(p, p)`` matrix of element counts) and are built per call; the planner does not price them
+VARIABLE_COLLECTIVES = ("alltoallv",)
+
+ALGORITHMS: dict[str, dict[str, Algorithm]] = {c: {} for c in COLLECTIVES + VARIABLE_COLLECTIVES}
 
 
 def register(algorithm: Algorithm) -> Algorithm:
@@ -292,6 +296,8 @@ for _entry in (
               partial(ring.order_variants, takes_order=False), "ring: p-1 steps"),
     Algorithm("allgather", "rhd", rhd.allgather, frozenset(), None,
               "recursive doubling: log p steps"),
+    Algorithm("alltoallv", "pairwise", pairwise.alltoallv, frozenset(), None,
+              "p-1 steps, one peer each, blocks of any size (zero-length ones send nothing)"),
     Algorithm("broadcast", "binomial", broadcast.binomial, frozenset({"root"}), None,
               "binomial tree: log p steps of the whole buffer"),
     Algorithm("broadcast", "scatter_allgather", broadcast.scatter_allgather, frozenset({"root"}),
@@ -303,7 +309,7 @@ for _entry in (
 del _entry
 
 
-__all__ = ["ALGORITHMS", "COLLECTIVES", "NEEDS", "SPECIAL_NAMES", "Algorithm", "Variant",
+__all__ = ["ALGORITHMS", "COLLECTIVES", "VARIABLE_COLLECTIVES", "NEEDS", "SPECIAL_NAMES", "Algorithm", "Variant",
            "accepted_name", "algorithm_names", "algorithm_params", "algorithms", "all_names",
            "parse_algorithm",
            "block_bounds", "build_schedule", "default_algorithm", "get", "register", "unregister"]
