@@ -83,6 +83,7 @@ typedef struct {
     MPI_Comm notice;       /* peers' notices arrive here (MPI_COMM_NULL: none) */
     double next_probe;     /* when to probe for a notice next */
     double notice_seen;    /* when a notice was seen (0: none yet) */
+    int notice_from;       /* the rank that sent it */
 
     op_state *ops;
     MPI_Request *reqs;
@@ -380,20 +381,25 @@ static int reduce_arrived(executor *x, int j, int *active, int *progressed)
  * is seen, give the wait CL_NOTICE_GRACE_MS more (what the peer sent before leaving may
  * still be on its way), then report it: returns 1 with res set to CL_PEER_NOTICE. */
 static int watch_notices(MPI_Comm notice, double now, double *next_probe, double *seen,
-                         cl_result *res)
+                         int *seen_from, cl_result *res)
 {
     if (notice == MPI_COMM_NULL || now < *next_probe) return 0;
     *next_probe = now + CL_NOTICE_PROBE_US * 1e-6;
-    int flag = 0;
-    MPI_Status st;
-    if (MPI_Iprobe(MPI_ANY_SOURCE, CL_NOTICE_TAG, notice, &flag, &st) != MPI_SUCCESS || !flag)
-        return 0;
-    if (*seen == 0.0) *seen = now;
+    if (*seen == 0.0) {
+        int flag = 0;
+        MPI_Status st;
+        if (MPI_Iprobe(MPI_ANY_SOURCE, CL_NOTICE_TAG, notice, &flag, &st) != MPI_SUCCESS || !flag)
+            return 0;
+        /* the first notice names the cause: others that follow (peers that gave up because of
+         * it) may match an any-source probe first, as Open MPI orders by source */
+        *seen = now;
+        *seen_from = st.MPI_SOURCE;
+    }
     if (now - *seen < CL_NOTICE_GRACE_MS * 1e-3) return 0;
     res->status = CL_PEER_NOTICE;
     res->npeers = 1;
-    res->peers[0] = st.MPI_SOURCE;
-    snprintf(res->message, sizeof res->message, "rank %d sent a notice", st.MPI_SOURCE);
+    res->peers[0] = *seen_from;
+    snprintf(res->message, sizeof res->message, "rank %d sent a notice", *seen_from);
     return 1;
 }
 
@@ -462,7 +468,8 @@ static void progress_step(executor *x, cl_result *res)
                 res->status = CL_TIMEOUT;
                 return;
             }
-            if (watch_notices(x->notice, now, &x->next_probe, &x->notice_seen, res)) {
+            if (watch_notices(x->notice, now, &x->next_probe, &x->notice_seen, &x->notice_from,
+                              res)) {
                 res->step = x->step;
                 return;
             }
@@ -769,6 +776,7 @@ int cl_native(MPI_Comm comm, int which, const void *sendbuf, void *recvbuf,
     }
     const double deadline = timeout > 0 ? t0 + timeout : 0.0;
     double next_probe = t0 + CL_NOTICE_PROBE_US * 1e-6, seen = 0.0;
+    int seen_from = -1;
     int flag = 0, idle = 0;
     int64_t checks = 0;
     while (!flag) {
@@ -786,7 +794,8 @@ int cl_native(MPI_Comm comm, int which, const void *sendbuf, void *recvbuf,
                 /* a collective request cannot be cancelled; it is left to MPI */
                 break;
             }
-            if (watch_notices(notice, now, &next_probe, &seen, res)) break;   /* left to MPI too */
+            if (watch_notices(notice, now, &next_probe, &seen, &seen_from, res))
+                break;   /* the request is left to MPI too */
         }
         if (++idle > polls_before_yield) {
             sched_yield();
