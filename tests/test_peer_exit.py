@@ -55,16 +55,16 @@ CASES = ["return", "exit0", "exit1", "raise", "mismatch"]
 
 
 def _run(tmp_path, case, nranks, count):
-    from collectives.launcher import find_mpiexec
+    from collectives.launcher import launch_env, mpiexec_command
 
     marker = f"collectives-leave-{uuid.uuid4().hex}"
     script = tmp_path / "leave.py"
     script.write_text(SCRIPT)
-    env = dict(os.environ)
+    env = launch_env()
     env.pop("COLLECTIVES_TIMEOUT", None)      # the library's defaults, as a user has them
     env.pop("COLLECTIVES_VALIDATE", None)
-    proc = subprocess.run([find_mpiexec(), "-n", str(nranks), sys.executable, str(script), marker,
-                           str(tmp_path), case, str(count)],
+    proc = subprocess.run(mpiexec_command(nranks, [sys.executable, str(script), marker,
+                                                   str(tmp_path), case, str(count)]),
                           capture_output=True, text=True, timeout=120, env=env, cwd=str(tmp_path))
     time.sleep(0.3)
     left = subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True).stdout.split()
