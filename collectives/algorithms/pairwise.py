@@ -21,17 +21,22 @@ from ..schedule import BUF_IN, BUF_OUT, Ops, Schedule, StepGroup
 from ._blocks import with_first_copy
 
 
+def _peers(i, ranks, p, pow2):
+    """Step i's partners: exchange with ``rank xor (i+1)`` on a power of two (each pair swaps),
+    else send ``i+1`` ranks ahead and receive from ``i+1`` behind."""
+    k = i + 1
+    if pow2:
+        return ranks ^ k, ranks ^ k
+    return (ranks + k) % p, (ranks - k) % p
+
+
 def alltoall(nranks: int, count: int) -> Schedule:
     p = nranks
     B = count // p
     pow2 = p & (p - 1) == 0
 
     def build(i, ranks):
-        k = i + 1
-        if pow2:
-            to = frm = ranks ^ k
-        else:
-            to, frm = (ranks + k) % p, (ranks - k) % p
+        to, frm = _peers(i, ranks, p, pow2)
         return Ops.concat([
             Ops.send(ranks, to, BUF_IN, to * B, B),
             Ops.recv(ranks, frm, BUF_OUT, frm * B, B),
@@ -68,11 +73,7 @@ def alltoallv(nranks: int, count: int, counts=None) -> Schedule:
     pow2 = p & (p - 1) == 0
 
     def build(i, ranks):
-        k = i + 1
-        if pow2:
-            to = frm = ranks ^ k
-        else:
-            to, frm = (ranks + k) % p, (ranks - k) % p
+        to, frm = _peers(i, ranks, p, pow2)
         return Ops.concat([
             Ops.send(ranks, to, BUF_IN, send_off[ranks, to], c[ranks, to]),
             Ops.recv(ranks, frm, BUF_OUT, recv_off[frm, ranks], c[frm, ranks]),
