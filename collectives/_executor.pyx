@@ -29,6 +29,8 @@ from ._constants import (NATIVE, STATUS_BAD_PROGRAM, STATUS_MPI_ERROR, STATUS_NO
 
 cnp.import_array()
 
+import numpy as _np
+
 
 def mpi_library_version():
     """MPI_Get_library_version of the MPI this module was linked against, as MPI reports it
@@ -143,3 +145,164 @@ def emulation_lateness(bint reset=True):
     cdef double worst = 0.0
     cl_emulation_lateness(&steps, &late, &worst, reset)
     return steps, late, worst
+
+
+# ---- the small-call fast path ------------------------------------------------------------
+#
+# A training loop calls the same small all-reduce thousands of times. The checked path
+# (collectives.communicator) costs microseconds of Python per call; here a call whose shape
+# was seen before (same array type, dtype, shape, op, algorithm and kind of output) is
+# checked and run in C. Only what the shape cannot tell is checked per call: the buffers'
+# flags, out's dtype/shape/overlap, the deadline. Anything unusual returns FAST_MISS and the
+# checked path decides, with its own errors, before any message is sent.
+
+#: returned by FastCalls.call for a call it does not take: run the checked path instead
+FAST_MISS = object()
+
+cdef enum:
+    FAST_MAX_DIMS = 8     # arrays with more dimensions take the checked path
+    FAST_SHAPES = 8       # call shapes kept per collective (a loop's loss, norm, flags...)
+
+# out= None, out is x (in place), a separate array
+OUT_NEW, OUT_INPLACE, OUT_SEPARATE = 0, 1, 2
+
+
+cdef class _Shape:
+    cdef object descr          # numpy dtype, compared by identity
+    cdef tuple shape           # x.shape, for a new output
+    cdef str op, algorithm, label
+    cdef int out_kind, ndim, dcode, opcode, root
+    cdef cnp.npy_intp dims[FAST_MAX_DIMS]
+    cdef int64_t count
+
+
+cdef inline bint _same_dims(cnp.ndarray a, int ndim, const cnp.npy_intp *dims):
+    if cnp.PyArray_NDIM(a) != ndim:
+        return False
+    cdef const cnp.npy_intp *d = cnp.PyArray_DIMS(a)
+    for i in range(ndim):
+        if d[i] != dims[i]:
+            return False
+    return True
+
+
+cdef int _READY = cnp.NPY_ARRAY_C_CONTIGUOUS | cnp.NPY_ARRAY_ALIGNED
+
+
+cdef class FastCalls:
+    """Repeat calls of one collective on one communicator that the MPI library's own
+    collective runs (``algorithm="mpi"``, or what "auto" chose for small messages).
+
+    The Communicator remembers a call shape here after the checked path ran it; a later
+    call with that shape is checked and run by :meth:`call` in one compiled call.
+    """
+    cdef MPI.Comm comm
+    cdef MPI.Comm notice
+    cdef int which
+    cdef readonly str collective
+    cdef list shapes
+
+    def __cinit__(self, MPI.Comm comm not None, MPI.Comm notice, str collective, int which):
+        self.comm = comm
+        self.notice = notice
+        self.collective = collective
+        self.which = which
+        self.shapes = []
+
+    def remember(self, cnp.ndarray x not None, str op, str algorithm, int out_kind, int dcode,
+                 int opcode, int root, str label):
+        """Keep the shape of a call the checked path just ran (on ``x``, a plain numpy array)."""
+        if cnp.PyArray_NDIM(x) > FAST_MAX_DIMS:
+            return
+        cdef _Shape s = _Shape()
+        s.descr = <object>cnp.PyArray_DESCR(x)
+        s.op, s.algorithm, s.label = op, algorithm, label
+        s.out_kind, s.dcode, s.opcode, s.root = out_kind, dcode, opcode, root
+        s.ndim = cnp.PyArray_NDIM(x)
+        for i in range(s.ndim):
+            s.dims[i] = cnp.PyArray_DIMS(x)[i]
+        s.count = cnp.PyArray_SIZE(x)
+        s.shape = (<object>x).shape
+        self.shapes.insert(0, s)
+        del self.shapes[FAST_SHAPES:]
+
+    def forget(self):
+        """Drop every remembered shape (the communicator was freed or broke)."""
+        self.shapes = []
+
+    def __len__(self):
+        return len(self.shapes)
+
+    def call(self, owner, x, out, op, algorithm, timeout):
+        """Run the call if its shape was remembered and its buffers pass; else FAST_MISS.
+
+        ``owner`` is the Communicator: a broken or freed one, ``validate``, a deadline
+        that is not a plain positive number all go the checked path. Returns what the
+        public method returns (``out``, or a new array).
+        """
+        if not self.shapes or not cnp.PyArray_CheckExact(x) or type(op) is not str \
+                or type(algorithm) is not str:
+            return FAST_MISS
+        cdef cnp.ndarray a = <cnp.ndarray>x
+        cdef int kind = OUT_NEW if out is None else (OUT_INPLACE if out is x else OUT_SEPARATE)
+        cdef object descr = <object>cnp.PyArray_DESCR(a)
+        cdef _Shape s = None
+        for cand in self.shapes:
+            s = <_Shape>cand
+            if (s.descr is descr and s.out_kind == kind and _same_dims(a, s.ndim, s.dims)
+                    and (s.op is op or s.op == op)
+                    and (s.algorithm is algorithm or s.algorithm == algorithm)):
+                break
+            s = None
+        if s is None:
+            return FAST_MISS
+        cdef int flags = cnp.PyArray_FLAGS(a)
+        if (flags & _READY) != _READY:
+            return FAST_MISS
+        cdef cnp.ndarray o
+        cdef char *xp = <char *>cnp.PyArray_DATA(a)
+        cdef char *op_
+        cdef cnp.npy_intp nbytes = cnp.PyArray_NBYTES(a)
+        if kind == OUT_INPLACE:
+            if not flags & cnp.NPY_ARRAY_WRITEABLE:
+                return FAST_MISS
+            o = a
+        elif kind == OUT_SEPARATE:
+            if not cnp.PyArray_CheckExact(out):
+                return FAST_MISS
+            o = <cnp.ndarray>out
+            flags = cnp.PyArray_FLAGS(o)
+            if ((flags & (_READY | cnp.NPY_ARRAY_WRITEABLE)) != (_READY | cnp.NPY_ARRAY_WRITEABLE)
+                    or <object>cnp.PyArray_DESCR(o) is not descr or not _same_dims(o, s.ndim, s.dims)):
+                return FAST_MISS
+            op_ = <char *>cnp.PyArray_DATA(o)
+            if nbytes and op_ < xp + nbytes and xp < op_ + nbytes:
+                return FAST_MISS   # overlapping buffers: the checked path decides
+        # what may change between calls on the Communicator itself
+        if owner._broken or owner._comm is None or owner.validate:
+            return FAST_MISS
+        cdef double deadline
+        if timeout is None:
+            deadline = owner.timeout_or_zero
+        elif type(timeout) is float or type(timeout) is int:
+            deadline = timeout
+            if not deadline > 0:
+                return FAST_MISS
+        else:
+            return FAST_MISS
+        if kind == OUT_NEW:
+            o = _np.empty(s.shape, descr)
+            result = o
+        else:
+            result = out
+        cdef cl_result res
+        cdef int status
+        cdef const void *sp = _data(a)
+        cdef void *rp = _data(o)
+        cdef MPI_Comm nc = self.notice.ob_mpi if self.notice is not None else MPI_COMM_NULL
+        with nogil:
+            status = cl_native(self.comm.ob_mpi, self.which, sp, rp, s.count, NULL, s.dcode,
+                               s.opcode, s.root, deadline, nc, &res)
+        if status != CL_OK:
+            owner._check_result(_result(&res), self.collective, s.label)
+        return result

@@ -110,6 +110,9 @@ def _crc(name: str) -> int:
 
 
 _NATIVE = _core.NATIVE   # collective name -> the core's code for the MPI library's own collective
+#: collectives whose repeat calls the compiled fast path takes (``_core.FastCalls``)
+_FAST_COLLECTIVES = ("allreduce", "alltoall")
+_FAST_MISS = _core.FAST_MISS
 
 
 class Communicator:
@@ -212,6 +215,10 @@ class Communicator:
             notices.register(self)
         self._broken: Optional[str] = None
         self._calls: dict = {}
+        # repeat calls of a shape the checked path ran natively: checked and run in C
+        self._fast = {c: _core.FastCalls(self._comm, self._notice, c, _NATIVE[c]) for c in _FAST_COLLECTIVES}
+        self._fast_allreduce = self._fast["allreduce"]
+        self._fast_alltoall = self._fast["alltoall"]
         self._ops: dict = {}
         self._scratch = np.empty(0, dtype=np.uint8)
         self._tmp = np.empty(0, dtype=np.uint8)
@@ -255,10 +262,14 @@ class Communicator:
 
         Returns a new array (or ``out``; ``out=x`` reduces in place).
         """
+        done = self._fast_allreduce.call(self, x, out, op, algorithm, timeout)
+        if done is not _FAST_MISS:
+            return done
         a = as_array(x, "x")
         op_code = self._op(op, a.dtype)
         o, result = self._output(x, a, out, a.shape)
-        return self._run("allreduce", algorithm, a, o, result, op=op, op_code=op_code, timeout=timeout)
+        return self._run("allreduce", algorithm, a, o, result, op=op, op_code=op_code, timeout=timeout,
+                         fast=(x, out))
 
     def alltoall(self, x: Any, *, out: Any = None, algorithm: str = "auto",
                  timeout: float | None = None) -> Any:
@@ -266,6 +277,9 @@ class Communicator:
 
         The result holds, in block i, what rank i sent to this rank.
         """
+        done = self._fast_alltoall.call(self, x, out, "", algorithm, timeout)
+        if done is not _FAST_MISS:
+            return done
         a = as_array(x, "x")
         if a.ndim == 0 or a.shape[0] % self.size:
             raise InvalidArgument(
@@ -274,7 +288,7 @@ class Communicator:
         o, result = self._output(x, a, out, a.shape)
         if out is not None and o.size and np.may_share_memory(o, a):
             a = a.copy()  # in place: the blocks still to be sent must not be overwritten
-        return self._run("alltoall", algorithm, a, o, result, timeout=timeout)
+        return self._run("alltoall", algorithm, a, o, result, timeout=timeout, fast=(x, out))
 
     def reduce_scatter(self, x: Any, op: str = "sum", *, out: Any = None, algorithm: str = "auto",
                        timeout: float | None = None) -> Any:
@@ -371,6 +385,8 @@ class Communicator:
 
         A freed Communicator no longer tells its peers when this process exits.
         """
+        for fast in getattr(self, "_fast", {}).values():
+            fast.forget()
         for name in ("_comm", "_notice", "_p2p"):
             dup = getattr(self, name, None)
             if dup is not None and dup != MPI.COMM_NULL:
@@ -876,7 +892,10 @@ class Communicator:
                 f"from rank 0's (validate=True caught it before any data moved):\n" + "\n".join(rows)
                 + "\nMake every rank pass the same shape, dtype, op, algorithm and root.")
 
-    def _run(self, collective, algorithm, a, o, result, *, op=None, op_code=0, root=0, timeout=None):
+    def _run(self, collective, algorithm, a, o, result, *, op=None, op_code=0, root=0, timeout=None,
+             fast=None):
+        """Run one checked call. ``fast=(x, out)``, the caller's own arguments: a natively run
+        call on plain numpy arrays is remembered for the compiled fast path."""
         if op == "avg" and a.dtype.itemsize == 2:   # float16, bfloat16: their own sum overflows
             return self._avg_in_float32(collective, algorithm, a, o, result, timeout)
         if self._broken or self._comm is None:
@@ -901,7 +920,30 @@ class Communicator:
             from ._kernels import divide_by
 
             divide_by(o, float(self.size))
+        elif fast is not None and entry.program is None and not self.validate:
+            self._remember(collective, algorithm, fast, a, o, op, op_code, root, entry)
         return result
+
+    def _remember(self, collective, algorithm, fast, a, o, op, op_code, root, entry):
+        """Let the compiled fast path take later calls of this shape: plain numpy arrays that
+        the checked path used as they are (no copy, no conversion), a string op and algorithm."""
+        x, out = fast
+        if a is not x or type(x) is not np.ndarray or type(algorithm) is not str:
+            return
+        if out is None:
+            kind = _core.OUT_NEW
+        elif out is x:
+            kind = _core.OUT_INPLACE
+        elif o is out and type(out) is np.ndarray:
+            kind = _core.OUT_SEPARATE
+        else:
+            return
+        if op is None:
+            op = ""
+        elif type(op) is not str:
+            return
+        self._fast[collective].remember(x, op, algorithm, kind, entry.dcode, op_code, root,
+                                        entry.algorithm)
 
     def _avg_in_float32(self, collective, algorithm, a, o, result, timeout):
         """The average of a half-precision ``a``: summed in float32, divided, rounded once to a's dtype.
