@@ -16,6 +16,14 @@ the network is a two-level model: ranks that share memory under one node
 switch, node switches on one network switch, with the link constants of a
 calibration profile (``COLLECTIVES_PROFILE``) or
 :data:`collectives.model.calibrate.DEFAULT_TWO_LEVEL`.
+
+For a live Communicator (not emulating links), a latency-bound call goes to
+the MPI library's own collective ("mpi"): one whose fastest schedule the model
+prices at no more than :data:`LATENCY_BOUND` times the same schedule's price
+for one element per rank, so that fixed per-message costs, not bytes, make
+its time. There a library call that pays them once beats any schedule the
+executor runs step by step (measured on MPICH and Open MPI, see
+docs/guide/benchmarking.md, "Small messages").
 """
 
 from __future__ import annotations
@@ -33,6 +41,11 @@ __all__ = ["choose", "Plan", "Candidate"]
 
 #: candidates whose steps would have more flows than this are listed but not priced
 MAX_FLOWS = 2_000_000
+
+#: a live Communicator's call is latency-bound, and goes to the MPI library's own collective,
+#: when its fastest schedule costs at most this many times that schedule's price for one
+#: element per rank: its bytes add no more than its fixed per-message costs
+LATENCY_BOUND = 2.0
 
 
 @dataclass
@@ -150,26 +163,42 @@ def choose(collective, nbytes, topology, ranks=None, *, cache=True, **params) ->
     -------
     Plan
         Its ``algorithm`` is a registry name and ``params`` what to build the
-        schedule with (hierarchical ``groups``, tree ``chunk``, ring ``order``);
+        schedule with (hierarchical ``groups``, tree ``chunk``, ring ``order``),
+        or, for a live Communicator's latency-bound call, "mpi" (the MPI
+        library's own collective; ``reason`` says why, ``predicted_time`` is
+        the fastest schedule's);
         ``priced_nbytes`` is the size the candidates were priced at (``nbytes``
         rounded down to whole blocks, :func:`collectives.model.priced_nbytes`),
         and ``explain()`` says so when it differs.
     """
     from . import algorithms as _alg
-    from .model.simulate import _check_nbytes, build_for, priced_nbytes, resolve_call, simulate
+    from .model.simulate import _check_nbytes
 
     if not isinstance(collective, str) or collective not in _alg.COLLECTIVES:
         raise InvalidArgument(f"unknown collective {collective!r}: accepted are "
                               f"{', '.join(_alg.COLLECTIVES)}")
     nbytes = _check_nbytes(nbytes)
+    native = False
     if _is_communicator(topology):
         comm = topology
         if ranks is not None and ranks != comm.size:
             raise InvalidArgument(f"ranks={ranks!r} differs from the communicator's size {comm.size}; "
                                   "leave ranks out to plan for the communicator")
         ranks = comm.size
+        native = _runs_native(comm)
         topology, comm_params = _comm_model(comm)
         params = {**comm_params, **params}
+    plan = _priced(collective, nbytes, topology, ranks, cache, params)
+    if native and plan.ranks > 1 and plan.predicted_time is not None:
+        plan = _latency_rule(plan, collective, topology, ranks, cache, params)
+    return plan
+
+
+def _priced(collective, nbytes, topology, ranks, cache, params) -> Plan:
+    """The fastest schedule the model prices (what :func:`choose` returns for a topology)."""
+    from . import algorithms as _alg
+    from .model.simulate import build_for, priced_nbytes, resolve_call, simulate
+
     topo, ranks, model, alg_params, itemsize, hosts = resolve_call(topology, ranks, params)
     key = None
     if cache:
@@ -240,6 +269,36 @@ def _price(alg, variant, collective, nbytes, topo, ranks, hosts, itemsize, model
         bottleneck = f"busiest link {u}->{v} busy {busy / res.time:.0%} of the time"
     return Candidate(label, alg.name, variant.params, res.time, variant.executable, variant.note,
                      bottleneck)
+
+
+def _runs_native(comm) -> bool:
+    """True for a live Communicator whose calls may go to the MPI library's own collective:
+    it has an MPI communicator and does not emulate links (the library's collective would
+    run on the real links, not the emulated ones)."""
+    return getattr(comm, "mpi_comm", None) is not None and not getattr(comm, "emulate", False)
+
+
+def _latency_rule(plan, collective, topology, ranks, cache, params) -> Plan:
+    """``plan``, or "mpi" in its place when the call is latency-bound (:data:`LATENCY_BOUND`)."""
+    from dataclasses import replace
+
+    from .model.simulate import resolve_call
+    from .units import format_time
+
+    itemsize = resolve_call(topology, ranks, params)[4]
+    floor = _priced(collective, itemsize * ranks, topology, ranks, cache, params)
+    fixed = floor.predicted_time
+    if not fixed or plan.predicted_time > LATENCY_BOUND * fixed:
+        return plan
+    note = "the MPI library's own collective, one library call (the model does not price it)"
+    mpi = Candidate("mpi", "mpi", {}, None, True, note)
+    reason = (f"latency-bound: the fastest schedule, {plan.label} ({format_time(plan.predicted_time)}), "
+              f"costs {plan.predicted_time / fixed:.2f}x its price for one element per rank "
+              f"({format_time(fixed)}; the rule is <= {LATENCY_BOUND:g}x), so fixed per-message "
+              "costs make its time; the MPI library's own collective pays them in one library call, "
+              "without the executor's per-step cost (the predicted time is that schedule's)")
+    return replace(plan, algorithm="mpi", params={}, candidates=plan.candidates + [mpi],
+                   reason=reason, choice=mpi)
 
 
 # ---------------------------------------------------------------------- live communicators
