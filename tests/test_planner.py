@@ -68,6 +68,62 @@ def test_choose_for_a_communicator_without_topology_uses_two_level_default(monke
     assert plan.algorithm in ("pairwise", "bruck", "hierarchical")
 
 
+class _LiveComm(_FakeComm):
+    """Shaped like a live Communicator: it has an MPI communicator to run MPI's own collective."""
+    def __init__(self, size, groups, emulate=False):
+        super().__init__(size, groups)
+        self.mpi_comm, self.emulate = object(), emulate
+
+
+@pytest.mark.parametrize("collective", ["allreduce", "alltoall", "reduce_scatter", "allgather",
+                                        "broadcast"])
+def test_latency_bound_calls_of_a_live_communicator_go_to_mpi(monkeypatch, collective):
+    monkeypatch.delenv("COLLECTIVES_PROFILE", raising=False)
+    comm = _LiveComm(2, [0, 0])
+    small = choose(collective, 64, comm, cache=False)
+    assert small.algorithm == "mpi" and small.label == "mpi" and small.params == {}
+    # the rule's own terms: the fastest schedule costs at most LATENCY_BOUND x its one-element price
+    priced = choose(collective, 64, _FakeComm(2, [0, 0]), cache=False)
+    floor = choose(collective, 2 * 4, _FakeComm(2, [0, 0]), cache=False)
+    assert priced.predicted_time <= cl.planner.LATENCY_BOUND * floor.predicted_time
+    assert small.predicted_time == priced.predicted_time
+    text = small.explain()
+    assert "latency-bound" in text and priced.label in text and "* mpi" in text
+    # bandwidth-bound sizes keep the model's fastest schedule
+    big = choose(collective, 4 << 20, comm, cache=False)
+    assert big.algorithm != "mpi"
+    assert big.predicted_time > cl.planner.LATENCY_BOUND * floor.predicted_time
+    assert big.algorithm == choose(collective, 4 << 20, _FakeComm(2, [0, 0]), cache=False).algorithm
+
+
+def test_latency_rule_threshold_moves_with_the_profile(tmp_path, monkeypatch):
+    """Slower links (higher latency x bandwidth) keep more sizes latency-bound."""
+    def largest_native(profile):
+        path = tmp_path / "p.json"
+        path.write_text(json.dumps({"format": "collectives-profile", "version": 1, **profile,
+                                    "reduce_bandwidth": 8e9, "overhead": 5e-7}))
+        monkeypatch.setenv("COLLECTIVES_PROFILE", str(path))
+        sizes = [1 << k for k in range(3, 25)]
+        picks = [choose("allreduce", n, _LiveComm(2, [0, 0]), cache=False).algorithm for n in sizes]
+        assert picks[0] == "mpi" and picks[-1] != "mpi"
+        return max(n for n, a in zip(sizes, picks) if a == "mpi")
+
+    fast = largest_native({"intra": {"latency": 4e-7, "bandwidth": 1e10},
+                           "inter": {"latency": 1.5e-6, "bandwidth": 1.25e10}})
+    slow = largest_native({"intra": {"latency": 2e-5, "bandwidth": 1e10},
+                           "inter": {"latency": 1.5e-6, "bandwidth": 1.25e10}})
+    assert slow > fast
+
+
+def test_emulated_links_and_topologies_never_go_to_mpi(monkeypatch):
+    monkeypatch.delenv("COLLECTIVES_PROFILE", raising=False)
+    # emulation holds messages to the model: the MPI library's collective would bypass it
+    assert choose("allreduce", 8, _LiveComm(2, [0, 0], emulate=True), cache=False).algorithm != "mpi"
+    # a bare topology or model-only communicator has no MPI library to hand the call to
+    assert choose("allreduce", 8, T.star(2), cache=False).algorithm != "mpi"
+    assert choose("allreduce", 8, _FakeComm(2, [0, 0]), cache=False).algorithm != "mpi"
+
+
 def test_choose_for_a_communicator_with_profile(tmp_path, monkeypatch):
     prof = {"format": "collectives-profile", "version": 1,
             "intra": {"latency": 1e-6, "bandwidth": 5e9},
