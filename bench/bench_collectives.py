@@ -103,6 +103,33 @@ def test_native_small_allreduce(benchmark):
     benchmark(lambda: comm.allreduce(x, algorithm="mpi", out=out))
 
 
+def test_small_alltoall_fast_path(benchmark):
+    """A repeat 8-byte all-to-all with a preallocated output: the compiled fast path."""
+    comm = _comm()
+    x = np.ones(2 * comm.size, dtype=np.float32)
+    out = np.empty_like(x)
+    benchmark(lambda: comm.alltoall(x, algorithm="mpi", out=out))
+
+
+def test_small_allreduce_auto_in_place(benchmark):
+    """A repeat 8-byte in-place all-reduce with "auto" (on one rank "auto" is the one-rank copy;
+    at 2+ ranks it is the MPI library's own collective through the fast path)."""
+    comm = _comm()
+    x = np.ones(2, dtype=np.float32)
+    comm.allreduce(x, out=x)   # the plan is made once, outside the timing
+    benchmark(lambda: comm.allreduce(x, out=x))
+
+
+def test_mpi4py_small_allreduce(benchmark):
+    """The baseline of the two above: mpi4py's blocking Allreduce on the same buffers."""
+    from mpi4py import MPI
+
+    comm = _comm()
+    x = np.ones(16, dtype=np.float32)
+    out = np.empty_like(x)
+    benchmark(lambda: comm.mpi_comm.Allreduce(x, out, op=MPI.SUM))
+
+
 def test_schedule_build_ring_1024_ranks(benchmark):
     from collectives.algorithms import build_schedule
 
