@@ -186,6 +186,11 @@ cdef inline bint _same_dims(cnp.ndarray a, int ndim, const cnp.npy_intp *dims):
     return True
 
 
+cdef bint _same_shape(_Shape a, _Shape b):
+    return (a.descr is b.descr and a.shape == b.shape and a.op == b.op and a.algorithm == b.algorithm
+            and a.out_kind == b.out_kind)
+
+
 cdef int _READY = cnp.NPY_ARRAY_C_CONTIGUOUS | cnp.NPY_ARRAY_ALIGNED
 
 
@@ -223,6 +228,10 @@ cdef class FastCalls:
             s.dims[i] = cnp.PyArray_DIMS(x)[i]
         s.count = cnp.PyArray_SIZE(x)
         s.shape = (<object>x).shape
+        for cand in self.shapes:   # a shape seen again (its call missed for a per-call reason)
+            if _same_shape(<_Shape>cand, s):
+                self.shapes.remove(cand)
+                break
         self.shapes.insert(0, s)
         del self.shapes[FAST_SHAPES:]
 
