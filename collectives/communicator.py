@@ -516,6 +516,8 @@ class Communicator:
     # ---- point-to-point ----------------------------------------------------------------
 
     def _peer(self, peer, what, allow_any=False):
+        if type(peer) is int and 0 <= peer < self.size:   # the common case, kept cheap
+            return peer
         if allow_any and isinstance(peer, str) and peer.lower() == "any":
             return MPI.ANY_SOURCE
         if isinstance(peer, bool) or not isinstance(peer, (int, np.integer)):
@@ -527,10 +529,12 @@ class Communicator:
 
     @staticmethod
     def _tag(tag):
+        if type(tag) is int and 0 <= tag <= 32767:   # the common case: MPI_TAG_UB is at least 32767
+            return tag
         if isinstance(tag, bool) or not isinstance(tag, (int, np.integer)):
             raise InvalidType(f"tag must be an int, got {tag!r}")
-        upper = _tag_upper()
-        if not 0 <= int(tag) <= upper:
+        upper = _TAG_UB[0] if _TAG_UB else _tag_upper()
+        if not 0 <= tag <= upper:
             raise InvalidArgument(f"tag={tag} is out of range: tags are 0..{upper} (MPI_TAG_UB)")
         return int(tag)
 
@@ -571,7 +575,12 @@ class Communicator:
         """
         if timeout is not None:
             _check_timeout(timeout)
-        self.isend(x, dest, tag).wait(timeout)
+        a = as_array(x, "x")
+        dest = self._peer(dest, "dest")
+        tag = self._tag(tag)
+        if self._broken or self._p2p is None:
+            p2p.check_usable(self)
+        p2p.send(self, a, dest, tag, timeout)
 
     def recv(self, out: Any, source: int | str = "any", tag: int = 0,
              timeout: float | None = None) -> "p2p.RecvStatus":
@@ -585,7 +594,12 @@ class Communicator:
         """
         if timeout is not None:
             _check_timeout(timeout)
-        return self.irecv(out, source, tag).wait(timeout)
+        o = as_array(out, "out", writable=True)
+        source = self._peer(source, "source", allow_any=True)
+        tag = self._tag(tag)
+        if self._broken or self._p2p is None:
+            p2p.check_usable(self)
+        return p2p.recv(self, o, source, tag, timeout)
 
     def sendrecv(self, x: Any, dest: int, out: Any, source: int | str = "any", send_tag: int = 0,
                  recv_tag: int | None = None, timeout: float | None = None) -> "p2p.RecvStatus":
@@ -1036,6 +1050,7 @@ def _tune_polling(ranks_on_node: int) -> int:
     except (AttributeError, OSError):
         cores = os.cpu_count() or 1
     _core.set_polls_before_yield(0 if ranks_on_node > cores else 64)
+    p2p.set_polls_before_yield(0 if ranks_on_node > cores else 64)
     return cores
 
 
