@@ -110,6 +110,9 @@ def _crc(name: str) -> int:
     return value
 
 
+#: alltoallv's algorithm argument -> the registry name it stands for (names are few)
+_VALGORITHMS: dict = {}
+
 _NATIVE = _core.NATIVE   # collective name -> the core's code for the MPI library's own collective
 
 
@@ -214,6 +217,7 @@ class Communicator:
         self._broken: Optional[str] = None
         self._calls: dict = {}
         self._vcalls: dict = {}   # alltoallv call shapes, by their counts
+        self._count_memo: dict = {}   # alltoallv counts already checked
         self._ops: dict = {}
         self._scratch = np.empty(0, dtype=np.uint8)
         self._tmp = np.empty(0, dtype=np.uint8)
@@ -728,20 +732,26 @@ class Communicator:
         from . import algorithms as _alg
 
         a = as_array(x, "x")
-        name, params = _alg.parse_algorithm("alltoallv", algorithm)
-        if params:
-            raise InvalidArgument(f"alltoallv: algorithm {algorithm!r} takes no parameters")
+        name = _VALGORITHMS.get(algorithm) if type(algorithm) is str else None
+        if name is None:
+            name, params = _alg.parse_algorithm("alltoallv", algorithm)
+            if params:
+                raise InvalidArgument(f"alltoallv: algorithm {algorithm!r} takes no parameters")
+            _VALGORITHMS[algorithm] = name
         if a.ndim == 0:
             raise InvalidArgument("alltoallv: x must have at least one dimension")
-        row = int(np.prod(a.shape[1:], dtype=np.int64))
-        sc = self._counts(send_counts, "send_counts")
-        if int(sc.sum()) != a.shape[0]:
-            raise InvalidArgument(f"alltoallv: send_counts sum to {int(sc.sum())} rows, but x has "
+        row = 1
+        for extent in a.shape[1:]:
+            row *= int(extent)
+        sc, sc_total = self._counts(send_counts, "send_counts")
+        if sc_total != a.shape[0]:
+            raise InvalidArgument(f"alltoallv: send_counts sum to {sc_total} rows, but x has "
                                   f"{a.shape[0]} rows along axis 0")
-        rc = None if recv_counts is None else self._counts(recv_counts, "recv_counts")
+        rc, rc_total = (None, 0) if recv_counts is None else self._counts(recv_counts, "recv_counts")
+        checked = None
         if out is not None:
-            rows = int(rc.sum()) if rc is not None else as_array(out, "out").reshape(-1).size // max(row, 1)
-            self._output(x, a, out, (rows,) + a.shape[1:], same_as_input=False)
+            rows = rc_total if rc is not None else as_array(out, "out").reshape(-1).size // max(row, 1)
+            checked = self._output(x, a, out, (rows,) + a.shape[1:], same_as_input=False)
         if timeout is not None:
             _check_timeout(timeout)
         self._ensure_usable()
@@ -755,7 +765,10 @@ class Communicator:
                     bad = ", ".join(map(str, np.flatnonzero(ok == 0).tolist()))
                     raise InvalidArgument(f"alltoallv: out does not hold the rows the other ranks send "
                                           f"on rank(s) {bad} (here: {int(rc.sum())} rows expected)")
-        o, result = self._output(x, a, out, (int(rc.sum()),) + a.shape[1:], same_as_input=False)
+        if checked is not None and recv_counts is not None:   # out was checked against them above
+            o, result = checked
+        else:
+            o, result = self._output(x, a, out, (int(rc.sum()),) + a.shape[1:], same_as_input=False)
         deadline = self._deadline(timeout)
         if name == "auto":
             name = _alg.default_algorithm("alltoallv")
@@ -818,6 +831,26 @@ class Communicator:
         return _Call(name, dcode, program, sched.num_steps, None, holds)
 
     def _counts(self, counts, what):
+        """``(counts as int64, their sum)``, checked; a repeated argument is one lookup."""
+        if type(counts) is np.ndarray:
+            memo = (counts.dtype.char, counts.shape, counts.tobytes())
+        elif type(counts) in (list, tuple) and all(type(v) is int for v in counts):
+            memo = tuple(counts)
+        else:
+            memo = None
+        if memo is not None:
+            hit = self._count_memo.get(memo)
+            if hit is not None:
+                return hit
+        c = self._counts_checked(counts, what)
+        found = (c, int(c.sum()))
+        if memo is not None:
+            if len(self._count_memo) > 256:
+                self._count_memo.clear()
+            self._count_memo[memo] = found
+        return found
+
+    def _counts_checked(self, counts, what):
         try:
             c = np.asarray(counts)
         except Exception:
