@@ -166,6 +166,7 @@ MODULES = {
     "_constants": {"c": [], "numpy": False, "mpi": False},
     "_kernels": {"c": ["reduce.c", "reduce_x86.c"], "numpy": True, "mpi": False},
     "_executor": {"c": ["executor.c", "reduce.c", "reduce_x86.c"], "numpy": True, "mpi": True},
+    "_p2p": {"c": ["p2p.c"], "numpy": True, "mpi": True},
 }
 # a new .pyx must say here what it links, or it would be left out of the build
 unlisted = sorted({os.path.splitext(os.path.basename(p))[0] for p in glob.glob(os.path.join("collectives", "*.pyx"))}

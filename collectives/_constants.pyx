@@ -53,6 +53,7 @@ NATIVE = {
     "allgather": cx.CL_NATIVE_ALLGATHER,
     "broadcast": cx.CL_NATIVE_BROADCAST,
     "barrier": cx.CL_NATIVE_BARRIER,
+    "alltoallv": cx.CL_NATIVE_ALLTOALLV,
 }
 
 #: dtype name -> cl_dtype code (csrc/reduce.h)

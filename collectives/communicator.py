@@ -8,6 +8,7 @@ compiled executor, which waits with a deadline instead of hanging.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import zlib
 from dataclasses import dataclass
@@ -108,6 +109,9 @@ def _crc(name: str) -> int:
         value = _CRC[name] = zlib.crc32(name.encode())
     return value
 
+
+#: alltoallv's algorithm argument -> the registry name it stands for (names are few)
+_VALGORITHMS: dict = {}
 
 _NATIVE = _core.NATIVE   # collective name -> the core's code for the MPI library's own collective
 #: collectives whose repeat calls the compiled fast path takes (``_core.FastCalls``)
@@ -219,6 +223,8 @@ class Communicator:
         self._fast = {c: _core.FastCalls(self._comm, self._notice, c, _NATIVE[c]) for c in _FAST_COLLECTIVES}
         self._fast_allreduce = self._fast["allreduce"]
         self._fast_alltoall = self._fast["alltoall"]
+        self._vcalls: dict = {}   # alltoallv call shapes, by their counts
+        self._count_memo: dict = {}   # alltoallv counts already checked
         self._ops: dict = {}
         self._scratch = np.empty(0, dtype=np.uint8)
         self._tmp = np.empty(0, dtype=np.uint8)
@@ -453,8 +459,12 @@ class Communicator:
         elif not -2 ** 31 <= int(key) < 2 ** 31:
             problem = f"key must fit in a C int, got {key}"
         # agree first (with a deadline), so that one rank's bad color raises on every rank
-        mine = np.array([1 if problem else 0], dtype=np.int64)
-        bad = np.flatnonzero(self.allgather(mine, algorithm="mpi")).tolist()
+        # (and learn every rank's color and key: an emulated sub-communicator prices its calls
+        # with its sibling groups', so it must know them)
+        mine = np.array([1 if problem else 0, -1 if problem or color is None else int(color),
+                         0 if problem else int(key)], dtype=np.int64)
+        everyone = self.allgather(mine, algorithm="mpi").reshape(self.size, 3)
+        bad = np.flatnonzero(everyone[:, 0]).tolist()
         if problem:
             raise kind(f"split: {problem}")
         if bad:
@@ -465,9 +475,74 @@ class Communicator:
             return None
         try:
             members = sub.Get_group().Translate_ranks(list(range(sub.Get_size())), self._comm.Get_group())
-            return self._child(sub, [int(m) for m in members])
+            child = self._child(sub, [int(m) for m in members])
+            if self.emulate:
+                child._siblings, child._sibling_index = self._split_groups(everyone[:, 1], everyone[:, 2],
+                                                                           int(color))
+            return child
         finally:
             sub.Free()
+
+    def _split_groups(self, colors, keys, color):
+        """Hosts of every group of a split (MPI's order: by key, then rank), and our group's index."""
+        groups, index = [], 0
+        for c in np.unique(colors[colors >= 0]).tolist():
+            ranks = np.flatnonzero(colors == c)
+            ranks = ranks[np.lexsort((ranks, keys[ranks]))]
+            if c == color:
+                index = len(groups)
+            groups.append(self.placement.host_index[ranks])
+        return groups, index
+
+    def _holds(self, sched, itemsize) -> np.ndarray:
+        """Emulated links: the modelled time of each row of this rank's program of ``sched``.
+
+        A top-level Communicator prices its call alone. A sub-communicator of a split
+        prices it with the same call on every other group of that split (SPMD ranks run
+        them at once), and inside :meth:`Mesh.overlap` also with the calls declared for
+        the other dimensions, on all their groups: each step is one max-min problem over
+        all those flows (:func:`collectives.model.joint.joint_message_times`).
+        """
+        from . import model as _model
+
+        siblings = getattr(self, "_siblings", None)
+        overlap = getattr(self, "_overlap", None)
+        if siblings is None and not overlap:
+            holds = _model.message_times(sched, self.topology, self.placement, self.rank, itemsize=itemsize)
+        else:
+            from .model.joint import joint_message_times
+
+            groups = siblings if siblings is not None else [self.placement.host_index]
+            parts = [(sched, hosts) for hosts in groups]
+            for other, declared in overlap or ():
+                theirs = other._declared_schedule(*declared)
+                parts.extend((theirs, hosts) for hosts in (other._siblings or [other.placement.host_index]))
+            holds = joint_message_times(parts, self.topology, getattr(self, "_sibling_index", 0), self.rank,
+                                        itemsize=itemsize)
+        return np.ascontiguousarray(holds, dtype=np.float64)
+
+    def _declared_schedule(self, collective, nbytes, dtype, algorithm):
+        """The schedule this Communicator would run for a declared call (Mesh.overlap)."""
+        from . import algorithms as _alg
+
+        dt = np.dtype(dtype)
+        count = max(int(nbytes) // dt.itemsize, 0)
+        probe = np.empty(count, dtype=dt)
+        name, plan_params = self._choose(collective, algorithm, probe)
+        if name == "mpi":
+            name = _alg.default_algorithm(collective)   # priced as the registry's default schedule
+        needs = _alg.get(collective, name).needs
+        params = {"groups": self.groups} if "groups" in needs else {}
+        params.update(plan_params)
+        if "root" in needs:
+            params["root"] = 0
+        return _alg.build_schedule(collective, name, self.size, count, **params)
+
+    def _forget_holds(self) -> None:
+        """Drop cached call shapes whose holds were priced for other concurrent traffic."""
+        if self.emulate:
+            self._calls.clear()
+            self._vcalls.clear()
 
     def _child(self, sub: MPI.Comm, members: list) -> "Communicator":
         """A Communicator on ``sub`` (whose rank i is this one's ``members[i]``), with our settings."""
@@ -532,6 +607,8 @@ class Communicator:
     # ---- point-to-point ----------------------------------------------------------------
 
     def _peer(self, peer, what, allow_any=False):
+        if type(peer) is int and 0 <= peer < self.size:   # the common case, kept cheap
+            return peer
         if allow_any and isinstance(peer, str) and peer.lower() == "any":
             return MPI.ANY_SOURCE
         if isinstance(peer, bool) or not isinstance(peer, (int, np.integer)):
@@ -543,10 +620,12 @@ class Communicator:
 
     @staticmethod
     def _tag(tag):
+        if type(tag) is int and 0 <= tag <= 32767:   # the common case: MPI_TAG_UB is at least 32767
+            return tag
         if isinstance(tag, bool) or not isinstance(tag, (int, np.integer)):
             raise InvalidType(f"tag must be an int, got {tag!r}")
-        upper = _tag_upper()
-        if not 0 <= int(tag) <= upper:
+        upper = _TAG_UB[0] if _TAG_UB else _tag_upper()
+        if not 0 <= tag <= upper:
             raise InvalidArgument(f"tag={tag} is out of range: tags are 0..{upper} (MPI_TAG_UB)")
         return int(tag)
 
@@ -587,7 +666,12 @@ class Communicator:
         """
         if timeout is not None:
             _check_timeout(timeout)
-        self.isend(x, dest, tag).wait(timeout)
+        a = as_array(x, "x")
+        dest = self._peer(dest, "dest")
+        tag = self._tag(tag)
+        if self._broken or self._p2p is None:
+            p2p.check_usable(self)
+        p2p.send(self, a, dest, tag, timeout)
 
     def recv(self, out: Any, source: int | str = "any", tag: int = 0,
              timeout: float | None = None) -> "p2p.RecvStatus":
@@ -601,7 +685,12 @@ class Communicator:
         """
         if timeout is not None:
             _check_timeout(timeout)
-        return self.irecv(out, source, tag).wait(timeout)
+        o = as_array(out, "out", writable=True)
+        source = self._peer(source, "source", allow_any=True)
+        tag = self._tag(tag)
+        if self._broken or self._p2p is None:
+            p2p.check_usable(self)
+        return p2p.recv(self, o, source, tag, timeout)
 
     def sendrecv(self, x: Any, dest: int, out: Any, source: int | str = "any", send_tag: int = 0,
                  recv_tag: int | None = None, timeout: float | None = None) -> "p2p.RecvStatus":
@@ -659,20 +748,26 @@ class Communicator:
         from . import algorithms as _alg
 
         a = as_array(x, "x")
-        name, params = _alg.parse_algorithm("alltoallv", algorithm)
-        if params:
-            raise InvalidArgument(f"alltoallv: algorithm {algorithm!r} takes no parameters")
+        name = _VALGORITHMS.get(algorithm) if type(algorithm) is str else None
+        if name is None:
+            name, params = _alg.parse_algorithm("alltoallv", algorithm)
+            if params:
+                raise InvalidArgument(f"alltoallv: algorithm {algorithm!r} takes no parameters")
+            _VALGORITHMS[algorithm] = name
         if a.ndim == 0:
             raise InvalidArgument("alltoallv: x must have at least one dimension")
-        row = int(np.prod(a.shape[1:], dtype=np.int64))
-        sc = self._counts(send_counts, "send_counts")
-        if int(sc.sum()) != a.shape[0]:
-            raise InvalidArgument(f"alltoallv: send_counts sum to {int(sc.sum())} rows, but x has "
+        row = 1
+        for extent in a.shape[1:]:
+            row *= int(extent)
+        sc, sc_total = self._counts(send_counts, "send_counts")
+        if sc_total != a.shape[0]:
+            raise InvalidArgument(f"alltoallv: send_counts sum to {sc_total} rows, but x has "
                                   f"{a.shape[0]} rows along axis 0")
-        rc = None if recv_counts is None else self._counts(recv_counts, "recv_counts")
+        rc, rc_total = (None, 0) if recv_counts is None else self._counts(recv_counts, "recv_counts")
+        checked = None
         if out is not None:
-            rows = int(rc.sum()) if rc is not None else as_array(out, "out").reshape(-1).size // max(row, 1)
-            self._output(x, a, out, (rows,) + a.shape[1:], same_as_input=False)
+            rows = rc_total if rc is not None else as_array(out, "out").reshape(-1).size // max(row, 1)
+            checked = self._output(x, a, out, (rows,) + a.shape[1:], same_as_input=False)
         if timeout is not None:
             _check_timeout(timeout)
         self._ensure_usable()
@@ -686,48 +781,92 @@ class Communicator:
                     bad = ", ".join(map(str, np.flatnonzero(ok == 0).tolist()))
                     raise InvalidArgument(f"alltoallv: out does not hold the rows the other ranks send "
                                           f"on rank(s) {bad} (here: {int(rc.sum())} rows expected)")
-        o, result = self._output(x, a, out, (int(rc.sum()),) + a.shape[1:], same_as_input=False)
+        if checked is not None and recv_counts is not None:   # out was checked against them above
+            o, result = checked
+        else:
+            o, result = self._output(x, a, out, (int(rc.sum()),) + a.shape[1:], same_as_input=False)
         deadline = self._deadline(timeout)
-        if name == "mpi":
-            sd = np.concatenate([[0], np.cumsum(sc)[:-1]]) * row * a.itemsize
-            rd = np.concatenate([[0], np.cumsum(rc)[:-1]]) * row * a.itemsize
-            try:
-                self._comm.Alltoallv([a.reshape(-1).view(np.uint8), (sc * row * a.itemsize, sd), MPI.BYTE],
-                                     [o.reshape(-1).view(np.uint8), (rc * row * a.itemsize, rd), MPI.BYTE])
-            except MPI.Exception as exc:
-                self._broken = "alltoallv failed in MPI"
-                raise CommunicationError(f"alltoallv (mpi) failed: {exc}") from None
-            return result
         if name == "auto":
             name = _alg.default_algorithm("alltoallv")
-        counts = np.zeros((self.size, self.size), dtype=np.int64)
-        if self.emulate:   # the model prices every pair's block: everyone's counts are needed
-            counts = self.allgather(sc * row, algorithm="mpi", timeout=timeout).reshape(self.size, self.size)
-        counts[self.rank, :] = sc * row
-        counts[:, self.rank] = rc * row
+        if self.emulate and name != "mpi":
+            # the model prices every pair's block: everyone's counts are needed, every call
+            everyone = self.allgather(sc * row, algorithm="mpi", timeout=timeout)
+            key = (name, everyone.tobytes(), rc.tobytes(), row, a.dtype)
+        else:
+            everyone = None
+            key = (name, sc.tobytes(), rc.tobytes(), row, a.dtype)
+        entry = self._vcalls.get(key)
+        if entry is None:
+            entry = self._alltoallv_entry(name, sc * row, rc * row, everyone, a.dtype)
+            if len(self._vcalls) > 256:
+                self._vcalls.clear()
+            self._vcalls[key] = entry
+        flat_in = a.reshape(-1)
+        flat_out = o.reshape(-1)
+        if entry.program is None:   # the MPI library's own MPI_Ialltoallv, with the deadline
+            res = _core.run_native(self._comm, _NATIVE["alltoallv"], flat_in, flat_out, 0, entry.counts,
+                                   entry.dcode, 0, 0, deadline, self._notice)
+        else:
+            preempted_before = _preemptions() if entry.holds is not None else 0
+            res = _core.run(self._comm, entry.program, flat_in, flat_out, self._tmp, entry.dcode, 0,
+                            self.segment_bytes, self.inflight, self._scratch, deadline, entry.holds,
+                            self._notice)
+            if entry.holds is not None:
+                self._judge_emulation(preempted_before)
+        if res is not None:
+            self._check_result(res, "alltoallv", entry.algorithm, entry.num_steps or None)
+        return result
+
+    def _alltoallv_entry(self, name, send_elems, recv_elems, everyone, dtype) -> _Call:
+        """What one alltoallv shape needs besides the data (cached by its counts): the program
+        (or, for "mpi", the counts and displacements MPI_Ialltoallv takes), in elements."""
+        from . import algorithms as _alg
+
+        dcode = _dt.dtype_code(dtype)
+        if name == "mpi":
+            displs = lambda c: np.concatenate([[0], np.cumsum(c)[:-1]]).astype(np.int64)   # noqa: E731
+            counts4 = np.ascontiguousarray(np.concatenate(
+                [send_elems, displs(send_elems), recv_elems, displs(recv_elems)]), dtype=np.int64)
+            return _Call("mpi", dcode, None, 0, counts4, None)
+        if everyone is not None:
+            counts = np.asarray(everyone, dtype=np.int64).reshape(self.size, self.size).copy()
+        else:
+            counts = np.zeros((self.size, self.size), dtype=np.int64)
+        counts[self.rank, :] = send_elems
+        counts[:, self.rank] = recv_elems
         sched = _alg.build_schedule("alltoallv", name, self.size, int(counts.sum(axis=1).max()),
                                     counts=counts)
         program = np.ascontiguousarray(sched.program(self.rank))
-        scratch = int(_core.scratch_needed(program, a.itemsize, self.segment_bytes, self.inflight))
+        itemsize = np.dtype(dtype).itemsize
+        scratch = int(_core.scratch_needed(program, itemsize, self.segment_bytes, self.inflight))
         if self._scratch.nbytes < scratch:
             self._scratch = np.empty(scratch, dtype=np.uint8)
         holds = None
         if self.emulate:
-            from . import model as _model
-
-            holds = np.ascontiguousarray(_model.message_times(
-                sched, self.topology, self.placement, self.rank, itemsize=a.itemsize), dtype=np.float64)
-        flat_in = a.reshape(-1)
-        flat_out = o.reshape(-1)
-        res = _core.run(self._comm, program, flat_in, flat_out, self._tmp, _dt.dtype_code(a.dtype), 0,
-                        self.segment_bytes, self.inflight, self._scratch, deadline, holds, self._notice)
-        if holds is not None:
-            self._judge_emulation()
-        if res is not None:
-            self._check_result(res, "alltoallv", name, sched.num_steps or None)
-        return result
+            holds = self._holds(sched, itemsize)
+        return _Call(name, dcode, program, sched.num_steps, None, holds)
 
     def _counts(self, counts, what):
+        """``(counts as int64, their sum)``, checked; a repeated argument is one lookup."""
+        if type(counts) is np.ndarray:
+            memo = (counts.dtype.char, counts.shape, counts.tobytes())
+        elif type(counts) in (list, tuple) and all(type(v) is int for v in counts):
+            memo = tuple(counts)
+        else:
+            memo = None
+        if memo is not None:
+            hit = self._count_memo.get(memo)
+            if hit is not None:
+                return hit
+        c = self._counts_checked(counts, what)
+        found = (c, int(c.sum()))
+        if memo is not None:
+            if len(self._count_memo) > 256:
+                self._count_memo.clear()
+            self._count_memo[memo] = found
+        return found
+
+    def _counts_checked(self, counts, what):
         try:
             c = np.asarray(counts)
         except Exception:
@@ -848,9 +987,7 @@ class Communicator:
             if self.emulate:
                 from . import model as _model
 
-                holds = np.ascontiguousarray(
-                    _model.message_times(sched, self.topology, self.placement, self.rank,
-                                         itemsize=itemsize), dtype=np.float64)
+                holds = self._holds(sched, itemsize)
                 if holds.shape != (len(program),):
                     raise CommunicationError(
                         f"the model returned {holds.shape} message times for {len(program)} program rows")
@@ -1078,6 +1215,7 @@ def _tune_polling(ranks_on_node: int) -> int:
     except (AttributeError, OSError):
         cores = os.cpu_count() or 1
     _core.set_polls_before_yield(0 if ranks_on_node > cores else 64)
+    p2p.set_polls_before_yield(0 if ranks_on_node > cores else 64)
     return cores
 
 
@@ -1241,6 +1379,71 @@ class Mesh:
         """Free every sub-communicator."""
         for c in self._comms.values():
             c.free()
+
+    @contextlib.contextmanager
+    def overlap(self, **calls):
+        """Declare collectives of several dimensions that run at the same time (emulated links).
+
+        Inside the ``with`` block, an emulated call on one declared dimension is
+        priced together with the calls declared for the others, on all their
+        groups: step i of every call is one max-min problem over all their flows,
+        so each message is held to the time of the concurrent traffic. Outside,
+        a dimension's call is priced with its own sibling groups only. Every
+        rank must declare the same calls (SPMD); the calls themselves run as
+        usual, typically one per Python thread (the executor releases the GIL).
+        Without emulation this changes nothing.
+
+        Parameters
+        ----------
+        **calls : tuple
+            Per dimension ("dp", "tp", ...), ``(collective, nbytes)``, optionally
+            followed by a dtype (default "float32") and an algorithm (default
+            "auto"), as the call on that dimension will be made.
+
+        Raises
+        ------
+        InvalidArgument
+            Fewer than two dimensions, an unknown dimension or collective, or a
+            bad size.
+
+        Examples
+        --------
+        >>> with mesh.overlap(dp=("allreduce", 8 << 20), tp=("allreduce", 2 << 20)):
+        ...     threads = [threading.Thread(target=mesh["dp"].allreduce, args=(g,)),
+        ...                threading.Thread(target=mesh["tp"].allreduce, args=(a,))]
+        ...     for th in threads: th.start()
+        ...     for th in threads: th.join()
+        """
+        declared = {}
+        for dim, call in calls.items():
+            if dim not in self:
+                raise InvalidArgument(f"overlap: no {dim!r} dimension: a layout has {', '.join(self._comms)}")
+            if isinstance(call, str) or not isinstance(call, (tuple, list)) or not 2 <= len(call) <= 4:
+                raise InvalidArgument(f"overlap: {dim}= must be (collective, nbytes[, dtype[, algorithm]]), "
+                                      f"got {call!r}")
+            collective, nbytes = call[0], call[1]
+            dtype = call[2] if len(call) > 2 else "float32"
+            algorithm = call[3] if len(call) > 3 else "auto"
+            if collective not in COLLECTIVES:
+                raise InvalidArgument(f"overlap: {dim}: collective {collective!r} is not one of "
+                                      f"{', '.join(COLLECTIVES)}")
+            if isinstance(nbytes, bool) or not isinstance(nbytes, (int, np.integer)) or nbytes < 0:
+                raise InvalidArgument(f"overlap: {dim}: nbytes must be a non-negative int, got {nbytes!r}")
+            declared[dim] = (collective, int(nbytes), _dt.normalize_dtype(dtype, "dtype"),
+                             algorithm)
+        if len(declared) < 2:
+            raise InvalidArgument("overlap: declare the calls of at least two dimensions, e.g. "
+                                  "overlap(dp=('allreduce', nbytes), tp=('allreduce', nbytes))")
+        comms = {dim: self[dim] for dim in declared}
+        for dim, comm in comms.items():
+            comm._overlap = [(comms[o], declared[o]) for o in declared if o != dim]
+            comm._forget_holds()
+        try:
+            yield self
+        finally:
+            for comm in comms.values():
+                comm._overlap = None
+                comm._forget_holds()
 
     def __repr__(self):
         return f"<collectives.Mesh {self.layout!r}, coords {self.coords}>"

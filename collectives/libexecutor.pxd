@@ -44,6 +44,7 @@ cdef extern from "executor.h" nogil:
         CL_NATIVE_ALLGATHER
         CL_NATIVE_BROADCAST
         CL_NATIVE_BARRIER
+        CL_NATIVE_ALLTOALLV
 
     ctypedef struct cl_row:
         int64_t step, kind, peer, tag, src_buf, src_off, dst_buf, dst_off, count

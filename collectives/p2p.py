@@ -12,28 +12,41 @@ naming the peer and the tag.
 Receives of one Communicator are matched in the order they were posted: a
 later receive does not probe while an earlier one that could take the same
 message is still unmatched (MPI's non-overtaking rule).
+
+The waits run in the compiled core (csrc/p2p.c) without the GIL: a blocking
+``send``/``recv`` is one call into C, and ``Request.wait`` is too whenever no
+other receive of the Communicator is still waiting to be matched. Only then
+does a wait loop in Python, so that it can match those receives in their turn.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-from typing import Optional
+from typing import NamedTuple, Optional
 
 from mpi4py import MPI
 
+from . import _executor
+from . import _p2p as _core
 from . import notices
-from .errors import CollectiveTimeout, CommunicatorBroken, MismatchError, PeerFailure
+from .errors import CollectiveTimeout, CommunicationError, CommunicatorBroken, MismatchError, PeerFailure
 
 #: seconds between two probes of the notice duplicate while a request waits
 NOTICE_POLL = 1e-3
 
 ANY = "any"
 
+#: the largest message the core sends in one MPI call: any with MPI 4's large-count calls,
+#: else 2**31 - 1 bytes (longer ones go through mpi4py, which splits them)
+_ONE_CALL_BYTES = 2 ** 63 - 1 if _executor.mpi_version() >= (4, 0) else 2 ** 31 - 1
 
-@dataclass(frozen=True)
-class RecvStatus:
-    """What a completed receive got: the ``source`` rank, the ``tag`` and ``count`` elements."""
+
+class RecvStatus(NamedTuple):
+    """What a completed receive got: the ``source`` rank, the ``tag`` and ``count`` elements.
+
+    Immutable (a named tuple, which is also the cheapest to build on every receive);
+    ``int(status)`` is the source rank.
+    """
 
     source: int
     tag: int
@@ -92,6 +105,12 @@ class Request:
         """
         comm = self._comm
         limit = comm._deadline(timeout)
+        if self._error is not None:
+            raise self._error
+        if not self._done and not (comm._p2p_pending and _others_unmatched(comm, self)):
+            self._wait_in_core(limit)
+            if self._done:
+                return self._status
         start = time.monotonic()
         next_notice = start + NOTICE_POLL
         spins = 0
@@ -134,6 +153,70 @@ class Request:
             bytes_outstanding=int(getattr(self._buf, "nbytes", 0)), elapsed=elapsed)
         raise self._error
 
+    def _wait_in_core(self, limit: float) -> None:
+        """Wait in C: match (an unmatched receive) and complete, or raise as the Python loop would."""
+        comm = self._comm
+        notice = _notice_of(comm)
+        if self._mpi is not None:
+            failed = _core.wait(self._mpi, limit, notice, self.peer)
+            if failed is None:
+                self._mpi = None
+                self._done = True
+                if self.kind == "recv":
+                    _withdraw(comm, self)
+                return
+            self._fail(failed[0], failed[1], failed[2], failed[3])
+        out = _core.recv(comm._p2p, self._buf, self.peer, self.tag, True, False, limit, notice)
+        if self._take(out, waited=True) and self._done:
+            _withdraw(comm, self)
+
+    def _take(self, out, waited: bool) -> bool:
+        """Apply what ``_core.recv`` returned; True when the receive is complete (or matched and
+        under way, when not ``waited``), False when nothing was there yet. Raises on failure."""
+        status, source, tag, nbytes, elapsed, notice_from, message, handle, matched = out
+        if matched:
+            self._status = RecvStatus(source, tag, nbytes // self._itemsize)
+        if status == _core.OK:
+            if handle is None:
+                self._mpi = None
+                self._done = True
+            else:
+                self._mpi = handle
+            return True
+        if status == _core.PENDING:
+            return False
+        if status == _core.MISMATCH:
+            self._error = _mismatch(self, source, nbytes)
+            self._status = None
+            _withdraw(self._comm, self)
+            raise self._error
+        if status == _core.LARGE:   # before MPI 4: mpi4py receives it (its own large-count path)
+            o = self._buf
+            if nbytes > o.nbytes or nbytes % self._itemsize:
+                handle.Recv([bytearray(nbytes), MPI.BYTE])
+                self._error = _mismatch(self, source, nbytes)
+                self._status = None
+                _withdraw(self._comm, self)
+                raise self._error
+            self._mpi = handle.Irecv([o, nbytes, MPI.BYTE])
+            return True
+        if handle is not None:   # matched: the transfer is under way and holds the buffer
+            self._mpi = handle
+        self._fail(status, elapsed, notice_from, message)
+
+    def _fail(self, status, elapsed, notice_from, message):
+        """Raise what a failed wait in the core means (the texts of the Python loop)."""
+        if status == _core.TIMEOUT:
+            self._expire(elapsed)
+        if status == _core.PEER_NOTICE:
+            self._peer_left(notice_from)
+        comm = self._comm
+        comm._broken = f"{self.kind} to/from {self._peer_text()} failed in MPI"
+        self._error = CommunicationError(
+            f"{self.kind} {'to' if self.kind == 'send' else 'from'} {self._peer_text()} (tag "
+            f"{self.tag}) failed in MPI: {message}. This Communicator is now unusable.")
+        raise self._error
+
     def _check_notices(self):
         comm = self._comm
         notice = comm._notice
@@ -143,7 +226,11 @@ class Request:
         source = MPI.ANY_SOURCE if self.peer == MPI.ANY_SOURCE else self.peer
         if not notice.Iprobe(source=source, tag=notices.TAG, status=status):
             return
-        peer = status.Get_source()
+        self._peer_left(status.Get_source())
+
+    def _peer_left(self, peer: int):
+        comm = self._comm
+        notice = comm._notice
         reason = notices.receive(notice, peer)
         comm._broken = f"rank {peer} {reason}"
         if self._mpi is None:
@@ -156,10 +243,62 @@ class Request:
         raise self._error
 
 
+def _notice_of(comm):
+    """The notice duplicate a wait watches (None on one rank: nobody to hear from)."""
+    return comm._notice if comm.size > 1 else None
+
+
+def _others_unmatched(comm, req=None) -> bool:
+    """Is a receive of ``comm`` other than ``req`` still waiting to be matched? Only a Python
+    loop matches those in their turn while another request waits."""
+    for r in comm._p2p_pending:
+        if r is not req and r._mpi is None and not r._done and r._error is None:
+            return True
+    return False
+
+
+def send(comm, a, dest: int, tag: int, timeout) -> None:
+    """Send the numpy array ``a`` (checked by the caller) and wait, in one call into the core."""
+    if comm._p2p_pending and _others_unmatched(comm) or a.nbytes > _ONE_CALL_BYTES:
+        post_send(comm, a, dest, tag).wait(timeout)
+        return
+    failed = _core.send(comm._p2p, a, dest, tag,
+                        comm.timeout_or_zero if timeout is None else comm._deadline(timeout),
+                        comm._notice if comm.size > 1 else None)
+    if failed is None:
+        return
+    req = Request(comm, "send", a, dest, tag, a.dtype.itemsize)
+    req._mpi = failed[4]
+    if req._mpi is not None:   # still in flight: keep its buffer alive as long as the Communicator
+        comm.__dict__.setdefault("_p2p_stranded", []).append(req)
+    req._fail(failed[0], failed[1], failed[2], failed[3])
+
+
+def recv(comm, o, source: int, tag: int, timeout) -> RecvStatus:
+    """Receive into the numpy array ``o`` (checked by the caller), in one call into the core."""
+    if comm._p2p_pending and _others_unmatched(comm):
+        return post_recv(comm, o, source, tag).wait(timeout)
+    out = _core.recv(comm._p2p, o, source, tag, True, False,
+                     comm.timeout_or_zero if timeout is None else comm._deadline(timeout),
+                     comm._notice if comm.size > 1 else None)
+    if out[0] == _core.OK and out[7] is None:
+        return RecvStatus(out[1], out[2], out[3] // o.dtype.itemsize)
+    req = Request(comm, "recv", o, source, tag, o.dtype.itemsize)
+    if out[8] and out[7] is not None and out[0] != _core.LARGE:   # matched, still under way
+        comm.__dict__.setdefault("_p2p_stranded", []).append(req)
+    if req._take(out, waited=True) and not req._done:
+        comm._p2p_pending.append(req)
+        return req.wait(timeout)
+    return req._status
+
+
 def post_send(comm, a, dest: int, tag: int) -> Request:
     """Start sending the numpy array ``a`` (checked by the caller)."""
     req = Request(comm, "send", a, dest, tag, a.dtype.itemsize)
-    req._mpi = comm._p2p.Isend([a, MPI.BYTE] if a.size else [None, 0, MPI.BYTE], dest=dest, tag=tag)
+    if a.nbytes > _ONE_CALL_BYTES:   # mpi4py splits what one MPI call before MPI 4 cannot take
+        req._mpi = comm._p2p.Isend([a, MPI.BYTE], dest=dest, tag=tag)
+    else:
+        req._mpi = _core.isend(comm._p2p, a, dest, tag)
     return req
 
 
@@ -197,26 +336,22 @@ def _progress(comm) -> None:
 
 
 def _match(comm, req: Request) -> bool:
-    """Probe for ``req``'s message; when it is there, check its size and start receiving it."""
-    status = MPI.Status()
-    message = comm._p2p.improbe(source=req.peer, tag=req.tag, status=status)
-    if message is None:
-        return False
-    nbytes = status.Get_count(MPI.BYTE)
-    source = status.Get_source()
+    """Probe once for ``req``'s message; when it is there, check its size and start receiving it
+    (a message that does not fit is taken and discarded: ``req`` then holds the error)."""
+    out = _core.recv(comm._p2p, req._buf, req.peer, req.tag, False, True, 0.0, None)
+    try:
+        return req._take(out, waited=False)
+    except (MismatchError, CommunicationError):
+        return True   # req._error says why; its wait raises it
+
+
+def _mismatch(req: Request, source: int, nbytes: int) -> MismatchError:
     o = req._buf
-    if nbytes > o.nbytes or nbytes % req._itemsize:
-        # take the message anyway, so that the channel stays in step, then say why it does not fit
-        message.Recv([bytearray(nbytes), MPI.BYTE])
-        req._error = MismatchError(
-            f"recv from rank {source} (tag {req.tag}): the message holds {nbytes} bytes, but out "
-            f"holds {o.nbytes} bytes of {o.dtype} (itemsize {req._itemsize})"
-            + (": it would be truncated" if nbytes > o.nbytes else ": not a whole number of elements")
-            + ". The message was discarded; the Communicator stays usable.")
-        return True
-    req._status = RecvStatus(source, status.Get_tag(), nbytes // req._itemsize)
-    req._mpi = message.Irecv([o, nbytes, MPI.BYTE] if nbytes else [None, 0, MPI.BYTE])
-    return True
+    return MismatchError(
+        f"recv from rank {source} (tag {req.tag}): the message holds {nbytes} bytes, but out "
+        f"holds {o.nbytes} bytes of {o.dtype} (itemsize {req._itemsize})"
+        + (": it would be truncated" if nbytes > o.nbytes else ": not a whole number of elements")
+        + ". The message was discarded; the Communicator stays usable.")
 
 
 def _finish_if_done(req: Request) -> None:
@@ -230,6 +365,11 @@ def _withdraw(comm, req: Request) -> None:
         comm._p2p_pending.remove(req)
     except ValueError:
         pass
+
+
+def set_polls_before_yield(polls: int) -> None:
+    """Idle polls before point-to-point waits yield the core (the Communicator tunes it)."""
+    _core.set_polls_before_yield(polls)
 
 
 def check_usable(comm) -> None:

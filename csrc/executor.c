@@ -680,6 +680,100 @@ static MPI_Op mpi_op(int dtype, int op)
     }
 }
 
+static int wait_native(MPI_Request *req, double t0, double timeout, MPI_Comm notice,
+                       cl_result *res);
+
+/* CL_NATIVE_ALLTOALLV: counts4 holds send counts, send displacements, receive counts and
+ * receive displacements (size int64_t each, in elements of type). The arrays MPI reads
+ * stay allocated until the call completes; after a timeout or a notice MPI may still
+ * read them, so they are left to it. */
+static int native_alltoallv(MPI_Comm comm, const void *sendbuf, void *recvbuf,
+                            const int64_t *counts4, int size, MPI_Datatype type, double timeout,
+                            MPI_Comm notice, double t0, cl_result *res)
+{
+    MPI_Request req = MPI_REQUEST_NULL;
+    int rc;
+#if MPI_VERSION >= 4
+    MPI_Count *counts = malloc(sizeof(MPI_Count) * 2 * (size_t)size);
+    MPI_Aint *displs = malloc(sizeof(MPI_Aint) * 2 * (size_t)size);
+    if (!counts || !displs) {
+        free(counts); free(displs);
+        set_error(res, CL_NO_MEMORY, 0, MPI_SUCCESS, "out of memory");
+        return res->status;
+    }
+    for (int q = 0; q < size; q++) {
+        counts[q] = (MPI_Count)counts4[q];
+        displs[q] = (MPI_Aint)counts4[size + q];
+        counts[size + q] = (MPI_Count)counts4[2 * size + q];
+        displs[size + q] = (MPI_Aint)counts4[3 * size + q];
+    }
+    rc = MPI_Ialltoallv_c(sendbuf, counts, displs, type, recvbuf, counts + size, displs + size, type,
+                          comm, &req);
+#else
+    int *counts = malloc(sizeof(int) * 4 * (size_t)size), *displs = NULL;
+    if (!counts) {
+        set_error(res, CL_NO_MEMORY, 0, MPI_SUCCESS, "out of memory");
+        return res->status;
+    }
+    for (int q = 0; q < 4 * size; q++) {
+        if (counts4[q] > INT_MAX) {
+            free(counts);
+            set_error(res, CL_BAD_PROGRAM, 0, MPI_SUCCESS,
+                      "this MPI (before MPI 4) cannot take a block or offset of more than 2^31-1 "
+                      "elements in one native call");
+            return res->status;
+        }
+        counts[q] = (int)counts4[q];
+    }
+    rc = MPI_Ialltoallv(sendbuf, counts, counts + size, type, recvbuf, counts + 2 * size,
+                        counts + 3 * size, type, comm, &req);
+#endif
+    if (rc != MPI_SUCCESS) {
+        free(counts); free(displs);
+        set_error(res, CL_MPI_ERROR, 0, rc, "starting the MPI collective failed");
+        return res->status;
+    }
+    wait_native(&req, t0, timeout, notice, res);
+    if (res->status == CL_OK || res->status == CL_MPI_ERROR) {
+        free(counts); free(displs);
+    }
+    return res->status;
+}
+
+/* Test a native collective's request until done, the deadline or a peer's notice. */
+static int wait_native(MPI_Request *req, double t0, double timeout, MPI_Comm notice,
+                       cl_result *res)
+{
+    const double deadline = timeout > 0 ? t0 + timeout : 0.0;
+    double next_probe = t0 + CL_NOTICE_PROBE_US * 1e-6, seen = 0.0;
+    int seen_from = -1, flag = 0, idle = 0;
+    int64_t checks = 0;
+    while (!flag) {
+        int rc = MPI_Test(req, &flag, MPI_STATUS_IGNORE);
+        if (rc != MPI_SUCCESS) {
+            set_error(res, CL_MPI_ERROR, 0, rc, "the MPI collective failed");
+            break;
+        }
+        if (flag) break;
+        if ((++checks & 15) == 0) {
+            double now = cl_now();
+            if (deadline > 0 && now > deadline) {
+                res->status = CL_TIMEOUT;
+                snprintf(res->message, sizeof res->message, "deadline of %.3g s passed", timeout);
+                break;   /* a collective request cannot be cancelled; it is left to MPI */
+            }
+            if (watch_notices(notice, now, &next_probe, &seen, &seen_from, res))
+                break;   /* the request is left to MPI too */
+        }
+        if (++idle > polls_before_yield) {
+            sched_yield();
+            idle = 0;
+        }
+    }
+    res->elapsed = cl_now() - t0;
+    return res->status;
+}
+
 int cl_native(MPI_Comm comm, int which, const void *sendbuf, void *recvbuf,
               int64_t count, const int *recvcounts, int dtype, int op, int root,
               double timeout, MPI_Comm notice, cl_result *res)
@@ -701,6 +795,9 @@ int cl_native(MPI_Comm comm, int which, const void *sendbuf, void *recvbuf,
     int size = 1;
     MPI_Comm_size(comm, &size);
     const void *sb = sendbuf == recvbuf ? MPI_IN_PLACE : sendbuf;
+    if (which == CL_NATIVE_ALLTOALLV)
+        return native_alltoallv(comm, sendbuf, recvbuf, (const int64_t *)(const void *)recvcounts,
+                                size, type, timeout, notice, t0, res);
     if (timeout <= 0 && count <= INT_MAX) {
         /* no deadline: the blocking call is the MPI library's own fastest path */
         const double t0 = cl_now();

@@ -73,10 +73,15 @@ void cl_emulation_lateness(int64_t *steps, int64_t *late, double *worst, int res
 
 /* The MPI library's own collectives, non-blocking with the same deadline. */
 enum { CL_NATIVE_ALLREDUCE = 0, CL_NATIVE_ALLTOALL = 1, CL_NATIVE_REDUCE_SCATTER = 2,
-       CL_NATIVE_ALLGATHER = 3, CL_NATIVE_BROADCAST = 4, CL_NATIVE_BARRIER = 5 };
+       CL_NATIVE_ALLGATHER = 3, CL_NATIVE_BROADCAST = 4, CL_NATIVE_BARRIER = 5,
+       CL_NATIVE_ALLTOALLV = 6 };
 
 /* count: elements of the input (allreduce, allgather: per rank; alltoall: the whole
- * input; reduce_scatter: recvcounts[] gives each rank's block; broadcast: elements). */
+ * input; reduce_scatter: recvcounts[] gives each rank's block; broadcast: elements).
+ * alltoallv: count is unused and recvcounts points to 4 * size int64_t (cast to
+ * const int *): send counts, send displacements, receive counts, receive
+ * displacements, in elements; always non-blocking (MPI_Ialltoallv), so that a
+ * deadline applies even when the caller set none. */
 int cl_native(MPI_Comm comm, int which, const void *sendbuf, void *recvbuf,
               int64_t count, const int *recvcounts, int dtype, int op, int root,
               double timeout, MPI_Comm notice, cl_result *res);

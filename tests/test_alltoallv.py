@@ -157,3 +157,50 @@ def test_bad_input_raises_before_any_message(comm):
     sc[0] = 4
     got = comm.alltoallv(x + comm.rank, sc)
     assert got.size == (4 * p if comm.rank == 0 else 0)
+
+
+@pytest.mark.mpi(ranks=[2, 3])
+@pytest.mark.parametrize("algorithm", ["pairwise", "mpi"])
+def test_rank_that_skips_times_out_naming_alltoallv(comm, algorithm):
+    import time
+
+    from mpi4py import MPI
+
+    import collectives as cl
+
+    p = comm.size
+    c = cl.Communicator(MPI.COMM_WORLD, timeout=1.0)
+    x = np.arange(4 * p, dtype=np.float32)
+    if comm.rank != p - 1:
+        t0 = time.monotonic()
+        with pytest.raises(cl.CollectiveTimeout) as info:
+            c.alltoallv(x, [4] * p, [4] * p, algorithm=algorithm)
+        assert time.monotonic() - t0 < 3.0
+        assert info.value.collective == "alltoallv" and info.value.algorithm == algorithm
+        assert "alltoallv" in str(info.value) and "timed out" in str(info.value)
+        with pytest.raises(cl.CommunicatorBroken):
+            c.alltoallv(x, [4] * p, [4] * p, algorithm=algorithm)
+    comm.mpi_comm.Barrier()
+
+
+@pytest.mark.mpi(ranks=[2, 3])
+@pytest.mark.parametrize("algorithm", ["pairwise", "mpi"])
+def test_repeated_counts_reuse_one_program(comm, algorithm, monkeypatch):
+    from collectives import algorithms as A
+
+    built = []
+    real = A.build_schedule
+    monkeypatch.setattr(A, "build_schedule", lambda *a, **k: built.append(a) or real(*a, **k))
+    p, r = comm.size, comm.rank
+    counts = (np.arange(p * p, dtype=np.int64).reshape(p, p) + 1) % 4
+    x = _blocks(counts, r)
+    before = len(comm._vcalls)
+    for _ in range(5):
+        np.testing.assert_array_equal(comm.alltoallv(x, counts[r], counts[:, r], algorithm=algorithm),
+                                      _expected(counts, r))
+    assert len(comm._vcalls) == before + 1          # one shape, one cached entry
+    assert len(built) <= 1                          # built once (never for "mpi")
+    other = counts.T.copy()                         # other counts: a second entry, still right
+    np.testing.assert_array_equal(comm.alltoallv(_blocks(other, r), other[r], other[:, r],
+                                                 algorithm=algorithm), _expected(other, r))
+    assert len(comm._vcalls) == before + 2

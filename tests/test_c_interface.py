@@ -234,3 +234,18 @@ def test_build_check_refuses_another_world_handle(monkeypatch):
     monkeypatch.setattr(_executor, "same_comm_world", lambda: False)
     with pytest.raises(BuildMismatch):
         load_core()
+
+
+def test_p2p_statuses_match_p2p_h():
+    from collectives import _p2p
+
+    header = enum_with("p2p.h", "CL_P2P_OK")
+    assert {f"CL_P2P_{n}": getattr(_p2p, n) for n in
+            ("OK", "TIMEOUT", "MPI_ERROR", "PEER_NOTICE", "MISMATCH", "LARGE", "PENDING")} == header
+
+
+def test_p2p_pxd_declares_every_p2p_h_code():
+    with open(os.path.join(ROOT, "collectives", "libp2p.pxd")) as fh:
+        pxd = fh.read()
+    for name in enum_with("p2p.h", "CL_P2P_OK"):
+        assert re.search(rf"^\s+{name}\s*$", pxd, flags=re.M), name

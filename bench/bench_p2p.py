@@ -1,0 +1,180 @@
+"""Point-to-point ping-pong and all-to-all-v against mpi4py's own calls on the same buffers.
+
+Script mode (the tables of the layouts guide):
+
+    mpiexec -n 2 python bench/bench_p2p.py [--sizes 8,4K,64K,1M,4M] [--rounds 9]
+
+Ping-pong: rank 0 sends and receives back, rank 1 receives and sends back;
+``comm.send``/``comm.recv`` and mpi4py's ``Send``/``Recv`` on a duplicate of the
+same communicator alternate round by round (the order flips every round), so
+load on a shared machine hits both alike. One-way time is half a round trip;
+the table shows the best round of each and their ratio. All-to-all-v: uneven
+random counts (the same on every rank), ``comm.alltoallv`` ("pairwise" and
+"mpi") against mpi4py's ``Alltoallv``, the slowest rank's best round.
+
+pytest-benchmark mode (the call overhead on one rank, messages to itself):
+
+    pytest bench/bench_p2p.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+
+def _best_rounds(world, fns: dict, iters: int, rounds: int) -> dict:
+    """Per name, the slowest rank's best time per iteration over ``rounds`` interleaved rounds."""
+    from mpi4py import MPI
+
+    for fn in fns.values():   # first calls prepare code paths and caches
+        fn(2)
+    best = {name: float("inf") for name in fns}
+    names = list(fns)
+    for k in range(rounds):
+        for name in (names if k % 2 == 0 else names[::-1]):
+            world.Barrier()
+            t0 = time.perf_counter()
+            fns[name](iters)
+            best[name] = min(best[name], (time.perf_counter() - t0) / iters)
+    return {name: world.allreduce(t, op=MPI.MAX) for name, t in best.items()}
+
+
+def pingpong(comm, raw, nbytes: int, rounds: int) -> dict:
+    """One-way seconds of ``comm.send/recv`` ("collectives") and mpi4py's ("mpi4py")."""
+    r = comm.rank
+    buf = np.ones(nbytes, dtype=np.uint8)
+    out = np.empty(nbytes, dtype=np.uint8)
+    iters = int(min(2000, max(5, 5e7 / max(nbytes, 1) / 10)))
+
+    def ours(n):
+        for _ in range(n):
+            if r == 0:
+                comm.send(buf, 1)
+                comm.recv(out, 1)
+            elif r == 1:
+                comm.recv(out, 0)
+                comm.send(buf, 0)
+
+    def theirs(n):
+        for _ in range(n):
+            if r == 0:
+                raw.Send(buf, 1)
+                raw.Recv(out, 1)
+            elif r == 1:
+                raw.Recv(out, 0)
+                raw.Send(buf, 0)
+
+    t = _best_rounds(raw, {"collectives": ours, "mpi4py": theirs}, iters, rounds)
+    return {k: v / 2 for k, v in t.items()}
+
+
+def alltoallv(comm, raw, nbytes: int, rounds: int) -> dict:
+    """Seconds per call of comm.alltoallv ("pairwise", "mpi") and mpi4py's Alltoallv."""
+    from mpi4py import MPI
+
+    p, r = comm.size, comm.rank
+    n = max(nbytes // 4, p)
+    counts = np.random.default_rng(1).integers(n // (2 * p), 3 * n // (2 * p) + 1, size=(p, p))
+    sc, rc = counts[r].astype(np.int64), counts[:, r].astype(np.int64)
+    x = np.ones(int(sc.sum()), dtype=np.float32)
+    out = np.empty(int(rc.sum()), dtype=np.float32)
+    sd = np.concatenate([[0], np.cumsum(sc)[:-1]])
+    rd = np.concatenate([[0], np.cumsum(rc)[:-1]])
+    iters = int(min(500, max(5, 5e7 / max(nbytes, 1))))
+
+    def run(fn):
+        return lambda k: [fn() for _ in range(k)]
+
+    return _best_rounds(raw, {
+        "pairwise": run(lambda: comm.alltoallv(x, sc, rc, out=out, algorithm="pairwise")),
+        "mpi": run(lambda: comm.alltoallv(x, sc, rc, out=out, algorithm="mpi")),
+        "MPI_Alltoallv": run(lambda: raw.Alltoallv([x, (sc, sd), MPI.FLOAT], [out, (rc, rd), MPI.FLOAT])),
+    }, iters, rounds)
+
+
+def main(argv=None):
+    from mpi4py import MPI
+
+    import collectives as cl
+    from collectives.units import format_bytes, parse_size
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--sizes", default="8,4K,64K,1M,4M", help="comma-separated sizes in bytes")
+    ap.add_argument("--a2av-sizes", default="64K,1M,4M", help="alltoallv: bytes each rank sends")
+    ap.add_argument("--rounds", type=int, default=9)
+    args = ap.parse_args(argv)
+    world = MPI.COMM_WORLD
+    comm = cl.Communicator(world)
+    raw = world.Dup()
+    if world.size >= 2:
+        if world.rank == 0:
+            print("| message | mpi4py Send/Recv | collectives send/recv | ratio |\n|---|---|---|---|", flush=True)
+        for text in args.sizes.split(","):
+            nb = parse_size(text)
+            t = pingpong(comm, raw, nb, args.rounds)
+            if world.rank == 0:
+                print(f"| {format_bytes(nb)} | {t['mpi4py'] * 1e6:.1f} us | {t['collectives'] * 1e6:.1f} us "
+                      f"| {t['collectives'] / t['mpi4py']:.2f}x |", flush=True)
+    if world.rank == 0:
+        print(f"\n| bytes per rank ({world.size} ranks) | MPI_Alltoallv | pairwise | mpi |\n|---|---|---|---|",
+              flush=True)
+    for text in args.a2av_sizes.split(","):
+        nb = parse_size(text)
+        t = alltoallv(comm, raw, nb, args.rounds)
+        if world.rank == 0:
+            ref = t["MPI_Alltoallv"]
+            print(f"| {format_bytes(nb)} | {ref * 1e6:.0f} us | {t['pairwise'] * 1e6:.0f} us "
+                  f"({t['pairwise'] / ref:.2f}x) | {t['mpi'] * 1e6:.0f} us ({t['mpi'] / ref:.2f}x) |", flush=True)
+
+
+# ---- pytest-benchmark: the call overhead on one rank --------------------------------------
+
+def _self():
+    from mpi4py import MPI
+
+    import collectives as cl
+
+    return cl.Communicator(MPI.COMM_SELF)
+
+
+def test_send_recv_to_self_8b(benchmark):
+    comm = _self()
+    buf = np.ones(8, dtype=np.uint8)
+    out = np.empty_like(buf)
+
+    def exchange():
+        sending = comm.isend(buf, 0)
+        comm.recv(out, 0)
+        sending.wait()
+
+    benchmark(exchange)
+
+
+def test_mpi4py_send_recv_to_self_8b(benchmark):
+    from mpi4py import MPI
+
+    raw = MPI.COMM_SELF.Dup()
+    buf = np.ones(8, dtype=np.uint8)
+    out = np.empty_like(buf)
+
+    def exchange():
+        sending = raw.Isend(buf, 0)
+        raw.Recv(out, 0)
+        sending.Wait()
+
+    benchmark(exchange)
+
+
+def test_alltoallv_repeated_counts_1mib(benchmark):
+    comm = _self()
+    x = np.ones(1 << 18, dtype=np.float32)
+    out = np.empty_like(x)
+    counts = np.array([x.size])
+    benchmark(lambda: comm.alltoallv(x, counts, counts, out=out))
+
+
+if __name__ == "__main__":
+    main()

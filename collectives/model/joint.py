@@ -1,0 +1,151 @@
+"""Message times of collectives that run at the same moment on one network.
+
+:func:`~collectives.model.message_times` prices one schedule alone. When the
+groups of a parallel layout run their collectives at once (every tensor-parallel
+group's all-reduce, and the data-parallel all-reduce beside it), their flows
+share links. :func:`joint_message_times` prices such calls together: each
+*part* is one schedule on its own ranks' hosts, and step ``i`` of every part is
+priced with step ``i`` of every other part as one max-min problem (the parts
+start together, as SPMD ranks do; a part with fewer steps adds nothing to the
+later steps). With a single part it is :func:`~collectives.model.message_times`.
+
+Emulated sub-communicators use it for their holds (see the "Emulation" guide),
+so a message is held to the time of the concurrent traffic, not of its
+communicator alone.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import InvalidArgument, ModelError
+from ..schedule import RECV, RECV_REDUCE
+from .network import network_for
+from .simulate import (_MODEL_KEYS, _digest, _itemsize, _price, model_params, placement_of,
+                       resolve_topology)
+
+__all__ = ["joint_message_times", "joint_step_times"]
+
+
+def _steps_of(schedule) -> list:
+    """(group, repetition) of every step of ``schedule``, in order."""
+    where = []
+    for gi, g in enumerate(schedule.groups):
+        where.extend((gi, i) for i in range(g.repeat))
+    return where
+
+
+def _joint_flows(parts, wheres, offsets, step, itemsize):
+    """Every part's flows of ``step``, in one rank space (part k's rank r is offsets[k] + r)."""
+    src, dst, nb, rb = [], [], [], []
+    for (sched, _), where, off in zip(parts, wheres, offsets):
+        if step >= len(where):
+            continue
+        gi, i = where[step]
+        s, d, b, r = sched.groups[gi].flows(i, sched.nranks, itemsize)
+        src.append(np.asarray(s, dtype=np.int64) + off)
+        dst.append(np.asarray(d, dtype=np.int64) + off)
+        nb.append(np.asarray(b, dtype=np.float64))
+        rr = np.zeros(sched.nranks) if r is None else np.asarray(r, dtype=np.float64)
+        rb.append(rr)
+    if not src:
+        z = np.zeros(0)
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), z, z
+    return np.concatenate(src), np.concatenate(dst), np.concatenate(nb), np.concatenate(rb)
+
+
+def _prepare(parts, topology, params, where="joint_message_times"):
+    unknown = set(params) - _MODEL_KEYS
+    if unknown:
+        raise InvalidArgument(f"{where}: unknown parameter(s) {', '.join(sorted(unknown))}")
+    if not parts:
+        raise InvalidArgument(f"{where}: needs at least one (schedule, hosts) part")
+    mp = model_params(params)
+    itemsize = _itemsize(params)
+    topo = resolve_topology(topology)
+    net = network_for(topo, mp["routing"], mp["switch_latency"])
+    hosts, offsets = [], []
+    total = 0
+    for sched, placement in parts:
+        h = placement_of(topo, sched.nranks, placement)
+        hosts.append(h)
+        offsets.append(total)
+        total += sched.nranks
+    return mp, itemsize, net, np.concatenate(hosts), offsets, total
+
+
+def joint_message_times(parts, topology, part: int = 0, rank: int = 0, **params) -> np.ndarray:
+    """Modelled duration of each row of ``parts[part][0].program(rank)``, priced with every part.
+
+    Parameters
+    ----------
+    parts : sequence of (Schedule, placement)
+        The calls that run at once: each schedule with the hosts of its ranks
+        (an int array of host indices, a ``Placement``, or None for linear).
+    topology : Topology or spec string
+        The network they share.
+    part, rank : int
+        Whose program to price: rank ``rank`` of ``parts[part]``.
+    **params
+        Model constants as :func:`~collectives.model.message_times` takes them
+        (``itemsize=``, ``overhead=``, ...).
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 seconds per program row: for a receive, overhead + path
+        latency + bytes over its fair rate among all parts' flows of that step;
+        0 for sends and copies.
+
+    Raises
+    ------
+    collectives.errors.InvalidArgument
+        No parts, an unknown parameter, or ``part``/``rank`` out of range.
+    """
+    mp, itemsize, net, hosts, offsets, total = _prepare(parts, topology, params)
+    if not 0 <= int(part) < len(parts):
+        raise InvalidArgument(f"joint_message_times: part {part} out of range 0..{len(parts) - 1}")
+    sched = parts[int(part)][0]
+    if not 0 <= int(rank) < sched.nranks:
+        raise InvalidArgument(f"joint_message_times: rank {rank} out of range 0..{sched.nranks - 1}")
+    wheres = [_steps_of(s) for s, _ in parts]
+    prog = sched.program(int(rank))
+    out = np.zeros(len(prog))
+    if not len(prog):
+        return out
+    me = offsets[int(part)] + int(rank)
+    is_recv = (prog["kind"] == RECV) | (prog["kind"] == RECV_REDUCE)
+    priced = {}
+    for step in np.unique(prog["step"][is_recv]).tolist():
+        src, dst, nb, rb = _joint_flows(parts, wheres, offsets, step, itemsize)
+        key = _digest(src, dst, nb)
+        st = priced.get(key)
+        if st is None:
+            st = priced[key] = _price(net, hosts, src, dst, nb, rb, total, mp)
+        rows = np.nonzero(is_recv & (prog["step"] == step))[0]
+        mine = dst == me
+        for peer in np.unique(prog["peer"][rows]).tolist():
+            r_rows = rows[prog["peer"][rows] == peer]
+            f = np.nonzero(mine & (src == offsets[int(part)] + peer))[0]
+            if len(f) < len(r_rows):
+                raise ModelError(f"{sched.algorithm}: step {step}: rank {rank} receives "
+                                 f"{len(r_rows)} message(s) from {peer} but {peer} sends {len(f)}")
+            out[r_rows] = st.flow_time[f[:len(r_rows)]]
+    return out
+
+
+def joint_step_times(parts, topology, **params) -> np.ndarray:
+    """Per step, the time of the slowest rank of any part when all parts run together.
+
+    The sum is what the joint model predicts for the concurrent calls in
+    lockstep (every rank waits for the step's slowest message): the figure an
+    emulated run of the same calls is compared with.
+    """
+    mp, itemsize, net, hosts, offsets, total = _prepare(parts, topology, params, "joint_step_times")
+    wheres = [_steps_of(s) for s, _ in parts]
+    nsteps = max(len(w) for w in wheres)
+    out = np.zeros(nsteps)
+    for step in range(nsteps):
+        src, dst, nb, rb = _joint_flows(parts, wheres, offsets, step, itemsize)
+        out[step] = _price(net, hosts, src, dst, nb, rb, total, mp).time
+    return out
