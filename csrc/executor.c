@@ -797,7 +797,7 @@ int cl_native(MPI_Comm comm, int which, const void *sendbuf, void *recvbuf,
     const void *sb = sendbuf == recvbuf ? MPI_IN_PLACE : sendbuf;
     if (which == CL_NATIVE_ALLTOALLV)
         return native_alltoallv(comm, sendbuf, recvbuf, (const int64_t *)(const void *)recvcounts,
-                                size, type, timeout, notice, t0, res);
+                                size, type, timeout, notice, cl_now(), res);
     if (timeout <= 0 && count <= INT_MAX) {
         /* no deadline: the blocking call is the MPI library's own fastest path */
         const double t0 = cl_now();
