@@ -15,7 +15,7 @@ import pytest
 import collectives as cl
 from collectives import topology as T
 from collectives.algorithms import build_schedule
-from collectives.model import predict, priced_nbytes, simulate
+from collectives.model import HOST_TERMS_OFF, predict, priced_nbytes, simulate
 from collectives.model.calibrate import (Profile, Link, load_profile, measure_copy_bandwidth,
                                          save_profile, two_level_model)
 from collectives.schedule import Ops, Schedule, StepGroup
@@ -24,7 +24,7 @@ B = 1e9            # bytes/s
 L = 2e-6           # s, path latency (two links of L/2)
 O = 1e-6           # s, per-message overhead
 INF = float("inf")
-OFF = dict(overhead=0.0, reduce_bandwidth=INF)
+OFF = HOST_TERMS_OFF      # the network alone; each test turns on the term it checks
 
 
 def star(p):
@@ -114,7 +114,7 @@ def test_uniform_ring_keeps_its_formula_in_both_modes():
     p, n = 8, 8 * 4096 * 4
     want = 2 * (p - 1) * (L + O) + 2 * (p - 1) / p * n / B
     for cp in (True, False):
-        t = predict("allreduce", "ring", n, star(p), overhead=O, reduce_bandwidth=INF, critical_path=cp)
+        t = predict("allreduce", "ring", n, star(p), critical_path=cp, **{**OFF, "overhead": O})
         assert t == pytest.approx(want, rel=1e-12)
 
 
@@ -126,7 +126,7 @@ def test_overhead_is_one_per_message_and_posting_is_serial():
     n = 1 << 16
     s = hand_schedule(4, [[("send", 0, d, n // 4) for d in (1, 2, 3)]])
     want = 3 * O + L + 3 * n / B
-    assert simulate(s, star(4), overhead=O, reduce_bandwidth=INF).time == pytest.approx(want, rel=1e-12)
+    assert simulate(s, star(4), **{**OFF, "overhead": O}).time == pytest.approx(want, rel=1e-12)
     # switched off: the same step without any overhead
     assert simulate(s, star(4), **OFF).time == pytest.approx(L + 3 * n / B, rel=1e-12)
 
@@ -137,12 +137,14 @@ def test_copies_cost_bytes_over_copy_bandwidth_shared_on_a_host():
     c, C = 1 << 20, 5e9
     s = hand_schedule(2, [[("copy", 0, c // 4), ("copy", 1, c // 4)]])
     # on two hosts: each rank copies alone, c/C
-    assert simulate(s, star(2), copy_bandwidth=C, **OFF).time == pytest.approx(c / C, rel=1e-12)
+    on = {**OFF, "copy_bandwidth": C}
+    assert simulate(s, star(2), **on).time == pytest.approx(c / C, rel=1e-12)
     # both ranks on host 0: they share its memory bandwidth, 2c/C
     both = np.array([0, 0])
-    assert simulate(s, star(2), placement=both, copy_bandwidth=C, **OFF).time == \
-        pytest.approx(2 * c / C, rel=1e-12)
-    # switched off (the default): copies are free
+    assert simulate(s, star(2), placement=both, **on).time == pytest.approx(2 * c / C, rel=1e-12)
+    # two hosts but one machine (an emulation): the same sharing
+    assert simulate(s, star(2), machines=both, **on).time == pytest.approx(2 * c / C, rel=1e-12)
+    # switched off: copies are free
     assert simulate(s, star(2), **OFF).time == 0.0
 
 
@@ -161,7 +163,7 @@ def test_bruck_rotations_add_their_copy_time():
         copies.append(int(ops.count[(ops.kind == cl.schedule.COPY) & (ops.rank == 0)].sum()))
     assert copies == [24, 16, 24]
     base = predict("alltoall", "bruck", n, star(p), **OFF)
-    with_copies = predict("alltoall", "bruck", n, star(p), copy_bandwidth=C, **OFF)
+    with_copies = predict("alltoall", "bruck", n, star(p), **{**OFF, "copy_bandwidth": C})
     assert with_copies - base == pytest.approx(64 * 4 / C, rel=1e-9)
 
 
@@ -176,8 +178,13 @@ def test_bad_host_cost_constants_are_refused():
 
 def test_host_cost_constants_are_in_defaults():
     d = cl.model.DEFAULTS
-    assert d["copy_bandwidth"] == INF and d["critical_path"] is True
-    assert "overhead" in d and "reduce_bandwidth" in d
+    assert d["critical_path"] is True
+    # every host term is on by default, at a finite constant, and HOST_TERMS_OFF names them all
+    for k in ("overhead", "reduce_bandwidth", "copy_bandwidth", "segment_bytes"):
+        assert 0 < d[k] < INF
+    assert d["cores"] == INF                # a core per rank unless told otherwise
+    assert set(HOST_TERMS_OFF) == {"overhead", "reduce_bandwidth", "copy_bandwidth",
+                                   "segment_bytes", "cores"}
 
 
 # ---------------------------------------------------------------------- rounding
@@ -244,7 +251,7 @@ def test_copies_counted_on_a_sample_of_ranks_match_every_rank(monkeypatch):
     import sys
 
     sim = sys.modules["collectives.model.simulate"]
-    kw = dict(copy_bandwidth=1e9, **OFF)
+    kw = {**OFF, "copy_bandwidth": 1e9}
     exact = predict("alltoall", "bruck", 128 * 4 * 8, star(128), **kw)
     monkeypatch.setattr(sim, "_COPY_EXACT_RANKS", 16)
     assert predict("alltoall", "bruck", 128 * 4 * 8, star(128), **kw) == pytest.approx(exact, rel=1e-12)
