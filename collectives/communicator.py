@@ -234,10 +234,16 @@ class Communicator:
             if self.emulate and node.Get_size() > cores:
                 _warn_emulation(f"emulated links: {node.Get_size()} ranks share {cores} core(s) on "
                                 "this machine, so ranks wait for a core as well as for the model.")
-            if self.topology is None:
+            if self.topology is None or self.emulate:
                 local_leader = node.bcast(self.rank, root=0)
         finally:
             node.Free()
+        if self.emulate:
+            # the host terms of the held messages are this machine's: its ranks share its cores
+            # and memory, and the executor's segments pipeline the reductions
+            leaders = np.asarray(self._comm.allgather(local_leader), dtype=np.int64)
+            self._emulated_host = {"machines": np.unique(leaders, return_inverse=True)[1].reshape(-1),
+                                   "cores": float(cores), "segment_bytes": self.segment_bytes}
         if self.topology is not None:
             gi = self.placement.group_index()
             # renumber in order of first appearance, so group numbers follow ranks
@@ -700,7 +706,8 @@ class Communicator:
             from . import model as _model
 
             holds = np.ascontiguousarray(_model.message_times(
-                sched, self.topology, self.placement, self.rank, itemsize=a.itemsize), dtype=np.float64)
+                sched, self.topology, self.placement, self.rank, itemsize=a.itemsize,
+                **self._emulated_host), dtype=np.float64)
         flat_in = a.reshape(-1)
         flat_out = o.reshape(-1)
         res = _core.run(self._comm, program, flat_in, flat_out, self._tmp, _dt.dtype_code(a.dtype), 0,
@@ -834,7 +841,7 @@ class Communicator:
 
                 holds = np.ascontiguousarray(
                     _model.message_times(sched, self.topology, self.placement, self.rank,
-                                         itemsize=itemsize), dtype=np.float64)
+                                         itemsize=itemsize, **self._emulated_host), dtype=np.float64)
                 if holds.shape != (len(program),):
                     raise CommunicationError(
                         f"the model returned {holds.shape} message times for {len(program)} program rows")

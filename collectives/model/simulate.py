@@ -430,15 +430,16 @@ def _price(net, hosts, src, dst, nbytes, reduce_bytes, nranks, mp, copy_bytes=No
     nm = int(machines.max()) + 1 if nranks else 1
     pre = np.zeros(nranks)
     if copying.any():
-        # the ranks of one machine that copy in this step share its memory bandwidth
-        sharers = np.bincount(machines[copying], minlength=nm)[machines]
+        # the ranks of one machine that copy in this step share its memory bandwidth (at most
+        # ``cores`` of them at a time, and those take turns on the cores)
+        sharers = np.minimum(np.bincount(machines[copying], minlength=nm)[machines], mp["cores"])
         pre = copy_bytes * np.maximum(sharers, share) / C
     reduce_t = np.zeros(nranks)
     if reducing.any() and math.isfinite(gamma):      # reduce_bandwidth=inf leaves reductions out
         per_byte = share / gamma
         if math.isfinite(C):
             # a reduction streams its data through memory as a copy does, on the same shared bandwidth
-            sharers = np.bincount(machines[reducing], minlength=nm)[machines]
+            sharers = np.minimum(np.bincount(machines[reducing], minlength=nm)[machines], mp["cores"])
             per_byte = np.maximum(per_byte, sharers / C)
         reduce_t = reduce_bytes * per_byte
     if len(src) == 0:
