@@ -549,6 +549,7 @@ def _same(a, b):
 
 
 _COPY_EXACT_RANKS = 512     # above this, a group with a cheap message view samples its copies
+_COPY_SAMPLE_ROWS = 1 << 18  # ranks sampled x ranks: how many program rows such a sample may build
 
 
 def _step_flows(g, i, nranks, itemsize, with_copies):
@@ -568,8 +569,10 @@ def _step_flows(g, i, nranks, itemsize, with_copies):
     if nranks <= _COPY_EXACT_RANKS:
         ranks = np.arange(nranks, dtype=np.int64)
     else:
-        ranks = np.unique(np.linspace(0, nranks - 1, 64).round().astype(np.int64))
-    ops = g.build(i, ranks).nonempty()
+        # a rank's program is O(p) rows here: fewer sampled ranks the larger p, 16 at least
+        n = int(np.clip(_COPY_SAMPLE_ROWS // nranks, 16, 64))
+        ranks = np.unique(np.linspace(0, nranks - 1, n).round().astype(np.int64))
+    ops = g.build(i, ranks)
     sampled = _copy_bytes(ops, nranks, itemsize)[ranks]
     if len(ranks) == nranks:
         cb = sampled
@@ -583,8 +586,8 @@ def _step_flows(g, i, nranks, itemsize, with_copies):
 
 
 def _copy_bytes(ops, nranks, itemsize):
-    cp = ops.select(ops.kind == COPY)
-    return np.bincount(cp.rank, weights=cp.count * itemsize, minlength=nranks).astype(np.int64)
+    w = np.where(ops.kind == COPY, ops.count, 0) * itemsize
+    return np.bincount(ops.rank, weights=w, minlength=nranks).astype(np.int64)
 
 
 def _group_reps(g, nranks, itemsize, max_samples, with_copies=False):
@@ -611,6 +614,35 @@ def _group_reps(g, nranks, itemsize, max_samples, with_copies=False):
             f = _step_flows(g, i, nranks, itemsize, with_copies)
         out.append((i, f))
     return out, exact, False
+
+
+def _group_plan(g, nranks, itemsize, max_samples, with_copies):
+    """How to price a group: ``(reps, weights, exact, kind)``.
+
+    ``kind`` is "single" (one pattern, priced once), "head" (the first
+    repetition differs, typically by a copy that starts the group, and the
+    rest are one pattern: priced as one step and then one pattern), "all"
+    (every repetition priced) or "sampled"; ``weights[i]`` is how many
+    repetitions ``reps[i]`` stands for.
+    """
+    reps, exact, single = _group_reps(g, nranks, itemsize, max_samples, with_copies)
+    if single:
+        return reps, [g.repeat], True, "single"
+    if with_copies and g.repeat >= 2:
+        # one repetition's copies (or messages) apart from a pattern: price it alone, not sampled
+        second = _step_flows(g, 1, nranks, itemsize, with_copies)
+        probe = sorted({g.repeat - 1, g.repeat // 2, min(2, g.repeat - 1)} - {0, 1})
+        if all(_same(second, _step_flows(g, i, nranks, itemsize, with_copies)) for i in probe):
+            first = reps[0][1] if reps[0][0] == 0 else _step_flows(g, 0, nranks, itemsize, with_copies)
+            return [(0, first), (1, second)], [1, g.repeat - 1], True, "head"
+    if exact:
+        return reps, [1] * len(reps), True, "all"
+    if with_copies and len(reps) > 2 and not np.array_equal(reps[0][1][4], reps[1][1][4]):
+        # the first repetition copies what the others do not (the group's opening copy): it
+        # stands for itself, the other samples for the rest
+        rest = (g.repeat - 1) / (len(reps) - 1)
+        return reps, [1] + [rest] * (len(reps) - 1), False, "sampled"
+    return reps, [g.repeat / len(reps)] * len(reps), False, "sampled"
 
 
 def simulate(schedule, topology, placement=None, **params) -> SimulationResult:
@@ -657,11 +689,10 @@ def simulate(schedule, topology, placement=None, **params) -> SimulationResult:
     all_ids, all_bytes = [], []
     exact_all = True
     for g in schedule.groups:
-        reps, exact, single = _group_reps(g, nranks, itemsize, mp["max_samples"], with_copies)
+        reps, weights, exact, kind = _group_plan(g, nranks, itemsize, mp["max_samples"], with_copies)
         exact_all &= exact
         steps = []
-        weight = g.repeat / len(reps)
-        for _, f in reps:
+        for (_, f), weight in zip(reps, weights):
             st = _price(net, hosts, *f[:4], nranks, mp, f[4] if with_copies else None, machines)
             steps.append(st)
             if st.inc is not None:
@@ -674,16 +705,28 @@ def simulate(schedule, topology, placement=None, **params) -> SimulationResult:
         if not mp["critical_path"] or not exact:
             # lockstep (a sampled group too: its unpriced repetitions have no per-rank view)
             idx = np.array([i for i, _ in reps])
-            if single:
+            if kind == "single":
                 arr = np.full(g.repeat, times[0])
+            elif kind == "head":
+                arr = np.concatenate([[times[0]], np.full(g.repeat - 1, times[1])])
             elif len(idx) == g.repeat:
                 arr = np.array(times)
+            elif weights[0] == 1:
+                # the first repetition apart, the samples interpolate the rest
+                rest = np.interp(np.arange(1, g.repeat), idx[1:], times[1:])
+                rest *= (np.mean(times[1:]) * (g.repeat - 1)) / rest.sum() if rest.sum() > 0 else 1.0
+                arr = np.concatenate([[times[0]], rest])
             else:
                 arr = np.interp(np.arange(g.repeat), idx, times)
                 arr *= (np.mean(times) * g.repeat) / arr.sum() if arr.sum() > 0 else 1.0
             ready = np.full(nranks, top + float(arr.sum()))
-        elif single:
+        elif kind == "single":
             ready, arr = _advance_repeated(ready, steps[0], g.repeat, mp["transient"])
+        elif kind == "head":
+            ready = _advance(ready, steps[0])
+            new_top = float(ready.max())
+            ready, rest = _advance_repeated(ready, steps[1], g.repeat - 1, mp["transient"])
+            arr = np.concatenate([[new_top - top], rest])
         else:
             arr = np.empty(g.repeat)
             for k, st in enumerate(steps):
@@ -693,7 +736,7 @@ def simulate(schedule, topology, placement=None, **params) -> SimulationResult:
         step_times.append(arr)
         names.append(g.name)
         # the group's split: its priced steps' (slowest rank's) split, scaled to what it added
-        split = sum(st.parts for st in steps)
+        split = sum(st.parts * w for st, w in zip(steps, weights))
         added = float(arr.sum())
         if split.sum() > 0:
             parts += split * (added / split.sum())
