@@ -9,14 +9,31 @@ The cost of one step (Design, "The model"):
   posts k messages in one step (sends or receives, whichever are more) pays
   ``(k - 1) * overhead`` more, since posting is serial. ``overhead`` is the
   software cost of one message (posting it, matching it, completing it),
-  counted once per message on the critical path;
-* a rank is done with a step when all its sends and receives are done, plus
-  ``reduce_bytes / reduce_bandwidth`` for the data it reduces (gamma), plus
-  ``copy_bytes * k / copy_bandwidth`` for its local copies (Bruck's rotations,
-  hierarchical packing), where k ranks of its host copy in the same step and
-  share the host's memory bandwidth (``copy_bandwidth=inf``, the default,
-  leaves copies out; ``collectives calibrate`` measures it);
-* host costs (overhead, reduction, copies) are each switched off by 0 or inf.
+  counted once per message on the critical path.
+
+Host terms, each a constant of :data:`DEFAULTS`, on by default where a real
+host pays them (the formulas are per rank and step; "machine" is where the
+rank runs, its host unless ``machines=`` says otherwise):
+
+* copies: a rank's local copies (Bruck's rotations, hierarchical packing, an
+  out-of-place input copy) take ``copy_bytes * k / copy_bandwidth``, where k
+  ranks of its machine copy in the same step (at most ``cores`` of them at a
+  time) and share its memory bandwidth. The executor runs a step's copies
+  before it posts the step's messages, so they delay its messages;
+* reductions: ``reduce_bytes * max(s / reduce_bandwidth, k / copy_bandwidth)``
+  (the core's speed, or the machine's memory bandwidth shared by the k ranks
+  that reduce in the step), of which only the part not hidden behind the
+  transfer counts: a message of S segments (``segment_bytes``, the
+  executor's) is reduced segment by segment as it arrives, so a reduction R
+  behind a transfer T adds ``max(0, R - T) + min(T, R) / S`` after the last
+  byte (:func:`reduction_tail`; S = 1 leaves all of R: the gamma term);
+* shared cores: ranks of one machine beyond its ``cores`` take turns, so the
+  CPU work of a rank (its overheads and reductions) takes s = ``max(1, k /
+  cores)`` times longer, k the ranks of its machine busy in the step
+  (:func:`host_shares`);
+* ``HOST_TERMS_OFF`` switches them all off (overhead 0, reduce and copy
+  bandwidth and segment size infinite, a core per rank): the network alone.
+  ``SimulationResult.breakdown`` says how much of a time each part is.
 
 Per-rank critical path (``critical_path=True``, the default): the schedule
 is a DAG over (rank, step). A rank starts step s+1 when its own operations of
@@ -81,10 +98,10 @@ DEFAULTS = {
     "routing": None,              # "ecmp" | "minimal" | "valiant"; None: family default
     "max_samples": 16,            # repetitions priced in a group whose pattern varies
     # bytes/s of one machine's local copies (memory bandwidth), shared by the ranks on that
-    # machine that copy at once; reductions stream through the same bandwidth. Measured by
-    # ``collectives calibrate`` (an 8 MiB copy) on a 2-core Intel Xeon VM: 6-10 GB/s; inf
-    # leaves copies out
-    "copy_bandwidth": 8.0e9,
+    # machine that copy at once; reductions stream through the same bandwidth. What
+    # ``collectives calibrate`` measured (an 8 MiB copy) on the development VM, a 2-core Intel
+    # Xeon: 5.2-6.4 GB/s; inf leaves copies out
+    "copy_bandwidth": 6.0e9,
     # bytes per segment of the executor (Communicator's segment_bytes): a received message of
     # several segments is reduced while its later segments are still arriving; inf: no pipelining
     "segment_bytes": 1 << 20,
