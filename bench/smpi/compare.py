@@ -341,7 +341,8 @@ def main(argv=None):
                     help="only recompute the summary of an existing results file, in place")
     ap.add_argument("--reprice", metavar="JSON", default=None,
                     help="re-price our side of every row of an existing results file with the "
-                         "current model (SMPI's times are kept: SMPI is deterministic), in place")
+                         "current model, in place (SMPI's times are kept: SMPI is deterministic; "
+                         "so are the wall times of the run that measured them)")
     ap.add_argument("--table", metavar="JSON", default=None,
                     help="print the ratios of a results file as a markdown table")
     ap.add_argument("--workdir", default=None, help="where platforms and the binary go "
@@ -362,17 +363,18 @@ def main(argv=None):
             key = (r["family"], r["ranks"])
             if key not in topos:
                 topos[key] = topology_for(*key)
-            t, wall, _ = predict(r["collective"], r["our_algorithm"], r["our_params"] or {},
-                                 r["nbytes"], topos[key], r["ranks"])
+            t, _, _ = predict(r["collective"], r["our_algorithm"], r["our_params"] or {},
+                              r["nbytes"], topos[key], r["ranks"])
             changed += t != r["our_time"]
-            r.update(our_time=t, our_wall=wall, ratio=t / r["smpi_time"])
+            # the wall times stay those of the measured run: a re-price is no timing run
+            r.update(our_time=t, ratio=t / r["smpi_time"])
         data["summary"] = summarize(data["rows"])
         data["meta"]["summary_commit"] = git_commit()
         data["meta"]["model_params"] = {k: (v if math.isfinite(v) else "inf")
                                         for k, v in cl.model.HOST_TERMS_OFF.items()}
         data["meta"].setdefault("notes", []).append(
             f"our side re-priced at commit {git_commit()[:12]} with --reprice ({changed} of "
-            f"{len(data['rows'])} times changed); SMPI times as measured")
+            f"{len(data['rows'])} times changed); SMPI times and both wall times as measured")
         with open(args.reprice, "w") as f:
             json.dump(data, f, indent=1)
             f.write("\n")
