@@ -17,8 +17,8 @@ rank runs, its host unless ``machines=`` says otherwise):
 
 * copies: a rank's local copies (Bruck's rotations, hierarchical packing, an
   out-of-place input copy) take ``copy_bytes * k / copy_bandwidth``, where k
-  ranks of its machine copy in the same step (at most ``cores`` of them at a
-  time) and share its memory bandwidth. The executor runs a step's copies
+  ranks of its machine copy in the same step and share its memory bandwidth
+  (one core copies at ``copy_bandwidth``: fewer cores do not copy faster). The executor runs a step's copies
   before it posts the step's messages, so they delay its messages;
 * reductions: ``reduce_bytes * max(s / reduce_bandwidth, k / copy_bandwidth)``
   (the core's speed, or the machine's memory bandwidth shared by the k ranks
@@ -447,16 +447,16 @@ def _price(net, hosts, src, dst, nbytes, reduce_bytes, nranks, mp, copy_bytes=No
     nm = int(machines.max()) + 1 if nranks else 1
     pre = np.zeros(nranks)
     if copying.any():
-        # the ranks of one machine that copy in this step share its memory bandwidth (at most
-        # ``cores`` of them at a time, and those take turns on the cores)
-        sharers = np.minimum(np.bincount(machines[copying], minlength=nm)[machines], mp["cores"])
+        # the ranks of one machine that copy in this step share its memory bandwidth (one core
+        # copies at copy_bandwidth: the memory, not the cores, is what they share)
+        sharers = np.bincount(machines[copying], minlength=nm)[machines]
         pre = copy_bytes * np.maximum(sharers, share) / C
     reduce_t = np.zeros(nranks)
     if reducing.any() and math.isfinite(gamma):      # reduce_bandwidth=inf leaves reductions out
         per_byte = share / gamma
         if math.isfinite(C):
             # a reduction streams its data through memory as a copy does, on the same shared bandwidth
-            sharers = np.minimum(np.bincount(machines[reducing], minlength=nm)[machines], mp["cores"])
+            sharers = np.bincount(machines[reducing], minlength=nm)[machines]
             per_byte = np.maximum(per_byte, sharers / C)
         reduce_t = reduce_bytes * per_byte
     if len(src) == 0:
