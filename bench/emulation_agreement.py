@@ -199,7 +199,8 @@ def main(argv=None) -> int:
         for ranks in [int(x) for x in args.ranks.split(",")]:
             rows += measure(ranks, args)
         load = f"{load_before} before, {_load()} after"
-        command = "python bench/emulation_agreement.py " + shlex.join(argv if argv is not None else sys.argv[1:])
+        given = argv if argv is not None else sys.argv[1:]
+        command = "python bench/emulation_agreement.py " + shlex.join(given)
     priced = price(rows, cores)
     doc = document(priced, command.strip(), cores, load)
     doc["load"] = load

@@ -5,7 +5,8 @@ algorithm x size) this runs the MPI benchmark ``coll_bench.c`` under
 ``smpirun`` on a platform written from our topology (``platform.py``) and
 prices the matching algorithm with ``collectives.model.predict`` with every
 host term off (``cl.model.HOST_TERMS_OFF``: no per-message overhead, no
-reduction or copy cost: SMPI is told not to simulate computation). It writes a JSON file of rows and a summary:
+reduction or copy cost: SMPI is told not to simulate computation). It
+writes a JSON file of rows and a summary:
 
 - the share of cases where our time is within 20% of SMPI's;
 - wherever SMPI puts two algorithms more than 20% apart, whether our model

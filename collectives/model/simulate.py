@@ -18,8 +18,9 @@ rank runs, its host unless ``machines=`` says otherwise):
 * copies: a rank's local copies (Bruck's rotations, hierarchical packing, an
   out-of-place input copy) take ``copy_bytes * k / copy_bandwidth``, where k
   ranks of its machine copy in the same step and share its memory bandwidth
-  (one core copies at ``copy_bandwidth``: fewer cores do not copy faster). The executor runs a step's copies
-  before it posts the step's messages, so they delay its messages;
+  (one core copies at ``copy_bandwidth``: fewer cores do not copy faster).
+  The executor runs a step's copies before it posts the step's messages, so
+  they delay its messages;
 * reductions: ``reduce_bytes * max(s / reduce_bandwidth, k / copy_bandwidth)``
   (the core's speed, or the machine's memory bandwidth shared by the k ranks
   that reduce in the step), of which only the part not hidden behind the
@@ -85,7 +86,8 @@ from ..schedule import COPY, RECV, RECV_REDUCE, SEND
 from .maxmin import incidence, maxmin
 from .network import Network, VirtualFullMesh, network_for
 
-__all__ = ["DEFAULTS", "HOST_TERMS_OFF", "HOST_PARTS", "simulate", "predict", "message_times", "SimulationResult",
+__all__ = ["DEFAULTS", "HOST_TERMS_OFF", "HOST_PARTS", "simulate", "predict", "message_times",
+           "SimulationResult", "machines_of", "host_shares", "reduction_tail",
            "resolve_topology", "placement_of", "model_params", "priced_nbytes", "COLLECTIVES"]
 
 #: Model constants and their defaults (override any of them with keyword arguments).
