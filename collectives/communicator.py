@@ -247,10 +247,16 @@ class Communicator:
             if self.emulate and node.Get_size() > cores:
                 _warn_emulation(f"emulated links: {node.Get_size()} ranks share {cores} core(s) on "
                                 "this machine, so ranks wait for a core as well as for the model.")
-            if self.topology is None:
+            if self.topology is None or self.emulate:
                 local_leader = node.bcast(self.rank, root=0)
         finally:
             node.Free()
+        if self.emulate:
+            # the host terms of the held messages are this machine's: its ranks share its cores
+            # and memory, and the executor's segments pipeline the reductions
+            leaders = np.asarray(self._comm.allgather(local_leader), dtype=np.int64)
+            self._emulated_host = {"machines": np.unique(leaders, return_inverse=True)[1].reshape(-1),
+                                   "cores": float(cores), "segment_bytes": self.segment_bytes}
         if self.topology is not None:
             gi = self.placement.group_index()
             # renumber in order of first appearance, so group numbers follow ranks
@@ -508,7 +514,8 @@ class Communicator:
         siblings = getattr(self, "_siblings", None)
         overlap = getattr(self, "_overlap", None)
         if siblings is None and not overlap:
-            holds = _model.message_times(sched, self.topology, self.placement, self.rank, itemsize=itemsize)
+            holds = _model.message_times(sched, self.topology, self.placement, self.rank, itemsize=itemsize,
+                                         **getattr(self, "_emulated_host", {}))
         else:
             from .model.joint import joint_message_times
 

@@ -59,6 +59,8 @@ class Candidate:
     executable: bool = True
     note: str = ""
     bottleneck: str = ""
+    #: the model's split of ``time`` (:attr:`collectives.model.SimulationResult.breakdown`)
+    breakdown: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -105,6 +107,12 @@ class Plan:
                 lines.append(f"{mark} {c.label.ljust(width)}  {t:>10}  {rel:>8}  {note}")
         if self.reason:
             lines.append(f"reason: {self.reason}")
+        split = self.choice.breakdown if self.choice is not None else {}
+        total = sum(split.values())
+        if total > 0:
+            # where the winner's time goes: the network against the host's own work
+            parts = [f"{part} {format_time(t)} ({t / total:.0%})" for part, t in split.items()]
+            lines.append(f"time of {self.label}: {parts[0]}; host terms: {', '.join(parts[1:])}")
         return "\n".join(lines)
 
     def __repr__(self):
@@ -268,7 +276,7 @@ def _price(alg, variant, collective, nbytes, topo, ranks, hosts, itemsize, model
         u, v, _, busy = hot[0]
         bottleneck = f"busiest link {u}->{v} busy {busy / res.time:.0%} of the time"
     return Candidate(label, alg.name, variant.params, res.time, variant.executable, variant.note,
-                     bottleneck)
+                     bottleneck, res.breakdown)
 
 
 def _runs_native(comm) -> bool:

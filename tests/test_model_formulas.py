@@ -2,7 +2,10 @@
 
 A star of p hosts with host links of bandwidth B and latency L/2: every
 message crosses two links (alpha = L + overhead) and no two flows of a step
-share a directed link, so beta = 1/B exactly.
+share a directed link, so beta = 1/B exactly. The host terms that are not
+part of that model (local copies, reductions pipelined behind segments,
+shared cores) are switched off explicitly: ``HOST_TERMS_OFF``, with the
+overhead and the reduce bandwidth put back where a formula has them.
 """
 
 import math
@@ -12,7 +15,7 @@ import pytest
 
 import collectives as cl
 from collectives import topology as T
-from collectives.model import predict, simulate
+from collectives.model import HOST_TERMS_OFF, predict, simulate
 from collectives.algorithms import build_schedule
 
 B = 1e9            # bytes/s
@@ -20,6 +23,8 @@ L = 2e-6           # s, path latency (two links of L/2)
 O = 1e-6           # s, per-message overhead
 G = 4e9            # bytes/s reduce bandwidth
 ALPHA, BETA, GAMMA = L + O, 1.0 / B, 1.0 / G
+#: alpha-beta-gamma: the network, the per-message overhead and the reduce bandwidth
+TEXTBOOK = {**HOST_TERMS_OFF, "overhead": O, "reduce_bandwidth": G}
 
 
 def star(p):
@@ -27,7 +32,7 @@ def star(p):
 
 
 def pr(coll, alg, n, p, **kw):
-    return predict(coll, alg, n, star(p), overhead=O, reduce_bandwidth=G, **kw)
+    return predict(coll, alg, n, star(p), **{**TEXTBOOK, **kw})
 
 
 @pytest.mark.parametrize("p", [2, 3, 8, 13, 16])
@@ -70,7 +75,7 @@ def test_bruck_alltoall_other_counts(p):
 
 def test_reduce_bandwidth_inf_leaves_gamma_out():
     p, n = 8, 8 * 4096
-    t = predict("allreduce", "ring", n, star(p), overhead=O, reduce_bandwidth=float("inf"))
+    t = predict("allreduce", "ring", n, star(p), **{**TEXTBOOK, "reduce_bandwidth": float("inf")})
     assert t == pytest.approx(2 * (p - 1) * ALPHA + 2 * (p - 1) / p * n * BETA, rel=1e-12)
 
 
@@ -84,7 +89,7 @@ def test_switch_latency_adds_per_hop():
 def test_oversubscription_raises_time_by_the_bottleneck():
     # leaf-spine: 2 leaves of 4 hosts; shift-by-4 all cross the leaves
     n = 8 * 2 ** 20
-    kw = dict(overhead=0.0, reduce_bandwidth=float("inf"))
+    kw = HOST_TERMS_OFF
     full = T.leaf_spine(2, 4, 4, link_bandwidth=B, link_latency=1e-9)
     thin = T.leaf_spine(2, 4, 1, link_bandwidth=B, link_latency=1e-9)
     s = build_schedule("alltoall", "pairwise", 8, n // 4)
@@ -99,7 +104,7 @@ def test_oversubscription_raises_time_by_the_bottleneck():
 
 
 def test_slower_global_link_raises_time_by_its_ratio():
-    kw = dict(overhead=0.0, reduce_bandwidth=float("inf"))
+    kw = HOST_TERMS_OFF
     n = 2 ** 24
     fast = T.dragonfly(2, 1, 1, link_bandwidth=B, link_latency=1e-9)
     slow = T.dragonfly(2, 1, 1, link_bandwidth=B, global_bandwidth=B / 4, link_latency=1e-9)
@@ -118,7 +123,7 @@ def test_worse_ring_order_costs_what_the_bottleneck_says():
     # 2 leaves x 4 hosts, one spine, uplink as fast as a host link. Linear ring order
     # crosses the uplink once each way; an interleaved order (0,4,1,5,...) crosses 8 times:
     # 4 flows share each uplink direction -> each step takes 4x the block time.
-    kw = dict(overhead=0.0, reduce_bandwidth=float("inf"))
+    kw = HOST_TERMS_OFF
     t = T.leaf_spine(2, 4, 1, link_bandwidth=B, link_latency=1e-9)
     n = 8 * 2 ** 20
     s = build_schedule("allreduce", "ring", 8, n // 4)
@@ -134,7 +139,7 @@ def test_message_times_match_step_prices():
     s = build_schedule("allreduce", "ring", p, 8 * 1024)
     t = star(p)
     prog = s.program(3)
-    mt = cl.model.message_times(s, t, None, 3, overhead=O, itemsize=4)
+    mt = cl.model.message_times(s, t, None, 3, itemsize=4, **{**HOST_TERMS_OFF, "overhead": O})
     assert mt.shape == (len(prog),)
     recv = prog["kind"] != 0
     recv &= prog["kind"] != 3

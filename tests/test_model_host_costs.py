@@ -15,7 +15,7 @@ import pytest
 import collectives as cl
 from collectives import topology as T
 from collectives.algorithms import build_schedule
-from collectives.model import predict, priced_nbytes, simulate
+from collectives.model import HOST_TERMS_OFF, predict, priced_nbytes, simulate
 from collectives.model.calibrate import (Profile, Link, load_profile, measure_copy_bandwidth,
                                          save_profile, two_level_model)
 from collectives.schedule import Ops, Schedule, StepGroup
@@ -24,7 +24,7 @@ B = 1e9            # bytes/s
 L = 2e-6           # s, path latency (two links of L/2)
 O = 1e-6           # s, per-message overhead
 INF = float("inf")
-OFF = dict(overhead=0.0, reduce_bandwidth=INF)
+OFF = HOST_TERMS_OFF      # the network alone; each test turns on the term it checks
 
 
 def star(p):
@@ -34,6 +34,8 @@ def star(p):
 def hand_schedule(nranks, steps, repeat=None):
     """A Schedule from ``steps``: each a list of ("send", src, dst, count) / ("copy", rank, count).
 
+    ("reduce", src, dst, count) is a send whose receiver reduces what it receives.
+
     ``repeat[i]`` repeats step i (one pattern) that many times.
     """
     repeat = repeat or [1] * len(steps)
@@ -42,12 +44,12 @@ def hand_schedule(nranks, steps, repeat=None):
         def build(i, ranks):
             parts = []
             for op in ops_spec:
-                if op[0] == "send":
+                if op[0] in ("send", "reduce"):
                     _, s, d, c = op
                     if s in ranks:
                         parts.append(Ops.send(s, d, 0, 0, c))
                     if d in ranks:
-                        parts.append(Ops.recv(d, s, 1, 0, c))
+                        parts.append(Ops.recv(d, s, 1, 0, c, reduce=op[0] == "reduce"))
                 else:
                     _, r, c = op
                     if r in ranks:
@@ -114,7 +116,7 @@ def test_uniform_ring_keeps_its_formula_in_both_modes():
     p, n = 8, 8 * 4096 * 4
     want = 2 * (p - 1) * (L + O) + 2 * (p - 1) / p * n / B
     for cp in (True, False):
-        t = predict("allreduce", "ring", n, star(p), overhead=O, reduce_bandwidth=INF, critical_path=cp)
+        t = predict("allreduce", "ring", n, star(p), critical_path=cp, **{**OFF, "overhead": O})
         assert t == pytest.approx(want, rel=1e-12)
 
 
@@ -126,7 +128,7 @@ def test_overhead_is_one_per_message_and_posting_is_serial():
     n = 1 << 16
     s = hand_schedule(4, [[("send", 0, d, n // 4) for d in (1, 2, 3)]])
     want = 3 * O + L + 3 * n / B
-    assert simulate(s, star(4), overhead=O, reduce_bandwidth=INF).time == pytest.approx(want, rel=1e-12)
+    assert simulate(s, star(4), **{**OFF, "overhead": O}).time == pytest.approx(want, rel=1e-12)
     # switched off: the same step without any overhead
     assert simulate(s, star(4), **OFF).time == pytest.approx(L + 3 * n / B, rel=1e-12)
 
@@ -137,12 +139,14 @@ def test_copies_cost_bytes_over_copy_bandwidth_shared_on_a_host():
     c, C = 1 << 20, 5e9
     s = hand_schedule(2, [[("copy", 0, c // 4), ("copy", 1, c // 4)]])
     # on two hosts: each rank copies alone, c/C
-    assert simulate(s, star(2), copy_bandwidth=C, **OFF).time == pytest.approx(c / C, rel=1e-12)
+    on = {**OFF, "copy_bandwidth": C}
+    assert simulate(s, star(2), **on).time == pytest.approx(c / C, rel=1e-12)
     # both ranks on host 0: they share its memory bandwidth, 2c/C
     both = np.array([0, 0])
-    assert simulate(s, star(2), placement=both, copy_bandwidth=C, **OFF).time == \
-        pytest.approx(2 * c / C, rel=1e-12)
-    # switched off (the default): copies are free
+    assert simulate(s, star(2), placement=both, **on).time == pytest.approx(2 * c / C, rel=1e-12)
+    # two hosts but one machine (an emulation): the same sharing
+    assert simulate(s, star(2), machines=both, **on).time == pytest.approx(2 * c / C, rel=1e-12)
+    # switched off: copies are free
     assert simulate(s, star(2), **OFF).time == 0.0
 
 
@@ -161,7 +165,7 @@ def test_bruck_rotations_add_their_copy_time():
         copies.append(int(ops.count[(ops.kind == cl.schedule.COPY) & (ops.rank == 0)].sum()))
     assert copies == [24, 16, 24]
     base = predict("alltoall", "bruck", n, star(p), **OFF)
-    with_copies = predict("alltoall", "bruck", n, star(p), copy_bandwidth=C, **OFF)
+    with_copies = predict("alltoall", "bruck", n, star(p), **{**OFF, "copy_bandwidth": C})
     assert with_copies - base == pytest.approx(64 * 4 / C, rel=1e-9)
 
 
@@ -176,8 +180,130 @@ def test_bad_host_cost_constants_are_refused():
 
 def test_host_cost_constants_are_in_defaults():
     d = cl.model.DEFAULTS
-    assert d["copy_bandwidth"] == INF and d["critical_path"] is True
-    assert "overhead" in d and "reduce_bandwidth" in d
+    assert d["critical_path"] is True
+    # every host term is on by default, at a finite constant, and HOST_TERMS_OFF names them all
+    for k in ("overhead", "reduce_bandwidth", "copy_bandwidth", "segment_bytes"):
+        assert 0 < d[k] < INF
+    assert d["cores"] == INF                # a core per rank unless told otherwise
+    assert set(HOST_TERMS_OFF) == {"overhead", "reduce_bandwidth", "copy_bandwidth",
+                                   "segment_bytes", "cores"}
+
+
+# ---------------------------------------------------------------------- reductions
+def test_a_reduction_pipelines_behind_the_segments_of_its_message():
+    # one step: rank 0 sends n bytes to rank 1, which reduces them at G bytes/s. The transfer
+    # takes T = L + n/B, the reduction R = n/G. In S segments the reduction of segment i runs
+    # while segment i+1 arrives: max(T, R) + min(T, R)/S in all.
+    n = 1 << 20
+    s = hand_schedule(2, [[("reduce", 0, 1, n // 4)]])
+    T = L + n / B
+    for G, seg in ((4e9, 256 << 10), (0.5e9, 256 << 10), (4e9, n)):
+        R = n / G
+        S = n // seg
+        on = {**OFF, "reduce_bandwidth": G, "segment_bytes": seg}
+        assert simulate(s, star(2), **on).time == pytest.approx(max(T, R) + min(T, R) / S, rel=1e-12)
+    # no segmentation (one segment): the whole reduction after the transfer, the gamma term
+    on = {**OFF, "reduce_bandwidth": 4e9}
+    assert simulate(s, star(2), **on).time == pytest.approx(T + n / 4e9, rel=1e-12)
+
+
+def test_reductions_on_one_machine_share_its_memory_bandwidth():
+    # 0 -> 1 and 2 -> 3, n bytes each, both reduced. Alone, a receiver reduces at G; when
+    # ranks 1 and 3 run on one machine of memory bandwidth C they stream through it together,
+    # at C/2 each when that is slower than G: T + n * max(1/G, 2/C).
+    n, G, C = 1 << 20, 8e9, 8e9
+    s = hand_schedule(4, [[("reduce", 0, 1, n // 4), ("reduce", 2, 3, n // 4)]])
+    T = L + n / B
+    on = {**OFF, "reduce_bandwidth": G, "copy_bandwidth": C}
+    assert simulate(s, star(4), **on).time == pytest.approx(T + n / G, rel=1e-12)
+    machines = np.array([0, 1, 2, 1])
+    assert simulate(s, star(4), machines=machines, **on).time == pytest.approx(T + 2 * n / C, rel=1e-12)
+    # the copy bandwidth switched off leaves the reduce bandwidth alone
+    off = {**on, "copy_bandwidth": INF}
+    assert simulate(s, star(4), machines=machines, **off).time == pytest.approx(T + n / G, rel=1e-12)
+
+
+def test_ranks_beyond_the_cores_of_a_machine_share_them():
+    # 0 -> 1 and 2 -> 3 as above, all four ranks on one machine of 2 cores: each rank gets half
+    # a core, so its CPU work takes twice as long: the message's overhead (2*O) and the
+    # reduction (2n/G); the network part (L + n/B) is the same.
+    n, G = 1 << 16, 4e9
+    s = hand_schedule(4, [[("reduce", 0, 1, n // 4), ("reduce", 2, 3, n // 4)]])
+    on = {**OFF, "overhead": O, "reduce_bandwidth": G}
+    one = np.zeros(4, dtype=np.int64)
+    assert simulate(s, star(4), **on).time == pytest.approx(O + L + n / B + n / G, rel=1e-12)
+    assert simulate(s, star(4), machines=one, **{**on, "cores": 2}).time == \
+        pytest.approx(2 * O + L + n / B + 2 * n / G, rel=1e-12)
+    # as many cores as ranks: nothing shared
+    assert simulate(s, star(4), machines=one, **{**on, "cores": 4}).time == \
+        pytest.approx(O + L + n / B + n / G, rel=1e-12)
+
+
+def test_copies_run_before_the_messages_of_their_step():
+    # rank 0 copies c bytes, then sends m bytes to rank 1 in the same step (the executor does the
+    # step's copies first): rank 1's receive ends at c/C + L + m/B, not at max of the two
+    c, m, C = 1 << 20, 1 << 16, 4e9
+    s = hand_schedule(2, [[("copy", 0, c // 4), ("send", 0, 1, m // 4)]])
+    r = simulate(s, star(2), **{**OFF, "copy_bandwidth": C})
+    assert r.time == pytest.approx(c / C + L + m / B, rel=1e-12)
+    assert r.finish_times[1] == pytest.approx(c / C + L + m / B, rel=1e-12)
+
+
+def test_emulated_reducing_receives_are_held_until_their_reduction_tail():
+    # the emulator holds a reducing receive for its flow time and what its reduction adds after
+    # the last byte: ring all-reduce on 2 ranks, reduce-scatter step, blocks of n/2
+    n, G = 1 << 16, 4e9
+    s = build_schedule("allreduce", "ring", 2, n // 4)
+    on = {**OFF, "overhead": O, "reduce_bandwidth": G}
+    mt = cl.model.message_times(s, star(2), None, 0, itemsize=4, **on)
+    prog = s.program(0)
+    red = prog["kind"] == cl.schedule.RECV_REDUCE
+    plain = prog["kind"] == cl.schedule.RECV
+    assert red.sum() == 1 and plain.sum() == 1
+    assert mt[red][0] == pytest.approx(O + L + n / 2 / B + n / 2 / G, rel=1e-12)
+    assert mt[plain][0] == pytest.approx(O + L + n / 2 / B, rel=1e-12)
+
+
+# ---------------------------------------------------------------------- breakdown
+def test_breakdown_splits_the_time_into_network_copies_reductions_and_overhead():
+    # ring all-reduce on a uniform star: every rank is alike, so the split is the formula's terms
+    p, n, G, C = 4, 4 * 4096 * 4, 4e9, 5e9
+    on = {**OFF, "overhead": O, "reduce_bandwidth": G, "copy_bandwidth": C}
+    sched = build_schedule("allreduce", "ring", p, n // 4)
+    r = simulate(sched, star(p), **on)
+    b = r.breakdown
+    assert list(b) == list(cl.model.HOST_PARTS)
+    assert sum(b.values()) == pytest.approx(r.time, rel=1e-12)
+    assert b["network"] == pytest.approx(simulate(sched, star(p), **OFF).time, rel=1e-12)
+    assert b["overhead"] == pytest.approx(2 * (p - 1) * O, rel=1e-12)
+    assert b["reductions"] == pytest.approx((p - 1) / p * n / G, rel=1e-12)
+    copy_only = simulate(sched, star(p), **{**OFF, "copy_bandwidth": C})
+    assert b["copies"] == pytest.approx(copy_only.time - b["network"], rel=1e-9)
+    assert b["copies"] > 0
+
+
+def test_plan_explain_shows_the_host_terms_of_the_winning_plan():
+    plan = cl.planner.choose("alltoall", 1 << 20, star(4), cache=False)
+    text = plan.explain()
+    assert f"time of {plan.label}: network" in text and "; host terms: copies" in text
+    for part in cl.model.HOST_PARTS:
+        assert part in text
+    b = plan.choice.breakdown
+    assert sum(b.values()) == pytest.approx(plan.predicted_time, rel=1e-9)
+    # switched off, the winning plan is all network
+    off = cl.planner.choose("alltoall", 1 << 20, star(4), cache=False, **OFF)
+    assert off.choice.breakdown["network"] == pytest.approx(off.predicted_time, rel=1e-12)
+
+
+def test_bad_new_host_constants_are_refused():
+    with pytest.raises(cl.InvalidArgument, match="segment_bytes"):
+        predict("allreduce", "ring", 1024, star(2), segment_bytes=0)
+    with pytest.raises(cl.InvalidArgument, match="cores"):
+        predict("allreduce", "ring", 1024, star(2), cores=0.5)
+    with pytest.raises(cl.InvalidArgument, match="machines"):
+        predict("allreduce", "ring", 1024, star(2), machines=[0])
+    with pytest.raises(cl.InvalidArgument, match="machines"):
+        predict("allreduce", "ring", 1024, star(2), machines=np.array([0.5, 1.0]))
 
 
 # ---------------------------------------------------------------------- rounding
@@ -244,7 +370,7 @@ def test_copies_counted_on_a_sample_of_ranks_match_every_rank(monkeypatch):
     import sys
 
     sim = sys.modules["collectives.model.simulate"]
-    kw = dict(copy_bandwidth=1e9, **OFF)
+    kw = {**OFF, "copy_bandwidth": 1e9}
     exact = predict("alltoall", "bruck", 128 * 4 * 8, star(128), **kw)
     monkeypatch.setattr(sim, "_COPY_EXACT_RANKS", 16)
     assert predict("alltoall", "bruck", 128 * 4 * 8, star(128), **kw) == pytest.approx(exact, rel=1e-12)

@@ -3,9 +3,10 @@
 For every case of a grid (topology family x rank count x collective x SMPI
 algorithm x size) this runs the MPI benchmark ``coll_bench.c`` under
 ``smpirun`` on a platform written from our topology (``platform.py``) and
-prices the matching algorithm with ``collectives.model.predict`` (no
-per-message overhead, no reduction cost: SMPI is told not to simulate
-computation). It writes a JSON file of rows and a summary:
+prices the matching algorithm with ``collectives.model.predict`` with every
+host term off (``cl.model.HOST_TERMS_OFF``: no per-message overhead, no
+reduction or copy cost: SMPI is told not to simulate computation). It
+writes a JSON file of rows and a summary:
 
 - the share of cases where our time is within 20% of SMPI's;
 - wherever SMPI puts two algorithms more than 20% apart, whether our model
@@ -160,8 +161,8 @@ def predict(collective, algorithm, params, nbytes, topo, ranks):
     known = algorithm_params(collective, algorithm)
     used = {k: v for k, v in params.items() if k in known}
     t0 = time.perf_counter()
-    t = cl.model.predict(collective, algorithm, nbytes, topo, ranks=ranks, overhead=0.0,
-                         reduce_bandwidth=math.inf, **used)
+    t = cl.model.predict(collective, algorithm, nbytes, topo, ranks=ranks, **cl.model.HOST_TERMS_OFF,
+                         **used)
     return t, time.perf_counter() - t0, used
 
 
@@ -339,6 +340,10 @@ def main(argv=None):
                     help="keep the rows already in --out and run only the cases it lacks")
     ap.add_argument("--summarize", metavar="JSON", default=None,
                     help="only recompute the summary of an existing results file, in place")
+    ap.add_argument("--reprice", metavar="JSON", default=None,
+                    help="re-price our side of every row of an existing results file with the "
+                         "current model, in place (SMPI's times are kept: SMPI is deterministic; "
+                         "so are the wall times of the run that measured them)")
     ap.add_argument("--table", metavar="JSON", default=None,
                     help="print the ratios of a results file as a markdown table")
     ap.add_argument("--workdir", default=None, help="where platforms and the binary go "
@@ -347,6 +352,34 @@ def main(argv=None):
     if args.table:
         with open(args.table) as f:
             print(markdown_table(json.load(f)["rows"]))
+        return
+    if args.reprice:
+        with open(args.reprice) as f:
+            data = json.load(f)
+        topos = {}
+        changed = 0
+        for r in data["rows"]:
+            if r.get("status") != "ok" or r.get("smpi_time") is None:
+                continue
+            key = (r["family"], r["ranks"])
+            if key not in topos:
+                topos[key] = topology_for(*key)
+            t, _, _ = predict(r["collective"], r["our_algorithm"], r["our_params"] or {},
+                              r["nbytes"], topos[key], r["ranks"])
+            changed += t != r["our_time"]
+            # the wall times stay those of the measured run: a re-price is no timing run
+            r.update(our_time=t, ratio=t / r["smpi_time"])
+        data["summary"] = summarize(data["rows"])
+        data["meta"]["summary_commit"] = git_commit()
+        data["meta"]["model_params"] = {k: (v if math.isfinite(v) else "inf")
+                                        for k, v in cl.model.HOST_TERMS_OFF.items()}
+        data["meta"].setdefault("notes", []).append(
+            f"our side re-priced at commit {git_commit()[:12]} with --reprice ({changed} of "
+            f"{len(data['rows'])} times changed); SMPI times and both wall times as measured")
+        with open(args.reprice, "w") as f:
+            json.dump(data, f, indent=1)
+            f.write("\n")
+        print(json.dumps({k: data["summary"][k] for k in ("compared", "within_20pct", "worst")}, indent=1))
         return
     if args.summarize:
         with open(args.summarize) as f:
@@ -380,7 +413,7 @@ def main(argv=None):
         "simgrid": simgrid_version(),
         "command": command_line(sys.argv[1:] if argv is None else argv),
         "smpi_options": SMPI_OPTIONS,
-        "model_params": {"overhead": 0.0, "reduce_bandwidth": "inf"},
+        "model_params": {k: (v if math.isfinite(v) else "inf") for k, v in cl.model.HOST_TERMS_OFF.items()},
         "machine": {"cpus": os.cpu_count(), "python": _platform.python_version(),
                     "load_average_at_start": list(os.getloadavg()),
                     "note": "shared with other jobs: wall times are indicative"},

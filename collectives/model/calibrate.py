@@ -21,7 +21,8 @@ and rank 0 writes a JSON profile::
      "measured": {...raw samples...}}
 
 A profile written before ``copy_bandwidth`` was measured still loads: its
-copies are left out of the model (``copy_bandwidth = inf``).
+``copy_bandwidth`` is ``inf`` (not measured) and the planner prices copies
+at the model's default (``cl.model.DEFAULTS["copy_bandwidth"]``).
 
 A profile turns into a model with :func:`two_level_topology`: ranks that
 share memory hang off one node switch, node switches off one network switch;
@@ -172,7 +173,8 @@ def two_level_model(groups, profile=None):
     -------
     (Topology, dict)
         :func:`two_level_topology` and the ``overhead``,
-        ``reduce_bandwidth`` and ``copy_bandwidth`` to price on it.
+        ``reduce_bandwidth`` and (when the profile measured it)
+        ``copy_bandwidth`` to price on it.
     """
     if profile is not None and not isinstance(profile, Profile):
         profile = load_profile(profile)
@@ -180,8 +182,11 @@ def two_level_model(groups, profile=None):
     if profile is None:
         return topo, {"overhead": DEFAULT_TWO_LEVEL["overhead"],
                       "reduce_bandwidth": DEFAULT_TWO_LEVEL["reduce_bandwidth"]}
-    return topo, {"overhead": profile.overhead, "reduce_bandwidth": profile.reduce_bandwidth,
-                  "copy_bandwidth": profile.copy_bandwidth}
+    params = {"overhead": profile.overhead, "reduce_bandwidth": profile.reduce_bandwidth}
+    if math.isfinite(profile.copy_bandwidth):
+        # a profile from before copies were measured leaves the model's default in place
+        params["copy_bandwidth"] = profile.copy_bandwidth
+    return topo, params
 
 
 def two_level_topology(groups, profile=None, *, name=None):

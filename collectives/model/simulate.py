@@ -9,14 +9,32 @@ The cost of one step (Design, "The model"):
   posts k messages in one step (sends or receives, whichever are more) pays
   ``(k - 1) * overhead`` more, since posting is serial. ``overhead`` is the
   software cost of one message (posting it, matching it, completing it),
-  counted once per message on the critical path;
-* a rank is done with a step when all its sends and receives are done, plus
-  ``reduce_bytes / reduce_bandwidth`` for the data it reduces (gamma), plus
-  ``copy_bytes * k / copy_bandwidth`` for its local copies (Bruck's rotations,
-  hierarchical packing), where k ranks of its host copy in the same step and
-  share the host's memory bandwidth (``copy_bandwidth=inf``, the default,
-  leaves copies out; ``collectives calibrate`` measures it);
-* host costs (overhead, reduction, copies) are each switched off by 0 or inf.
+  counted once per message on the critical path.
+
+Host terms, each a constant of :data:`DEFAULTS`, on by default where a real
+host pays them (the formulas are per rank and step; "machine" is where the
+rank runs, its host unless ``machines=`` says otherwise):
+
+* copies: a rank's local copies (Bruck's rotations, hierarchical packing, an
+  out-of-place input copy) take ``copy_bytes * k / copy_bandwidth``, where k
+  ranks of its machine copy in the same step and share its memory bandwidth
+  (one core copies at ``copy_bandwidth``: fewer cores do not copy faster).
+  The executor runs a step's copies before it posts the step's messages, so
+  they delay its messages;
+* reductions: ``reduce_bytes * max(s / reduce_bandwidth, k / copy_bandwidth)``
+  (the core's speed, or the machine's memory bandwidth shared by the k ranks
+  that reduce in the step), of which only the part not hidden behind the
+  transfer counts: a message of S segments (``segment_bytes``, the
+  executor's) is reduced segment by segment as it arrives, so a reduction R
+  behind a transfer T adds ``max(0, R - T) + min(T, R) / S`` after the last
+  byte (:func:`reduction_tail`; S = 1 leaves all of R: the gamma term);
+* shared cores: ranks of one machine beyond its ``cores`` take turns, so the
+  CPU work of a rank (its overheads and reductions) takes s = ``max(1, k /
+  cores)`` times longer, k the ranks of its machine busy in the step
+  (:func:`host_shares`);
+* ``HOST_TERMS_OFF`` switches them all off (overhead 0, reduce and copy
+  bandwidth and segment size infinite, a core per rank): the network alone.
+  ``SimulationResult.breakdown`` says how much of a time each part is.
 
 Per-rank critical path (``critical_path=True``, the default): the schedule
 is a DAG over (rank, step). A rank starts step s+1 when its own operations of
@@ -68,24 +86,40 @@ from ..schedule import COPY, RECV, RECV_REDUCE, SEND
 from .maxmin import incidence, maxmin
 from .network import Network, VirtualFullMesh, network_for
 
-__all__ = ["DEFAULTS", "simulate", "predict", "message_times", "SimulationResult",
+__all__ = ["DEFAULTS", "HOST_TERMS_OFF", "HOST_PARTS", "simulate", "predict", "message_times",
+           "SimulationResult", "machines_of", "host_shares", "reduction_tail",
            "resolve_topology", "placement_of", "model_params", "priced_nbytes", "COLLECTIVES"]
 
 #: Model constants and their defaults (override any of them with keyword arguments).
+#: The host terms (overhead, reduce_bandwidth, copy_bandwidth, segment_bytes, cores) are on
+#: by default where a real host pays them; :data:`HOST_TERMS_OFF` switches them all off.
 DEFAULTS = {
     "overhead": 1.0e-6,           # s per message (software: MPI call, matching, completion)
     "reduce_bandwidth": 8.0e9,    # bytes/s one core reduces (the gamma term); inf leaves it out
     "switch_latency": 0.0,        # s per traversal of a switch or router, added to node latency
     "routing": None,              # "ecmp" | "minimal" | "valiant"; None: family default
     "max_samples": 16,            # repetitions priced in a group whose pattern varies
-    # bytes/s of one host's local copies, shared by the ranks on that host; inf (the default,
-    # which keeps the alpha-beta-gamma model) leaves copies out; calibrate measures it
-    "copy_bandwidth": math.inf,
+    # bytes/s of one machine's local copies (memory bandwidth), shared by the ranks on that
+    # machine that copy at once; reductions stream through the same bandwidth. What
+    # ``collectives calibrate`` measured (an 8 MiB copy) on the development VM, a 2-core Intel
+    # Xeon: 5.2-6.4 GB/s; inf leaves copies out
+    "copy_bandwidth": 6.0e9,
+    # bytes per segment of the executor (Communicator's segment_bytes): a received message of
+    # several segments is reduced while its later segments are still arriving; inf: no pipelining
+    "segment_bytes": 1 << 20,
+    # cores of one machine: ranks of a machine beyond its cores share them, so their CPU work
+    # (overhead, reductions) takes proportionally longer; inf: a core per rank
+    "cores": math.inf,
     "critical_path": True,        # per-rank DAG (True) or every step at its slowest rank (False)
     "transient": 64,              # repetitions of one pattern followed rank by rank before lockstep
 }
 
-_MODEL_KEYS = set(DEFAULTS) | {"placement", "dtype", "itemsize"}
+#: Every host term switched off: the network alone (path latency and bytes over the fair rate),
+#: the alpha-beta model. Add ``overhead=`` and ``reduce_bandwidth=`` back for alpha-beta-gamma.
+HOST_TERMS_OFF = {"overhead": 0.0, "reduce_bandwidth": math.inf, "copy_bandwidth": math.inf,
+                  "segment_bytes": math.inf, "cores": math.inf}
+
+_MODEL_KEYS = set(DEFAULTS) | {"placement", "machines", "dtype", "itemsize"}
 
 
 @dataclass
@@ -111,6 +145,12 @@ class SimulationResult:
         The size priced: each rank's buffer of the schedule in bytes (see
         :func:`priced_nbytes` for how ``predict`` rounds a size that does not
         split into whole blocks).
+    breakdown : dict
+        ``time`` split into :data:`HOST_PARTS`: ``network`` (path latency
+        and bytes over the fair rate), ``copies``, ``reductions`` (what is not
+        hidden behind the transfer) and ``overhead`` (per-message software
+        cost). Each step's share is its slowest rank's split, scaled to what
+        the step adds to ``time``; the parts add up to ``time``.
 
     Notes
     -----
@@ -130,6 +170,7 @@ class SimulationResult:
     network: object = field(repr=False, default=None)
     finish_times: np.ndarray = field(repr=False, default=None)
     nbytes: int = 0
+    breakdown: dict = field(default_factory=dict)
 
     @property
     def link_load(self) -> dict:
@@ -157,6 +198,9 @@ class SimulationResult:
                  + ("" if self.exact else " (varying groups priced from samples)")]
         for name, st in zip(self.group_names, self.step_times):
             lines.append(f"  {name or 'group'}: {len(st)} step(s), {format_time(float(st.sum()))}")
+        if self.breakdown and self.time > 0:
+            lines.append("  " + ", ".join(f"{k} {format_time(v)} ({v / self.time:.0%})"
+                                          for k, v in self.breakdown.items()))
         hot = self.hottest_links(5)
         if hot:
             lines.append("hottest links:")
@@ -189,6 +233,18 @@ def model_params(params: dict) -> dict:
             raise InvalidArgument(f"{k} must be bytes/s > 0 (inf leaves {what} cost out), "
                                   f"got {params.get(k)!r}")
         out[k] = float(g)
+    seg = out["segment_bytes"]
+    if isinstance(seg, str):
+        from ..units import parse_size
+        seg = parse_size(seg, name="segment_bytes")
+    if isinstance(seg, bool) or not isinstance(seg, Real) or not seg >= 64:
+        raise InvalidArgument(f"segment_bytes must be bytes >= 64 (inf: no pipelining), "
+                              f"got {params.get('segment_bytes')!r}")
+    out["segment_bytes"] = float(seg)
+    cores = out["cores"]
+    if isinstance(cores, bool) or not isinstance(cores, Real) or not cores >= 1:
+        raise InvalidArgument(f"cores must be a number >= 1 (inf: a core per rank), got {cores!r}")
+    out["cores"] = float(cores)
     for k in ("max_samples", "transient"):
         ms = out[k]
         if isinstance(ms, bool) or not isinstance(ms, Integral) or ms < 1:
@@ -337,46 +393,139 @@ class _Step:
     dst: np.ndarray
     nbytes: np.ndarray
     inc: object
-    extra: np.ndarray = None  # per rank: serial posting, reduction and copy time after its messages
+    extra: np.ndarray = None  # per rank: serial posting and the reduction tail after its messages
     rank_time: np.ndarray = None  # per rank: its own duration when every rank starts together
+    pre: np.ndarray = None    # per rank: its local copies, done before it posts the step's messages
+    parts: np.ndarray = None  # the slowest rank's time split into HOST_PARTS (sums to ``time``)
+    tail: np.ndarray = None   # per rank: what its reduction adds after its last byte arrived
 
 
-def _price(net, hosts, src, dst, nbytes, reduce_bytes, nranks, mp, copy_bytes=None) -> _Step:
-    extra = np.zeros(nranks)
-    if math.isfinite(mp["reduce_bandwidth"]):
-        extra += reduce_bytes / mp["reduce_bandwidth"]
-    if copy_bytes is not None and math.isfinite(mp["copy_bandwidth"]) and copy_bytes.any():
-        # the ranks of one host that copy in this step share its memory bandwidth
-        copying = copy_bytes > 0
-        sharers = np.bincount(hosts[copying], minlength=int(hosts.max()) + 1)[hosts]
-        extra += copy_bytes * sharers / mp["copy_bandwidth"]
+#: How :attr:`SimulationResult.breakdown` splits the time: the network (path latency and bytes
+#: over the fair rate), local copies, reductions (the part not hidden behind the transfer) and
+#: the per-message software overhead (posting, matching).
+HOST_PARTS = ("network", "copies", "reductions", "overhead")
+
+
+def host_shares(ranks_busy, machines, cores):
+    """Per rank, how many times slower its CPU work runs because ranks share its machine's cores.
+
+    ``max(1, k / cores)`` where ``k`` is the number of ranks of the rank's
+    machine that have work in the step (``ranks_busy``): ranks beyond the
+    cores take turns on them. All ones when ``cores`` is infinite.
+    """
+    n = len(machines)
+    if not math.isfinite(cores) or n == 0:
+        return np.ones(n)
+    k = np.bincount(machines[ranks_busy], minlength=int(machines.max()) + 1)[machines]
+    return np.maximum(1.0, k / cores)
+
+
+def reduction_tail(reduce_time, transfer_time, segments):
+    """What a reduction adds after its last byte arrived, when it is pipelined behind the transfer.
+
+    A message of ``S`` segments is reduced segment by segment as they
+    arrive, so of a reduction of ``R`` seconds behind a transfer of ``T``
+    only ``max(0, R - T) + min(T, R) / S`` comes after the transfer (the
+    two-stage pipeline: ``max(T, R) + min(T, R) / S`` in all). One segment
+    (``S = 1``) leaves the whole reduction after the transfer: the gamma
+    term of the alpha-beta-gamma model.
+    """
+    r = np.asarray(reduce_time, dtype=float)
+    t = np.asarray(transfer_time, dtype=float)
+    return np.maximum(0.0, r - t) + np.minimum(t, r) / np.maximum(segments, 1)
+
+
+def _price(net, hosts, src, dst, nbytes, reduce_bytes, nranks, mp, copy_bytes=None,
+           machines=None) -> _Step:
+    """Price one step: flow times from max-min, then each rank's host terms (module docstring)."""
+    machines = hosts if machines is None else machines
+    C, gamma, seg = mp["copy_bandwidth"], mp["reduce_bandwidth"], mp["segment_bytes"]
+    reducing = reduce_bytes > 0
+    copying = (copy_bytes > 0) if copy_bytes is not None and math.isfinite(C) else np.zeros(nranks, bool)
+    busy = reducing | copying
+    busy[src] = True
+    busy[dst] = True
+    share = host_shares(busy, machines, mp["cores"])
+    nm = int(machines.max()) + 1 if nranks else 1
+    pre = np.zeros(nranks)
+    if copying.any():
+        # the ranks of one machine that copy in this step share its memory bandwidth (one core
+        # copies at copy_bandwidth: the memory, not the cores, is what they share)
+        sharers = np.bincount(machines[copying], minlength=nm)[machines]
+        pre = copy_bytes * np.maximum(sharers, share) / C
+    reduce_t = np.zeros(nranks)
+    if reducing.any() and math.isfinite(gamma):      # reduce_bandwidth=inf leaves reductions out
+        per_byte = share / gamma
+        if math.isfinite(C):
+            # a reduction streams its data through memory as a copy does, on the same shared bandwidth
+            sharers = np.bincount(machines[reducing], minlength=nm)[machines]
+            per_byte = np.maximum(per_byte, sharers / C)
+        reduce_t = reduce_bytes * per_byte
     if len(src) == 0:
-        return _Step(float(extra.max()) if nranks else 0.0, np.zeros(0), src, dst, nbytes, None,
-                     extra, extra.copy())
+        extra = reduce_t
+        rank_t = pre + extra
+        parts = _parts(rank_t, pre, np.zeros(nranks), extra, np.zeros(nranks))
+        return _Step(float(rank_t.max()) if nranks else 0.0, np.zeros(0), src, dst, nbytes, None,
+                     extra, rank_t, pre, parts, reduce_t)
     rates, lat, inc = _solve(net, hosts[src], hosts[dst])
     with np.errstate(divide="ignore"):
-        ft = mp["overhead"] + lat + np.where(np.isinf(rates), 0.0, nbytes / rates)
+        wire = lat + np.where(np.isinf(rates), 0.0, nbytes / rates)
+    flow_ov = mp["overhead"] * np.maximum(share[src], share[dst])
+    ft = flow_ov + wire
+    posting = np.zeros(nranks)
     if mp["overhead"] > 0:
         # posting is serial: a rank with k messages out (or in) pays k-1 more overheads
         k = np.maximum(np.bincount(src, minlength=nranks), np.bincount(dst, minlength=nranks))
-        extra += np.maximum(k - 1, 0) * mp["overhead"]
-    rank_t = np.zeros(nranks)
-    np.maximum.at(rank_t, src, ft)
-    np.maximum.at(rank_t, dst, ft)
+        posting = np.maximum(k - 1, 0) * mp["overhead"] * share
+    tail = reduce_t
+    if reducing.any():
+        arrive = np.zeros(nranks)
+        np.maximum.at(arrive, dst, ft)
+        biggest = np.zeros(nranks)
+        np.maximum.at(biggest, dst, nbytes)
+        segments = np.ceil(biggest / seg) if math.isfinite(seg) else np.ones(nranks)
+        tail = reduction_tail(reduce_t, arrive, segments)
+    extra = posting + tail
+    start = np.maximum(pre[src], pre[dst])          # a message waits for both ends' copies
+    end = start + ft
+    rank_t = pre.copy()
+    np.maximum.at(rank_t, src, end)
+    np.maximum.at(rank_t, dst, end)
+    wire_r = np.zeros(nranks)
+    ov_r = np.zeros(nranks)
+    np.maximum.at(wire_r, src, wire)
+    np.maximum.at(wire_r, dst, wire)
+    np.maximum.at(ov_r, src, flow_ov)
+    np.maximum.at(ov_r, dst, flow_ov)
     rank_t += extra
-    return _Step(float(rank_t.max()), ft, src, dst, nbytes, inc, extra, rank_t)
+    parts = _parts(rank_t, pre, wire_r, tail, ov_r + posting)
+    return _Step(float(rank_t.max()), ft, src, dst, nbytes, inc, extra, rank_t, pre, parts, tail)
+
+
+def _parts(rank_t, copies, wire, reductions, overhead):
+    """The slowest rank's time split into HOST_PARTS, scaled to add up to its time."""
+    out = np.zeros(len(HOST_PARTS))
+    if not len(rank_t):
+        return out
+    r = int(np.argmax(rank_t))
+    out[:] = wire[r], copies[r], reductions[r], overhead[r]
+    total = out.sum()
+    if total > 0:
+        out *= rank_t[r] / total
+    return out
 
 
 def _advance(ready, st: _Step) -> np.ndarray:
     """Each rank's finish of one step from each rank's start (the DAG over (rank, step)).
 
-    A message starts when both its ends have reached the step and takes its
-    flow time; a rank is done when its own messages are, plus its serial
-    posting, reduction and copy time.
+    A rank first does its local copies; a message starts when both its ends
+    are done with theirs and takes its flow time; a rank is done when its own
+    messages are, plus its serial posting and what its reduction adds after
+    the last byte arrived.
     """
-    fin = ready.copy()
+    fin = ready + st.pre if st.pre is not None else ready.copy()
     if len(st.src):
-        end = np.maximum(ready[st.src], ready[st.dst]) + st.flow_time
+        end = np.maximum(fin[st.src], fin[st.dst]) + st.flow_time
         np.maximum.at(fin, st.src, end)
         np.maximum.at(fin, st.dst, end)
     return fin + st.extra
@@ -419,6 +568,7 @@ def _same(a, b):
 
 
 _COPY_EXACT_RANKS = 512     # above this, a group with a cheap message view samples its copies
+_COPY_SAMPLE_ROWS = 1 << 18  # ranks sampled x ranks: how many program rows such a sample may build
 
 
 def _step_flows(g, i, nranks, itemsize, with_copies):
@@ -438,8 +588,10 @@ def _step_flows(g, i, nranks, itemsize, with_copies):
     if nranks <= _COPY_EXACT_RANKS:
         ranks = np.arange(nranks, dtype=np.int64)
     else:
-        ranks = np.unique(np.linspace(0, nranks - 1, 64).round().astype(np.int64))
-    ops = g.build(i, ranks).nonempty()
+        # a rank's program is O(p) rows here: fewer sampled ranks the larger p, 16 at least
+        n = int(np.clip(_COPY_SAMPLE_ROWS // nranks, 16, 64))
+        ranks = np.unique(np.linspace(0, nranks - 1, n).round().astype(np.int64))
+    ops = g.build(i, ranks)
     sampled = _copy_bytes(ops, nranks, itemsize)[ranks]
     if len(ranks) == nranks:
         cb = sampled
@@ -453,8 +605,8 @@ def _step_flows(g, i, nranks, itemsize, with_copies):
 
 
 def _copy_bytes(ops, nranks, itemsize):
-    cp = ops.select(ops.kind == COPY)
-    return np.bincount(cp.rank, weights=cp.count * itemsize, minlength=nranks).astype(np.int64)
+    w = np.where(ops.kind == COPY, ops.count, 0) * itemsize
+    return np.bincount(ops.rank, weights=w, minlength=nranks).astype(np.int64)
 
 
 def _group_reps(g, nranks, itemsize, max_samples, with_copies=False):
@@ -483,6 +635,35 @@ def _group_reps(g, nranks, itemsize, max_samples, with_copies=False):
     return out, exact, False
 
 
+def _group_plan(g, nranks, itemsize, max_samples, with_copies):
+    """How to price a group: ``(reps, weights, exact, kind)``.
+
+    ``kind`` is "single" (one pattern, priced once), "head" (the first
+    repetition differs, typically by a copy that starts the group, and the
+    rest are one pattern: priced as one step and then one pattern), "all"
+    (every repetition priced) or "sampled"; ``weights[i]`` is how many
+    repetitions ``reps[i]`` stands for.
+    """
+    reps, exact, single = _group_reps(g, nranks, itemsize, max_samples, with_copies)
+    if single:
+        return reps, [g.repeat], True, "single"
+    if with_copies and g.repeat >= 2:
+        # one repetition's copies (or messages) apart from a pattern: price it alone, not sampled
+        second = _step_flows(g, 1, nranks, itemsize, with_copies)
+        probe = sorted({g.repeat - 1, g.repeat // 2, min(2, g.repeat - 1)} - {0, 1})
+        if all(_same(second, _step_flows(g, i, nranks, itemsize, with_copies)) for i in probe):
+            first = reps[0][1] if reps[0][0] == 0 else _step_flows(g, 0, nranks, itemsize, with_copies)
+            return [(0, first), (1, second)], [1, g.repeat - 1], True, "head"
+    if exact:
+        return reps, [1] * len(reps), True, "all"
+    if with_copies and len(reps) > 2 and not np.array_equal(reps[0][1][4], reps[1][1][4]):
+        # the first repetition copies what the others do not (the group's opening copy): it
+        # stands for itself, the other samples for the rest
+        rest = (g.repeat - 1) / (len(reps) - 1)
+        return reps, [1] + [rest] * (len(reps) - 1), False, "sampled"
+    return reps, [g.repeat / len(reps)] * len(reps), False, "sampled"
+
+
 def simulate(schedule, topology, placement=None, **params) -> SimulationResult:
     """Price every step of ``schedule`` on ``topology``.
 
@@ -496,9 +677,12 @@ def simulate(schedule, topology, placement=None, **params) -> SimulationResult:
         (``"round-robin"``, ``"random"``) or host list for ``topology.place``.
     **params
         Model constants (see :data:`DEFAULTS`): ``overhead``,
-        ``reduce_bandwidth``, ``copy_bandwidth``, ``critical_path``,
-        ``switch_latency``, ``routing``, ``max_samples``, ``transient``;
-        ``itemsize`` or ``dtype`` (bytes per element, default 4).
+        ``reduce_bandwidth``, ``copy_bandwidth``, ``segment_bytes``,
+        ``cores``, ``critical_path``, ``switch_latency``, ``routing``,
+        ``max_samples``, ``transient``; ``machines`` (the machine of each
+        rank, default its host: see :func:`machines_of`); ``itemsize`` or
+        ``dtype`` (bytes per element, default 4). ``**HOST_TERMS_OFF``
+        prices the network alone.
 
     Returns
     -------
@@ -516,18 +700,19 @@ def simulate(schedule, topology, placement=None, **params) -> SimulationResult:
     net = network_for(topo, mp["routing"], mp["switch_latency"])
     nranks = schedule.nranks
     hosts = placement_of(topo, nranks, placement)
+    machines = machines_of(hosts, params.get("machines"))
     with_copies = math.isfinite(mp["copy_bandwidth"])
     ready = np.zeros(nranks)
+    parts = np.zeros(len(HOST_PARTS))
     step_times, names = [], []
     all_ids, all_bytes = [], []
     exact_all = True
     for g in schedule.groups:
-        reps, exact, single = _group_reps(g, nranks, itemsize, mp["max_samples"], with_copies)
+        reps, weights, exact, kind = _group_plan(g, nranks, itemsize, mp["max_samples"], with_copies)
         exact_all &= exact
         steps = []
-        weight = g.repeat / len(reps)
-        for _, f in reps:
-            st = _price(net, hosts, *f[:4], nranks, mp, f[4] if with_copies else None)
+        for (_, f), weight in zip(reps, weights):
+            st = _price(net, hosts, *f[:4], nranks, mp, f[4] if with_copies else None, machines)
             steps.append(st)
             if st.inc is not None:
                 lb = st.inc.link_sum(f[2])
@@ -539,16 +724,28 @@ def simulate(schedule, topology, placement=None, **params) -> SimulationResult:
         if not mp["critical_path"] or not exact:
             # lockstep (a sampled group too: its unpriced repetitions have no per-rank view)
             idx = np.array([i for i, _ in reps])
-            if single:
+            if kind == "single":
                 arr = np.full(g.repeat, times[0])
+            elif kind == "head":
+                arr = np.concatenate([[times[0]], np.full(g.repeat - 1, times[1])])
             elif len(idx) == g.repeat:
                 arr = np.array(times)
+            elif weights[0] == 1:
+                # the first repetition apart, the samples interpolate the rest
+                rest = np.interp(np.arange(1, g.repeat), idx[1:], times[1:])
+                rest *= (np.mean(times[1:]) * (g.repeat - 1)) / rest.sum() if rest.sum() > 0 else 1.0
+                arr = np.concatenate([[times[0]], rest])
             else:
                 arr = np.interp(np.arange(g.repeat), idx, times)
                 arr *= (np.mean(times) * g.repeat) / arr.sum() if arr.sum() > 0 else 1.0
             ready = np.full(nranks, top + float(arr.sum()))
-        elif single:
+        elif kind == "single":
             ready, arr = _advance_repeated(ready, steps[0], g.repeat, mp["transient"])
+        elif kind == "head":
+            ready = _advance(ready, steps[0])
+            new_top = float(ready.max())
+            ready, rest = _advance_repeated(ready, steps[1], g.repeat - 1, mp["transient"])
+            arr = np.concatenate([[new_top - top], rest])
         else:
             arr = np.empty(g.repeat)
             for k, st in enumerate(steps):
@@ -557,6 +754,11 @@ def simulate(schedule, topology, placement=None, **params) -> SimulationResult:
                 arr[k], top = new_top - top, new_top
         step_times.append(arr)
         names.append(g.name)
+        # the group's split: its priced steps' (slowest rank's) split, scaled to what it added
+        split = sum(st.parts * w for st, w in zip(steps, weights))
+        added = float(arr.sum())
+        if split.sum() > 0:
+            parts += split * (added / split.sum())
     if all_ids:
         ids = np.concatenate(all_ids)
         b = np.concatenate(all_bytes)
@@ -566,7 +768,28 @@ def simulate(schedule, topology, placement=None, **params) -> SimulationResult:
         uid, link_bytes = np.zeros(0, dtype=np.int64), np.zeros(0)
     total = float(ready.max()) if nranks else 0.0
     return SimulationResult(total, step_times, names, uid, link_bytes, exact_all, net,
-                            ready, int(schedule.count) * itemsize)
+                            ready, int(schedule.count) * itemsize,
+                            dict(zip(HOST_PARTS, parts.tolist())))
+
+
+def machines_of(hosts, machines=None) -> np.ndarray:
+    """The machine each rank's host-side work runs on: ``machines`` or, by default, its host.
+
+    Ranks of one machine share its memory bandwidth (copies, reductions) and
+    its ``cores``. An emulation runs every rank on one computer:
+    ``machines=np.zeros(ranks, int)``.
+    """
+    if machines is None:
+        return hosts
+    try:
+        m = np.asarray(machines)
+    except Exception:
+        m = None
+    if m is None or m.ndim != 1 or m.dtype.kind not in "iu" or len(m) < len(hosts) or \
+            (len(m) and m.min() < 0):
+        raise InvalidArgument(f"machines must be an int array of machine indices >= 0, one per rank "
+                              f"({len(hosts)}), got {machines!r}")
+    return m[:len(hosts)].astype(np.int64)
 
 
 def _itemsize(params) -> int:
@@ -699,7 +922,8 @@ def predict(collective, algorithm, nbytes, topology, ranks=None, **params) -> fl
         Number of ranks (default: every host of the topology).
     **params
         Model constants (``overhead=``, ``reduce_bandwidth=``,
-        ``copy_bandwidth=``, ``critical_path=``, ``transient=``,
+        ``copy_bandwidth=``, ``segment_bytes=``, ``cores=``, ``machines=``,
+        ``critical_path=``, ``transient=``,
         ``switch_latency=``, ``routing=``, ``placement=``, ``dtype=``/
         ``itemsize=``, ``max_samples=``); anything else goes to the algorithm
         (``root=``, ``order=``, ``groups=``, ...).
@@ -759,6 +983,7 @@ def message_times(schedule, topology, placement=None, rank=0, **params) -> np.nd
     if not 0 <= int(rank) < nranks:
         raise InvalidArgument(f"rank {rank} out of range 0..{nranks - 1}")
     hosts = placement_of(topo, nranks, placement)
+    machines = machines_of(hosts, params.get("machines"))
     prog = schedule.program(int(rank))
     out = np.zeros(len(prog))
     if not len(prog):
@@ -775,7 +1000,7 @@ def message_times(schedule, topology, placement=None, rank=0, **params) -> np.nd
         key = _digest(src, dst, nb)
         st = priced.get(key)
         if st is None:
-            st = priced[key] = _price(net, hosts, src, dst, nb, rb, nranks, mp)
+            st = priced[key] = _price(net, hosts, src, dst, nb, rb, nranks, mp, None, machines)
         rows = np.nonzero(is_recv & (prog["step"] == step))[0]
         mine = dst == rank
         for peer in np.unique(prog["peer"][rows]).tolist():
@@ -785,4 +1010,10 @@ def message_times(schedule, topology, placement=None, rank=0, **params) -> np.nd
                 raise ModelError(f"{schedule.algorithm}: step {step}: rank {rank} receives "
                                  f"{len(r_rows)} message(s) from {peer} but {peer} sends {len(f)}")
             out[r_rows] = st.flow_time[f[:len(r_rows)]]
+        # a reducing receive is done when its reduction is: what that adds after the last byte
+        # (the pipelined tail, without the serial posting that the executor's own clock shows)
+        reducing = rows[prog["kind"][rows] == RECV_REDUCE]
+        if len(reducing):
+            out[reducing] += st.tail[rank]
     return out
+

@@ -1,0 +1,51 @@
+"""bench/emulation_agreement.py prices an emulated run with the host terms of the computer it ran on.
+
+No MPI: a measured row is fabricated and priced, as ``--from`` re-prices a stored one.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+
+import numpy as np
+import pytest
+
+import collectives as cl
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def agreement():
+    path = os.path.join(ROOT, "bench", "emulation_agreement.py")
+    spec = importlib.util.spec_from_file_location("emulation_agreement", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _row(ranks, collective="allreduce", algorithm="ring", nbytes=1 << 20, measured=1e-3):
+    return {"collective": collective, "algorithm": algorithm, "ranks": ranks, "bytes": nbytes,
+            "measured_s": measured, "late_share": 0.0, "groups": None,
+            "topology": f"star:n={ranks},bw=1GB/s,lat=20us"}
+
+
+def test_every_rank_shares_one_machine_and_its_cores(agreement):
+    row = agreement.price([_row(4)], cores=2)[0]
+    one = np.zeros(4, dtype=np.int64)
+    want = cl.model.predict("allreduce", "ring", 1 << 20, row["topology"], ranks=4,
+                            machines=one, cores=2)
+    assert row["predicted_s"] == pytest.approx(want, rel=1e-12)
+    assert row["ratio"] == pytest.approx(1e-3 / want, rel=1e-12)
+    # the network alone is the other column
+    net = cl.model.predict("allreduce", "ring", 1 << 20, row["topology"], ranks=4,
+                           **cl.model.HOST_TERMS_OFF)
+    assert row["network_s"] == pytest.approx(net, rel=1e-12)
+
+
+def test_ranks_beyond_the_cores_make_the_prediction_slower(agreement):
+    # the reductions and per-message overheads of 4 ranks on 2 cores take twice as long
+    shared = agreement.price([_row(4, "allreduce", "rhd", 1 << 16)], cores=2)[0]
+    own = agreement.price([_row(4, "allreduce", "rhd", 1 << 16)], cores=4)[0]
+    assert shared["predicted_s"] > own["predicted_s"] > own["network_s"]
