@@ -418,6 +418,9 @@ class PersistentRequest(Request):
 
     def start(self) -> "PersistentRequest":
         """Begin a run; returns self (so ``op.start().wait()`` reads well)."""
+        comm = self._comm
+        if comm._broken or comm._comm is None:
+            comm._ensure_usable()
         if self._state == "active":
             raise RequestError(f"start: this persistent {self.collective} is still in flight: "
                                "wait (or test until done) before starting it again")

@@ -266,3 +266,16 @@ def test_wait_all_refuses_what_is_not_a_request(comm):
         cl.wait_all([np.ones(3)])
     assert cl.wait_all([]) == []
     assert cl.test_all([])
+
+
+def test_the_guide_examples_run(comm):
+    import importlib.util
+    import os
+
+    path = os.path.join(os.path.dirname(os.path.dirname(__file__)), "examples", "nonblocking.py")
+    spec = importlib.util.spec_from_file_location("nonblocking_examples", path)
+    examples = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(examples)
+    examples.overlap(comm)
+    examples.several(comm)
+    examples.persistent_bucket(comm, steps=20)
