@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import sys
 import warnings
+import weakref
 from typing import Any, Iterable, Optional
 
 import numpy as np
@@ -42,6 +43,7 @@ from . import dtypes as _dt
 from ._constants import BUF_TMP
 from ._mpicheck import load_core
 from .buffers import as_array
+from .communicator import _check_timeout, _preemptions, _tag_upper, block_sizes
 from .errors import CommunicationError, InvalidArgument, InvalidType, RequestError
 
 _core = load_core()
@@ -60,8 +62,6 @@ def operands(comm, collective: str, x: Any, op: str = "sum", out: Any = None, ro
     the request returns, ``stage`` a copy (source, destination) to make before
     every start (an in-place all-to-all sends from a copy), or None.
     """
-    from .communicator import block_sizes
-
     comm._ensure_usable()
     stage = None
     op_code = 0
@@ -138,8 +138,6 @@ def _program_sizes(comm, entry, itemsize):
 def _tag_base(comm, persistent: bool) -> tuple:
     """(slot, tag base) of a new execution: slots are handed out in start order, which every
     rank follows, so every rank gives one execution the same tags."""
-    from .communicator import _tag_upper
-
     state = comm.__dict__.get("_request_slots")
     if state is None:
         nslots = (_tag_upper() + 1) // _TAGS - 1      # slot 0: the blocking calls' tags
@@ -229,10 +227,11 @@ class Request:
             scratch, tmp = _program_sizes(comm, entry, a.dtype.itemsize)
             self._slot, tag_base = _tag_base(comm, self._persistent)
             self._execution = _core.Execution.program(
-                comm._comm, entry.program, a.reshape(-1), o.reshape(-1), np.empty(tmp, dtype=np.uint8),
+                comm._comm, entry.program, a if a.ndim == 1 else a.reshape(-1),
+                o if o.ndim == 1 else o.reshape(-1), np.empty(tmp, dtype=np.uint8),
                 entry.dcode, op_code, comm.segment_bytes, comm.inflight, np.empty(scratch, dtype=np.uint8),
                 tag_base, entry.holds, comm._notice)
-            comm._request_slots["busy"][self._slot] = _weak(self)
+            comm._request_slots["busy"][self._slot] = weakref.ref(self)
         return None
 
     def _setup_barrier(self):
@@ -357,8 +356,6 @@ class Request:
             return self._result
         deadline = 0.0
         if timeout is not None:
-            from .communicator import _check_timeout
-
             deadline = _core.now() + _check_timeout(timeout)
         status = self._execution.wait(deadline)
         if status is None:
@@ -463,18 +460,6 @@ class PersistentRequest(Request):
         return False
 
 
-def _weak(obj):
-    import weakref
-
-    return weakref.ref(obj)
-
-
-def _preemptions() -> int:
-    from .communicator import _preemptions as count
-
-    return count()
-
-
 # ---- many at once -------------------------------------------------------------------
 
 def wait_all(requests: Iterable[Request], timeout: float | None = None) -> list:
@@ -496,8 +481,6 @@ def wait_all(requests: Iterable[Request], timeout: float | None = None) -> list:
     if pending:
         deadline = 0.0
         if timeout is not None:
-            from .communicator import _check_timeout
-
             deadline = _core.now() + _check_timeout(timeout)
         failure = _core.wait_all([r._execution for r in pending], deadline)
         for i, r in enumerate(pending):
