@@ -217,3 +217,15 @@ def test_bad_input_refused_at_init(comm):
     with pytest.raises(cl.InvalidArgument):
         comm.reduce_scatter_init(np.ones(()))
     assert np.all(comm.allreduce(x) == comm.size)
+
+
+@pytest.mark.mpi(ranks=[2, 3])
+def test_bench_persistent_mode_gives_right_results(comm):
+    from collectives.bench import sweep
+
+    rows = sweep(comm, ["allreduce", "alltoall", "broadcast"], [8, 4096], algorithms="all", iters=3,
+                 warmup=1, check=True, persistent=True)
+    assert {r["algorithm"] for r in rows} >= {"mpi", "mpi-persistent", "auto"}
+    wrong = [(r["collective"], r["algorithm"], r["bytes"]) for r in rows
+             if r.get("wrong") or r.get("inplace_wrong")]
+    assert not wrong, f"wrong results: {wrong}"
