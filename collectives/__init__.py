@@ -10,11 +10,13 @@ __version__ = "0.1.0"
 
 from .errors import (BuildMismatch, CollectivesError, CollectiveTimeout, CommunicationError,
                      CommunicatorBroken, EmulationWarning, InvalidArgument, InvalidType,
-                     MismatchError, ModelError, PeerFailure, TopologyError, TopologyFileError)
+                     MismatchError, ModelError, PeerFailure, RequestError, TopologyError,
+                     TopologyFileError)
 from ._mpicheck import load_core as _load_core
 
 _load_core()   # the compiled core and mpi4py checked first: a clear BuildMismatch, not an ImportError
 from .communicator import Communicator  # noqa: E402
+from .requests import PersistentRequest, Request, test_all, wait_all  # noqa: E402
 
 _LAZY = ("topology", "model", "planner", "algorithms", "schedule", "units", "workload")
 
@@ -32,4 +34,4 @@ def __getattr__(name):
 
 __all__ = ["Communicator", "CollectivesError", "CollectiveTimeout", "CommunicationError",
            "CommunicatorBroken", "PeerFailure", "EmulationWarning", "InvalidArgument", "InvalidType", "MismatchError",
-           "ModelError", "TopologyError", "TopologyFileError", "BuildMismatch", "__version__"] + list(_LAZY)
+           "ModelError", "RequestError", "Request", "PersistentRequest", "wait_all", "test_all", "TopologyError", "TopologyFileError", "BuildMismatch", "__version__"] + list(_LAZY)

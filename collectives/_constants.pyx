@@ -32,6 +32,10 @@ STATUS_MPI_ERROR = cx.CL_MPI_ERROR
 STATUS_BAD_PROGRAM = cx.CL_BAD_PROGRAM
 STATUS_NO_MEMORY = cx.CL_NO_MEMORY
 STATUS_PEER_NOTICE = cx.CL_PEER_NOTICE
+STATUS_PENDING = cx.CL_PENDING
+
+#: tags one execution in flight uses (tag_base .. tag_base + TAGS_PER_EXECUTION - 1)
+TAGS_PER_EXECUTION = cx.CL_TAGS_PER_EXECUTION
 
 #: peer notices (collectives.notices): their tag, how often a stalled wait probes for one (us),
 #: and how long a wait may still finish after seeing one (ms)

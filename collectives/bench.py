@@ -52,6 +52,10 @@ def add_arguments(p) -> None:
     p.add_argument("--check", action="store_true",
                    help="count wrong elements against native MPI; exit non-zero on any")
     p.add_argument("--no-inplace", action="store_true", help="measure out-of-place calls only")
+    p.add_argument("--persistent", action="store_true",
+                   help="time each algorithm (and auto) as a persistent request, bound once and then "
+                        "started and waited every call (comm.allreduce_init ...), beside native MPI; "
+                        "adds a row 'mpi-persistent' for the MPI library's own persistent collective")
     p.add_argument("--interleave", action="store_true",
                    help="per size, call every algorithm and native MPI in turn in each iteration "
                         "(load on a shared machine then hits all alike) instead of one loop each")
@@ -205,7 +209,7 @@ def _check_algorithms(collectives, wanted):
                               f"(accepted: all, auto, mpi; {per})")
 
 
-def _algorithms_for(collective, wanted):
+def _algorithms_for(collective, wanted, persistent=False):
     from . import algorithms as _alg
 
     names = list(_alg.algorithm_names(collective))
@@ -217,6 +221,8 @@ def _algorithms_for(collective, wanted):
     out = ["mpi"] + [a for a in chosen if a not in ("mpi", "auto")]
     if wanted == "all" or "auto" in wanted.split(","):
         out.append("auto")
+    if persistent:
+        out.insert(1, "mpi-persistent")
     return out
 
 
@@ -240,7 +246,7 @@ def _counts(collective, size, itemsize, n):
 
 def sweep(comm, collectives, sizes, *, algorithms="all", dtype="float32", op="sum", iters=None,
           warmup=2, budget=0.25, check=False, inplace=True, interleave=False, on_row=None,
-          on_point=None):
+          on_point=None, persistent=False):
     """Time each collective's algorithms against native MPI over a range of sizes.
 
     The one timing loop behind ``collectives bench`` and the scripts in ``bench/``.
@@ -284,6 +290,11 @@ def sweep(comm, collectives, sizes, *, algorithms="all", dtype="float32", op="su
     on_point : callable, optional
         Called with ``(collective, algorithm, nbytes)`` before each algorithm
         is prepared (progress reporting).
+    persistent : bool
+        Time every algorithm but native MPI as a persistent request bound once
+        and started and waited per call (:meth:`Communicator.allreduce_init`
+        and friends), plus an "mpi-persistent" row: the MPI library's own
+        persistent collective (``MPI_Allreduce_init``, where the MPI has it).
 
     Returns
     -------
@@ -315,7 +326,7 @@ def sweep(comm, collectives, sizes, *, algorithms="all", dtype="float32", op="su
             nbytes = int(count * itemsize)
             choice = comm.plan(coll, nbytes).algorithm
             point = []          # (row, key, fn) of every timed call at this size
-            for alg in _algorithms_for(coll, algorithms):
+            for alg in _algorithms_for(coll, algorithms, persistent):
                 if on_point:
                     on_point(coll, alg, nbytes)
                 row = {"collective": coll, "algorithm": alg, "bytes": nbytes, "count": int(count),
@@ -326,7 +337,7 @@ def sweep(comm, collectives, sizes, *, algorithms="all", dtype="float32", op="su
                     variants.append(("inplace_", True))
                 calls = []
                 for prefix, in_place in variants:
-                    fn, wrong, where = _prepare(comm, coll, alg, x, op, ref, in_place)
+                    fn, wrong, where = _prepare(comm, coll, alg, x, op, ref, in_place, persistent)
                     row[prefix + "wrong"] = wrong
                     if where is not None:
                         row.setdefault("first_wrong_index", where)
@@ -378,7 +389,8 @@ def _run(args, collectives, sizes, dtype) -> int:
         topology = resolve(args.emulate)
     comm = Communicator(world, topology=topology, emulate=bool(args.emulate), timeout=args.timeout)
     out_file = open(args.output, "a") if (args.output and rank == 0) else None
-    total = len(sizes) * sum(len(_algorithms_for(c, args.algorithms)) for c in collectives)
+    persistent = bool(getattr(args, "persistent", False))
+    total = len(sizes) * sum(len(_algorithms_for(c, args.algorithms, persistent)) for c in collectives)
     progress = _Progress(total, enabled=(rank == 0))
     last_coll = [None]
 
@@ -399,7 +411,7 @@ def _run(args, collectives, sizes, dtype) -> int:
     rows = sweep(comm, collectives, sizes, algorithms=args.algorithms, dtype=dtype, op=args.op,
                  iters=args.iters, warmup=args.warmup, budget=args.budget, check=args.check,
                  inplace=not args.no_inplace, interleave=args.interleave, on_row=show,
-                 on_point=lambda c, a, b: progress.update(f"{c} {a} {b} B"))
+                 on_point=lambda c, a, b: progress.update(f"{c} {a} {b} B"), persistent=persistent)
     progress.done()
     if rank == 0:
         _print_footer(args, rows)
@@ -471,14 +483,36 @@ def _native_fn(base, coll, x, op, inplace):
     raise InvalidArgument(coll)
 
 
-def _prepare(comm, coll, alg, x, op, ref, inplace):
+def _persistent_fn(comm, coll, alg, x, op, inplace):
+    """A persistent request of ``alg`` bound once; the call to time starts and waits it."""
+    work = x.copy()
+    if coll == "broadcast":
+        req = comm.broadcast_init(work, root=0, algorithm=alg)
+    else:
+        out = work if (inplace and coll == "allreduce") else \
+            np.empty_like(np.asarray(_call(comm, coll, alg, x, op, None)))
+        kwargs = {"op": op} if coll in REDUCING else {}
+        req = getattr(comm, coll + "_init")(work, out=out, algorithm=alg, **kwargs)
+
+    def run():
+        req.start()
+        return req.wait()
+
+    return run
+
+
+def _prepare(comm, coll, alg, x, op, ref, inplace, persistent=False):
     """The call to time for one algorithm, and its wrong elements against ``ref`` (on fresh data).
 
     Returns ``(fn, wrong, first_wrong_index)``; with ``ref`` None nothing is checked.
     """
     wrong, where = 0, None
     native_ok = alg == "mpi" and x.dtype.name not in ("float16", "bfloat16") and op != "avg"
-    if native_ok:
+    use_persistent = persistent and alg != "mpi"
+    if use_persistent:
+        alg = "mpi" if alg == "mpi-persistent" else alg
+        fn = _persistent_fn(comm, coll, alg, x, op, inplace)
+    elif native_ok:
         fn = _native_fn(comm.mpi_comm, coll, x, op, inplace)
     else:
         work = x.copy() if inplace else None
@@ -492,7 +526,9 @@ def _prepare(comm, coll, alg, x, op, ref, inplace):
             out = np.empty_like(np.asarray(_call(comm, coll, alg, x, op, None)))
             fn = lambda: _call(comm, coll, alg, x, op, out)  # noqa: E731
     if ref is not None:
-        if inplace and coll == "allreduce":
+        if use_persistent:
+            y = fn()   # the first run, on a fresh copy of x
+        elif inplace and coll == "allreduce":
             y = x.copy()
             comm.allreduce(y, op=op, algorithm=alg, out=y)
         else:
@@ -621,6 +657,9 @@ def _print_header(args, n, dtype):
         print(f"# collectives {__version__} bench: {n} ranks, dtype {dtype}, op {args.op}; "
               "times are medians over iterations of the slowest rank; bandwidths in GB/s "
               "(busbw: nccl-tests factors)")
+        if getattr(args, "persistent", False):
+            print("# persistent: every algorithm but mpi is a persistent request started and waited per "
+                  "call; mpi-persistent is the MPI library's own (MPI_*_init where it has one)")
         if args.emulate:
             print(f"# emulating {args.emulate}: predicted(us) is the model's time, ratio = measured/predicted")
         cols = [c for c, _, _ in _TABLE_COLS]

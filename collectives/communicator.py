@@ -28,6 +28,7 @@ from .errors import (CollectiveTimeout, CommunicationError, CommunicatorBroken, 
 
 if TYPE_CHECKING:   # names for the public signatures' type hints only
     from .planner import Plan
+    from .requests import PersistentRequest, Request
     from .topology import Topology
     from .topology.placement import Placement
 
@@ -885,6 +886,88 @@ class Communicator:
         if (c < 0).any():
             raise InvalidArgument(f"alltoallv: {what} must not be negative, got {c.tolist()}")
         return c
+
+    # ---- non-blocking and persistent collectives (collectives.requests) -----------------
+
+    def iallreduce(self, x: Any, op: str = "sum", *, out: Any = None,
+                   algorithm: str = "auto") -> "Request":
+        """Start :meth:`allreduce` and return at once; ``request.wait()`` returns its result.
+
+        Arguments are checked as by the blocking call, before any message. ``x``
+        and ``out`` must not be touched until the request completes. Every rank
+        must start collectives on this Communicator in the same order.
+        """
+        from .requests import Request
+
+        return Request(self, "allreduce", x, op=op, out=out, algorithm=algorithm)
+
+    def ialltoall(self, x: Any, *, out: Any = None, algorithm: str = "auto") -> "Request":
+        """Start :meth:`alltoall`; returns a :class:`~collectives.requests.Request`."""
+        from .requests import Request
+
+        return Request(self, "alltoall", x, out=out, algorithm=algorithm)
+
+    def ireduce_scatter(self, x: Any, op: str = "sum", *, out: Any = None,
+                        algorithm: str = "auto") -> "Request":
+        """Start :meth:`reduce_scatter`; returns a :class:`~collectives.requests.Request`."""
+        from .requests import Request
+
+        return Request(self, "reduce_scatter", x, op=op, out=out, algorithm=algorithm)
+
+    def iallgather(self, x: Any, *, out: Any = None, algorithm: str = "auto") -> "Request":
+        """Start :meth:`allgather`; returns a :class:`~collectives.requests.Request`."""
+        from .requests import Request
+
+        return Request(self, "allgather", x, out=out, algorithm=algorithm)
+
+    def ibroadcast(self, x: Any, root: int = 0, *, algorithm: str = "auto") -> "Request":
+        """Start :meth:`broadcast` (in place in ``x``); ``wait()`` returns ``x``."""
+        from .requests import Request
+
+        return Request(self, "broadcast", x, root=root, algorithm=algorithm)
+
+    def ibarrier(self) -> "Request":
+        """Start a barrier; ``wait()`` returns once every rank has started it."""
+        from .requests import Request
+
+        return Request(self, "barrier", None)
+
+    def allreduce_init(self, x: Any, op: str = "sum", *, out: Any = None,
+                       algorithm: str = "auto") -> "PersistentRequest":
+        """Bind an :meth:`allreduce` of ``x`` into ``out`` once; ``start()``/``wait()`` it often.
+
+        The algorithm is chosen and its program compiled once ("mpi": MPI-4's
+        ``MPI_Allreduce_init`` where the MPI has it). ``start`` refuses a bound
+        buffer whose size or address changed. See :class:`~collectives.requests.PersistentRequest`.
+        """
+        from .requests import PersistentRequest
+
+        return PersistentRequest(self, "allreduce", x, op=op, out=out, algorithm=algorithm)
+
+    def alltoall_init(self, x: Any, *, out: Any = None, algorithm: str = "auto") -> "PersistentRequest":
+        """A persistent :meth:`alltoall` (see :meth:`allreduce_init`)."""
+        from .requests import PersistentRequest
+
+        return PersistentRequest(self, "alltoall", x, out=out, algorithm=algorithm)
+
+    def reduce_scatter_init(self, x: Any, op: str = "sum", *, out: Any = None,
+                            algorithm: str = "auto") -> "PersistentRequest":
+        """A persistent :meth:`reduce_scatter` (see :meth:`allreduce_init`)."""
+        from .requests import PersistentRequest
+
+        return PersistentRequest(self, "reduce_scatter", x, op=op, out=out, algorithm=algorithm)
+
+    def allgather_init(self, x: Any, *, out: Any = None, algorithm: str = "auto") -> "PersistentRequest":
+        """A persistent :meth:`allgather` (see :meth:`allreduce_init`)."""
+        from .requests import PersistentRequest
+
+        return PersistentRequest(self, "allgather", x, out=out, algorithm=algorithm)
+
+    def broadcast_init(self, x: Any, root: int = 0, *, algorithm: str = "auto") -> "PersistentRequest":
+        """A persistent :meth:`broadcast` of ``x`` in place (see :meth:`allreduce_init`)."""
+        from .requests import PersistentRequest
+
+        return PersistentRequest(self, "broadcast", x, root=root, algorithm=algorithm)
 
     # ---- internals -------------------------------------------------------------------------
 

@@ -76,6 +76,11 @@ class CommunicatorBroken(CommunicationError):
     """The communicator failed earlier (timeout or peer error) and refuses further calls."""
 
 
+class RequestError(CollectivesError, RuntimeError):
+    """A request used out of turn: a persistent request started again before its run
+    completed, or used after ``free``; too many requests in flight at once."""
+
+
 class MismatchError(CommunicationError, ValueError):
     """Ranks called the same collective with arguments that do not agree (validate=True)."""
 
@@ -93,4 +98,5 @@ __all__ = [
     "CollectivesError", "InvalidArgument", "InvalidType", "BuildMismatch",
     "TopologyError", "TopologyFileError", "CommunicationError",
     "CollectiveTimeout", "PeerFailure", "EmulationWarning", "CommunicatorBroken", "MismatchError", "ModelError",
+    "RequestError",
 ]

@@ -26,6 +26,7 @@ cdef extern from "executor.h" nogil:
         CL_BAD_PROGRAM
         CL_NO_MEMORY
         CL_PEER_NOTICE
+        CL_PENDING
 
     # peer notices
     enum:
@@ -74,3 +75,24 @@ cdef extern from "executor.h" nogil:
     enum:
         CL_HOLD_LATE_US
     double cl_now()
+
+    # resumable executions (start, test / wait, free)
+    enum:
+        CL_TAGS_PER_EXECUTION
+    ctypedef struct cl_execution:
+        pass
+    cl_execution *cl_create(MPI_Comm comm, const cl_row *rows, int64_t nrows, void **bufs,
+                            int dtype, int op, int64_t segment_bytes, int inflight,
+                            void *scratch, int64_t scratch_bytes, int tag_base,
+                            const double *holds, MPI_Comm notice, cl_result *res)
+    cl_execution *cl_create_native(MPI_Comm comm, int which, const void *sendbuf, void *recvbuf,
+                                   int64_t count, const int *recvcounts, int dtype, int op, int root,
+                                   int persistent, MPI_Comm notice, cl_result *res)
+    int cl_start(cl_execution *e, double timeout, cl_result *res)
+    int cl_test(cl_execution *e, cl_result *res)
+    int cl_wait(cl_execution *e, double deadline, cl_result *res)
+    int cl_wait_all(cl_execution **es, int n, double deadline, int *failed, cl_result *res)
+    int cl_done(const cl_execution *e)
+    int cl_is_persistent(const cl_execution *e)
+    int cl_have_persistent()
+    void cl_free(cl_execution *e)

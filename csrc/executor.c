@@ -403,82 +403,56 @@ static int watch_notices(MPI_Comm notice, double now, double *next_probe, double
     return 1;
 }
 
-/* Drive the step's requests to completion: test them, reduce what arrived, and
- * when nothing moves check the deadline and yield the core. On an MPI error or a
- * timeout res->status says which; the requests are left for report_stuck. */
-static void progress_step(executor *x, cl_result *res)
+/* One pass over the step's requests: test them and reduce what arrived, without
+ * waiting. *active counts the requests (or scratch slots) not yet done; on an MPI
+ * error res says which (the requests are left for report_stuck). */
+static int test_step(executor *x, int *active, int *progressed, cl_result *res)
 {
-    int active = x->nreq, idle = 0;
-    int64_t checks = 0;
-    while (active > 0) {
-        int outcount = 0;
-        int rc = MPI_Testsome(x->nreq, x->reqs, &outcount, x->indices, x->statuses);
-        if (rc != MPI_SUCCESS) {
-            int code = rc, peer = -1;
-            if (rc == MPI_ERR_IN_STATUS && outcount != MPI_UNDEFINED) {
-                for (int q = 0; q < outcount; q++) {
-                    if (x->statuses[q].MPI_ERROR != MPI_SUCCESS) {
-                        code = x->statuses[q].MPI_ERROR;
-                        peer = (int)x->ops[x->info[x->indices[q]].op].row->peer;
-                        break;
-                    }
+    int outcount = 0;
+    int rc = MPI_Testsome(x->nreq, x->reqs, &outcount, x->indices, x->statuses);
+    if (rc != MPI_SUCCESS) {
+        int code = rc, peer = -1;
+        if (rc == MPI_ERR_IN_STATUS && outcount != MPI_UNDEFINED) {
+            for (int q = 0; q < outcount; q++) {
+                if (x->statuses[q].MPI_ERROR != MPI_SUCCESS) {
+                    code = x->statuses[q].MPI_ERROR;
+                    peer = (int)x->ops[x->info[x->indices[q]].op].row->peer;
+                    break;
                 }
             }
-            set_error(res, CL_MPI_ERROR, x->step, code, "waiting for a message failed");
-            if (peer >= 0) { res->npeers = 1; res->peers[0] = peer; }
-            return;
         }
-        if (outcount == MPI_UNDEFINED) outcount = 0;
-        int progressed = outcount > 0;
-        for (int q = 0; q < outcount; q++) {
-            const req_info *ri = &x->info[x->indices[q]];
-            op_state *o = &x->ops[ri->op];
-            switch (ri->kind) {
-            case REQ_SCRATCH_SLOT:   /* done once reduced (reduce_arrived) */
-                o->completed++;
-                o->seg_done[ri->slot] = 1;
-                break;
-            case REQ_SEGMENT:
-                o->completed++;
-                active--;
-                break;
-            case REQ_STAMP:          /* not a segment of the op */
-                active--;
-                break;
-            }
-        }
-        for (int j = 0; j < x->nops; j++) {
-            if (x->ops[j].row->kind != CL_OP_RECV_REDUCE) continue;
-            rc = reduce_arrived(x, j, &active, &progressed);
-            if (rc != MPI_SUCCESS) {
-                set_error(res, CL_MPI_ERROR, x->step, rc, "posting a message failed");
-                return;
-            }
-        }
-        if (active <= 0) return;
-        if (progressed) {
-            idle = 0;
-            continue;
-        }
-        /* nothing new: check the deadline and the peers' notices, and let other
-         * ranks on this core run */
-        if ((++checks & 15) == 0) {
-            double now = cl_now();
-            if (x->deadline > 0 && now > x->deadline) {
-                res->status = CL_TIMEOUT;
-                return;
-            }
-            if (watch_notices(x->notice, now, &x->next_probe, &x->notice_seen, &x->notice_from,
-                              res)) {
-                res->step = x->step;
-                return;
-            }
-        }
-        if (++idle > polls_before_yield) {
-            sched_yield();
-            idle = 0;
+        set_error(res, CL_MPI_ERROR, x->step, code, "waiting for a message failed");
+        if (peer >= 0) { res->npeers = 1; res->peers[0] = peer; }
+        return res->status;
+    }
+    if (outcount == MPI_UNDEFINED) outcount = 0;
+    if (outcount > 0) *progressed = 1;
+    for (int q = 0; q < outcount; q++) {
+        const req_info *ri = &x->info[x->indices[q]];
+        op_state *o = &x->ops[ri->op];
+        switch (ri->kind) {
+        case REQ_SCRATCH_SLOT:   /* done once reduced (reduce_arrived) */
+            o->completed++;
+            o->seg_done[ri->slot] = 1;
+            break;
+        case REQ_SEGMENT:
+            o->completed++;
+            (*active)--;
+            break;
+        case REQ_STAMP:          /* not a segment of the op */
+            (*active)--;
+            break;
         }
     }
+    for (int j = 0; j < x->nops; j++) {
+        if (x->ops[j].row->kind != CL_OP_RECV_REDUCE) continue;
+        rc = reduce_arrived(x, j, active, progressed);
+        if (rc != MPI_SUCCESS) {
+            set_error(res, CL_MPI_ERROR, x->step, rc, "posting a message failed");
+            return res->status;
+        }
+    }
+    return CL_OK;
 }
 
 /* How well emulation keeps to the model, since the last cl_emulation_lateness call:
@@ -495,9 +469,9 @@ void cl_emulation_lateness(int64_t *steps, int64_t *late, double *worst, int res
     if (reset) { held_steps = late_steps = 0; worst_late = 0.0; }
 }
 
-/* Emulation: the step ends when the modelled network would have delivered its
- * last message, sender's step start + hold, or at the deadline (a timeout). */
-static void hold_step(const executor *x, cl_result *res)
+/* Emulation: when the modelled network would have delivered the step's last
+ * message (sender's step start + hold); 0 for a step of sends only. */
+static double step_release(const executor *x)
 {
     double release = 0.0;
     for (int j = 0; j < x->nops; j++) {
@@ -506,13 +480,11 @@ static void hold_step(const executor *x, cl_result *res)
         double t = x->ops[j].stamp + x->holds[r - x->rows];
         if (t > release) release = t;
     }
-    if (release <= 0.0) return;   /* a step of sends only: nothing to hold */
-    if (x->deadline > 0 && release > x->deadline) {
-        hold_until(x->deadline);
-        res->status = CL_TIMEOUT;
-        return;
-    }
-    hold_until(release);
+    return release;
+}
+
+static void count_lateness(double release)
+{
     double late = cl_now() - release;
     held_steps++;
     if (late > CL_HOLD_LATE_US * 1e-6) {
@@ -523,7 +495,7 @@ static void hold_step(const executor *x, cl_result *res)
 
 /* The step failed or timed out: report the peers still awaited and the bytes not
  * yet moved, then cancel the receives and free every request still open. */
-static void report_stuck(const executor *x, cl_result *res)
+static void report_stuck(executor *x, cl_result *res)
 {
     res->step = x->step;
     int64_t outstanding = 0;
@@ -543,19 +515,203 @@ static void report_stuck(const executor *x, cl_result *res)
         if (x->ops[x->info[t].op].row->kind != CL_OP_SEND) MPI_Cancel(&x->reqs[t]);
         MPI_Request_free(&x->reqs[t]);
     }
+    x->nreq = 0;
     if (res->status == CL_TIMEOUT)
         snprintf(res->message, sizeof res->message, "deadline of %.3g s passed", x->timeout);
 }
 
-int cl_execute(MPI_Comm comm, const cl_row *rows, int64_t nrows, void *bufs[3],
-               int dtype, int op, int64_t segment_bytes, int inflight,
-               void *scratch, int64_t scratch_bytes, double timeout, int tag_base,
-               const double *holds, MPI_Comm notice, cl_result *res)
+/* ---- the resumable execution: start, test / wait, free ------------------------ */
+
+enum { PHASE_IDLE, PHASE_STEP, PHASE_RUN, PHASE_HOLD, PHASE_DONE, PHASE_FAILED };
+
+struct cl_execution {
+    executor x;
+    int64_t nrows;
+    void *bufs[3];
+    int64_t scratch_need;
+    /* the MPI library's own collective (native != 0) */
+    int native, which, root, size, persistent;
+    const void *sendbuf;
+    void *recvbuf;
+    int64_t count;
+    MPI_Datatype type;
+    MPI_Op mop;
+    int *counts;           /* reduce_scatter: our copy of each rank's block */
+    void *counts64;        /* the same as MPI_Count, for the large-count call */
+    MPI_Request req;
+    /* where the run is */
+    int phase;
+    int64_t begin, end;    /* rows of the current step */
+    int active;            /* its requests (slots) not yet done */
+    double t0, release;    /* start; emulation: when the held step may end */
+    cl_result res;         /* what the run came to, kept for later calls */
+};
+
+static int fail(cl_execution *e, int status)
 {
-    const double t0 = cl_now();
+    cl_result *res = &e->res;
+    if (status != CL_OK) res->status = status;
+    if (!e->native) report_stuck(&e->x, res);
+    else if (res->status == CL_TIMEOUT)
+        snprintf(res->message, sizeof res->message, "deadline of %.3g s passed", e->x.timeout);
+    res->elapsed = cl_now() - e->t0;
+    e->phase = PHASE_FAILED;
+    return res->status;
+}
+
+static int start_native(cl_execution *e);
+
+/* Move the run on as far as it goes without waiting: CL_OK once done, CL_PENDING
+ * while messages (or an emulated hold) are outstanding, else the failure. */
+static int advance(cl_execution *e, int *progressed)
+{
+    executor *x = &e->x;
+    cl_result *res = &e->res;
+    for (;;) {
+        switch (e->phase) {
+        case PHASE_DONE:
+            return CL_OK;
+        case PHASE_FAILED:
+            return res->status;
+        case PHASE_IDLE:
+            return CL_PENDING;
+        case PHASE_STEP:
+            if (e->begin >= e->nrows) {
+                e->phase = PHASE_DONE;
+                res->elapsed = cl_now() - e->t0;
+                return CL_OK;
+            }
+            x->step = x->rows[e->begin].step;
+            e->end = e->begin;
+            while (e->end < e->nrows && x->rows[e->end].step == x->step) e->end++;
+            run_copies(x, e->begin, e->end);
+            {
+                int rc = post_step(x, e->begin, e->end);
+                if (rc != MPI_SUCCESS) {
+                    set_error(res, CL_MPI_ERROR, x->step, rc, "posting a message failed");
+                    return fail(e, CL_OK);
+                }
+            }
+            e->active = x->nreq;
+            e->phase = PHASE_RUN;
+            *progressed = 1;
+            break;
+        case PHASE_RUN:
+            if (e->native) {
+                int flag = 0;
+                int rc = MPI_Test(&e->req, &flag, MPI_STATUS_IGNORE);
+                if (rc != MPI_SUCCESS) {
+                    set_error(res, CL_MPI_ERROR, 0, rc, "the MPI collective failed");
+                    return fail(e, CL_OK);
+                }
+                if (!flag) return CL_PENDING;
+                *progressed = 1;
+                e->phase = PHASE_DONE;
+                res->elapsed = cl_now() - e->t0;
+                return CL_OK;
+            }
+            if (e->active > 0) {
+                if (test_step(x, &e->active, progressed, res) != CL_OK) return fail(e, CL_OK);
+                if (e->active > 0) return CL_PENDING;
+            }
+            if (x->holds) {
+                double release = step_release(x);
+                if (release > 0.0) {
+                    e->release = release;
+                    e->phase = PHASE_HOLD;
+                    break;
+                }
+            }
+            e->begin = e->end;
+            e->phase = PHASE_STEP;
+            break;
+        case PHASE_HOLD: {
+            /* a hold not yet due is "not done", never a sleep here */
+            double now = cl_now();
+            if (now < e->release) {
+                if (x->deadline > 0 && e->release > x->deadline && now >= x->deadline)
+                    return fail(e, CL_TIMEOUT);
+                return CL_PENDING;
+            }
+            count_lateness(e->release);
+            e->begin = e->end;
+            e->phase = PHASE_STEP;
+            *progressed = 1;
+            break;
+        }
+        }
+    }
+}
+
+/* Nothing moved: has the deadline passed, or has a peer sent a notice? */
+static int check_stalled(cl_execution *e, double now)
+{
+    executor *x = &e->x;
+    if (x->deadline > 0 && now > x->deadline) return fail(e, CL_TIMEOUT);
+    if (watch_notices(x->notice, now, &x->next_probe, &x->notice_seen, &x->notice_from, &e->res)) {
+        e->res.step = e->native ? 0 : x->step;
+        return fail(e, CL_OK);
+    }
+    return CL_PENDING;
+}
+
+static int report(const cl_execution *e, int status, cl_result *res)
+{
+    if (res && status != CL_PENDING) *res = e->res;
+    return status;
+}
+
+static void set_deadline(cl_execution *e, double deadline)
+{
+    if (deadline > 0) {
+        e->x.deadline = deadline;
+        e->x.timeout = deadline - cl_now();
+    }
+}
+
+/* Wait for one execution, polling as the blocking call always did: the deadline
+ * and peers' notices are checked every 16 idle polls, the core is yielded after
+ * polls_before_yield of them, and an emulated hold is slept through. */
+static int wait_one(cl_execution *e)
+{
+    int idle = 0;
+    int64_t checks = 0;
+    for (;;) {
+        int progressed = 0;
+        int st = advance(e, &progressed);
+        if (st != CL_PENDING) return st;
+        if (e->phase == PHASE_IDLE) {
+            set_error(&e->res, CL_BAD_PROGRAM, -1, MPI_SUCCESS, "waited for an execution never started");
+            return CL_BAD_PROGRAM;
+        }
+        if (progressed) { idle = 0; continue; }
+        if (e->phase == PHASE_HOLD) {
+            double until = e->release;
+            if (e->x.deadline > 0 && e->x.deadline < until) until = e->x.deadline;
+            hold_until(until);
+            continue;
+        }
+        if ((++checks & 15) == 0) {
+            st = check_stalled(e, cl_now());
+            if (st != CL_PENDING) return st;
+        }
+        if (++idle > polls_before_yield) {
+            sched_yield();
+            idle = 0;
+        }
+    }
+}
+
+static int init_program(cl_execution *e, MPI_Comm comm, const cl_row *rows, int64_t nrows,
+                        void *bufs[3], int dtype, int op, int64_t segment_bytes, int inflight,
+                        void *scratch, int64_t scratch_bytes, int tag_base, const double *holds,
+                        MPI_Comm notice)
+{
+    cl_result *res = &e->res;
+    memset(e, 0, sizeof *e);
+    e->res.step = -1;
+    e->req = MPI_REQUEST_NULL;
     const int itemsize = cl_dtype_size(dtype);
-    memset(res, 0, sizeof *res);
-    res->step = -1;
     if (itemsize <= 0) {
         set_error(res, CL_BAD_PROGRAM, -1, MPI_SUCCESS, "unknown dtype code");
         return res->status;
@@ -564,48 +720,192 @@ int cl_execute(MPI_Comm comm, const cl_row *rows, int64_t nrows, void *bufs[3],
     segment_bytes -= segment_bytes % itemsize;       /* segments hold whole elements */
     if (segment_bytes > (int64_t)INT_MAX) segment_bytes = ((int64_t)INT_MAX / itemsize) * itemsize;
     if (inflight < 1) inflight = 1;
-
+    if (tag_base < 0) {
+        set_error(res, CL_BAD_PROGRAM, -1, MPI_SUCCESS, "negative tag base");
+        return res->status;
+    }
     int64_t need = cl_scratch_needed(rows, nrows, itemsize, segment_bytes, inflight);
     if (need > scratch_bytes) {
         set_error(res, CL_BAD_PROGRAM, -1, MPI_SUCCESS, "scratch buffer too small for the program");
         return res->status;
     }
-    res->peak_scratch_bytes = need;
-
-    executor x = {
-        .comm = comm, .rows = rows, .bufs = bufs, .dtype = dtype, .op = op, .itemsize = itemsize,
-        .inflight = inflight, .tag_base = tag_base, .segment_bytes = segment_bytes,
-        .scratch = scratch, .holds = holds, .timeout = timeout,
-        .deadline = timeout > 0 ? t0 + timeout : 0.0,
-        .notice = notice, .next_probe = t0 + CL_NOTICE_PROBE_US * 1e-6,
-    };
-    if (alloc_tables(&x, nrows) != 0) {
+    e->scratch_need = need;
+    for (int b = 0; b < 3; b++) e->bufs[b] = bufs[b];
+    e->nrows = nrows;
+    executor *x = &e->x;
+    x->comm = comm; x->rows = rows; x->bufs = e->bufs; x->dtype = dtype; x->op = op;
+    x->itemsize = itemsize; x->inflight = inflight; x->tag_base = tag_base;
+    x->segment_bytes = segment_bytes; x->scratch = scratch; x->holds = holds; x->notice = notice;
+    if (alloc_tables(x, nrows) != 0) {
         set_error(res, CL_NO_MEMORY, -1, MPI_SUCCESS, "out of memory for request tables");
         return res->status;
     }
+    e->phase = PHASE_IDLE;
+    return CL_OK;
+}
 
-    for (int64_t begin = 0; begin < nrows;) {
-        x.step = rows[begin].step;
-        int64_t end = begin;
-        while (end < nrows && rows[end].step == x.step) end++;
-
-        run_copies(&x, begin, end);
-        int rc = post_step(&x, begin, end);
-        if (rc != MPI_SUCCESS) {
-            set_error(res, CL_MPI_ERROR, x.step, rc, "posting a message failed");
-            break;
+static void release_execution(cl_execution *e)
+{
+    if (e->native) {
+        if (e->req != MPI_REQUEST_NULL && e->phase != PHASE_RUN && e->phase != PHASE_FAILED)
+            MPI_Request_free(&e->req);   /* an inactive persistent request */
+        /* a collective still running (a timeout, a notice) may still read its counts */
+        if (e->phase != PHASE_RUN && e->phase != PHASE_FAILED) {
+            free(e->counts);
+            free(e->counts64);
         }
-        progress_step(&x, res);
-        if (res->status == CL_OK && holds) hold_step(&x, res);
-        if (res->status != CL_OK) {
-            report_stuck(&x, res);
-            break;
-        }
-        begin = end;
+        return;
     }
-    res->elapsed = cl_now() - t0;
-    free_tables(&x);
-    return res->status;
+    if (e->phase == PHASE_RUN) {
+        /* freed in flight: cancel and free the step's requests, as a timeout does */
+        e->res.status = CL_TIMEOUT;
+        report_stuck(&e->x, &e->res);
+    }
+    free_tables(&e->x);
+}
+
+cl_execution *cl_create(MPI_Comm comm, const cl_row *rows, int64_t nrows, void *bufs[3],
+                        int dtype, int op, int64_t segment_bytes, int inflight,
+                        void *scratch, int64_t scratch_bytes, int tag_base,
+                        const double *holds, MPI_Comm notice, cl_result *res)
+{
+    cl_execution *e = malloc(sizeof *e);
+    if (!e) {
+        memset(res, 0, sizeof *res);
+        set_error(res, CL_NO_MEMORY, -1, MPI_SUCCESS, "out of memory for an execution");
+        return NULL;
+    }
+    int st = init_program(e, comm, rows, nrows, bufs, dtype, op, segment_bytes, inflight, scratch,
+                          scratch_bytes, tag_base, holds, notice);
+    if (st != CL_OK) {
+        *res = e->res;
+        free(e);
+        return NULL;
+    }
+    return e;
+}
+
+int cl_start(cl_execution *e, double timeout, cl_result *res)
+{
+    if (e->phase == PHASE_STEP || e->phase == PHASE_RUN || e->phase == PHASE_HOLD) {
+        cl_result busy;
+        memset(&busy, 0, sizeof busy);
+        set_error(&busy, CL_BAD_PROGRAM, -1, MPI_SUCCESS, "started again before it completed");
+        if (res) *res = busy;
+        return CL_BAD_PROGRAM;
+    }
+    if (e->phase == PHASE_FAILED) return report(e, e->res.status, res);
+    const double t0 = cl_now();
+    memset(&e->res, 0, sizeof e->res);
+    e->res.step = e->native ? 0 : -1;
+    e->res.peak_scratch_bytes = e->scratch_need;
+    e->t0 = t0;
+    executor *x = &e->x;
+    x->timeout = timeout;
+    x->deadline = timeout > 0 ? t0 + timeout : 0.0;
+    x->next_probe = t0 + CL_NOTICE_PROBE_US * 1e-6;
+    x->notice_seen = 0.0;
+    x->notice_from = -1;
+    x->nops = x->nreq = 0;
+    e->begin = e->end = 0;
+    if (e->native) {
+        int rc = start_native(e);
+        if (rc != MPI_SUCCESS) {
+            set_error(&e->res, CL_MPI_ERROR, 0, rc, "starting the MPI collective failed");
+            e->phase = PHASE_DONE;   /* nothing in flight */
+            e->res.elapsed = cl_now() - t0;
+            return report(e, CL_MPI_ERROR, res);
+        }
+        e->phase = PHASE_RUN;
+    } else {
+        e->phase = PHASE_STEP;
+    }
+    int progressed = 0;
+    return report(e, advance(e, &progressed), res);
+}
+
+int cl_test(cl_execution *e, cl_result *res)
+{
+    int progressed = 0;
+    int st = advance(e, &progressed);
+    if (st == CL_PENDING && !progressed && e->phase != PHASE_IDLE) st = check_stalled(e, cl_now());
+    return report(e, st, res);
+}
+
+int cl_wait(cl_execution *e, double deadline, cl_result *res)
+{
+    set_deadline(e, deadline);
+    return report(e, wait_one(e), res);
+}
+
+int cl_wait_all(cl_execution **es, int n, double deadline, int *failed, cl_result *res)
+{
+    *failed = -1;
+    for (int i = 0; i < n; i++) set_deadline(es[i], deadline);
+    int idle = 0;
+    int64_t checks = 0;
+    for (;;) {
+        int pending = 0, progressed = 0;
+        for (int i = 0; i < n; i++) {
+            int st = advance(es[i], &progressed);
+            if (st == CL_OK) continue;
+            if (st != CL_PENDING || es[i]->phase == PHASE_IDLE) {
+                if (st == CL_PENDING) {
+                    set_error(&es[i]->res, CL_BAD_PROGRAM, -1, MPI_SUCCESS,
+                              "waited for an execution never started");
+                    st = CL_BAD_PROGRAM;
+                }
+                *failed = i;
+                return report(es[i], st, res);
+            }
+            pending++;
+        }
+        if (!pending) return CL_OK;
+        if (progressed) { idle = 0; continue; }
+        if ((++checks & 15) == 0) {
+            double now = cl_now();
+            for (int i = 0; i < n; i++) {
+                if (es[i]->phase == PHASE_DONE) continue;
+                int st = check_stalled(es[i], now);
+                if (st != CL_PENDING) {
+                    *failed = i;
+                    return report(es[i], st, res);
+                }
+            }
+        }
+        if (++idle > polls_before_yield) {
+            sched_yield();
+            idle = 0;
+        }
+    }
+}
+
+int cl_done(const cl_execution *e) { return e->phase == PHASE_DONE; }
+
+void cl_free(cl_execution *e)
+{
+    if (!e) return;
+    release_execution(e);
+    free(e);
+}
+
+int cl_execute(MPI_Comm comm, const cl_row *rows, int64_t nrows, void *bufs[3],
+               int dtype, int op, int64_t segment_bytes, int inflight,
+               void *scratch, int64_t scratch_bytes, double timeout, int tag_base,
+               const double *holds, MPI_Comm notice, cl_result *res)
+{
+    cl_execution e;
+    int st = init_program(&e, comm, rows, nrows, bufs, dtype, op, segment_bytes, inflight, scratch,
+                          scratch_bytes, tag_base, holds, notice);
+    if (st != CL_OK) {
+        *res = e.res;
+        return st;
+    }
+    st = cl_start(&e, timeout, NULL);
+    if (st == CL_PENDING) st = wait_one(&e);
+    *res = e.res;
+    release_execution(&e);
+    return st;
 }
 
 /* ---- the MPI library's own collectives ------------------------------------ */
@@ -920,3 +1220,179 @@ int cl_native(MPI_Comm comm, int which, const void *sendbuf, void *recvbuf,
 #endif
     return res->status;
 }
+
+/* ---- the MPI library's own collectives as executions ---------------------- */
+
+/* MPI-4 persistent collectives (MPI_Allreduce_init, ...): MPICH 4+ has them as an
+ * MPI 4 library; Open MPI 5.0 has them too while it still reports MPI 3.1. */
+#if MPI_VERSION >= 4 || (defined(OMPI_MAJOR_VERSION) && OMPI_MAJOR_VERSION >= 5)
+#define CL_HAVE_PERSISTENT 1
+#else
+#define CL_HAVE_PERSISTENT 0
+#endif
+
+int cl_have_persistent(void) { return CL_HAVE_PERSISTENT; }
+
+/* One non-blocking call of the collective (each start of a non-persistent execution). */
+static int start_nonblocking(cl_execution *e)
+{
+    const void *sb = e->sendbuf == e->recvbuf ? MPI_IN_PLACE : e->sendbuf;
+    const int size = e->size;
+    MPI_Comm comm = e->x.comm;
+    MPI_Request *req = &e->req;
+#if MPI_VERSION >= 4
+    const MPI_Count count = (MPI_Count)e->count;
+    switch (e->which) {
+    case CL_NATIVE_ALLREDUCE:
+        return MPI_Iallreduce_c(sb, e->recvbuf, count, e->type, e->mop, comm, req);
+    case CL_NATIVE_ALLTOALL:
+        return MPI_Ialltoall_c(sb, count / size, e->type, e->recvbuf, count / size, e->type, comm, req);
+    case CL_NATIVE_REDUCE_SCATTER:
+        return MPI_Ireduce_scatter_c(e->sendbuf, e->recvbuf, (const MPI_Count *)e->counts64, e->type,
+                                     e->mop, comm, req);
+    case CL_NATIVE_ALLGATHER:
+        return MPI_Iallgather_c(e->sendbuf, count, e->type, e->recvbuf, count, e->type, comm, req);
+    case CL_NATIVE_BROADCAST:
+        return MPI_Ibcast_c(e->recvbuf, count, e->type, e->root, comm, req);
+    default:
+        return MPI_Ibarrier(comm, req);
+    }
+#else
+    const int count = (int)e->count;
+    switch (e->which) {
+    case CL_NATIVE_ALLREDUCE:
+        return MPI_Iallreduce(sb, e->recvbuf, count, e->type, e->mop, comm, req);
+    case CL_NATIVE_ALLTOALL:
+        return MPI_Ialltoall(sb, count / size, e->type, e->recvbuf, count / size, e->type, comm, req);
+    case CL_NATIVE_REDUCE_SCATTER:
+        return MPI_Ireduce_scatter(e->sendbuf, e->recvbuf, e->counts, e->type, e->mop, comm, req);
+    case CL_NATIVE_ALLGATHER:
+        return MPI_Iallgather(e->sendbuf, count, e->type, e->recvbuf, count, e->type, comm, req);
+    case CL_NATIVE_BROADCAST:
+        return MPI_Ibcast(e->recvbuf, count, e->type, e->root, comm, req);
+    default:
+        return MPI_Ibarrier(comm, req);
+    }
+#endif
+}
+
+#if CL_HAVE_PERSISTENT
+/* The persistent request, made once (MPI_Allreduce_init, ...). */
+static int init_persistent(cl_execution *e)
+{
+    const void *sb = e->sendbuf == e->recvbuf ? MPI_IN_PLACE : e->sendbuf;
+    const int count = (int)e->count, size = e->size;
+    MPI_Comm comm = e->x.comm;
+    MPI_Request *req = &e->req;
+    switch (e->which) {
+    case CL_NATIVE_ALLREDUCE:
+        return MPI_Allreduce_init(sb, e->recvbuf, count, e->type, e->mop, comm, MPI_INFO_NULL, req);
+    case CL_NATIVE_ALLTOALL:
+        return MPI_Alltoall_init(sb, count / size, e->type, e->recvbuf, count / size, e->type, comm,
+                                 MPI_INFO_NULL, req);
+    case CL_NATIVE_REDUCE_SCATTER:
+        return MPI_Reduce_scatter_init(e->sendbuf, e->recvbuf, e->counts, e->type, e->mop, comm,
+                                       MPI_INFO_NULL, req);
+    case CL_NATIVE_ALLGATHER:
+        return MPI_Allgather_init(e->sendbuf, count, e->type, e->recvbuf, count, e->type, comm,
+                                  MPI_INFO_NULL, req);
+    case CL_NATIVE_BROADCAST:
+        return MPI_Bcast_init(e->recvbuf, count, e->type, e->root, comm, MPI_INFO_NULL, req);
+    default:
+        return MPI_Barrier_init(comm, MPI_INFO_NULL, req);
+    }
+}
+#endif
+
+static int start_native(cl_execution *e)
+{
+    if (e->persistent) return MPI_Start(&e->req);
+    return start_nonblocking(e);
+}
+
+cl_execution *cl_create_native(MPI_Comm comm, int which, const void *sendbuf, void *recvbuf,
+                               int64_t count, const int *recvcounts, int dtype, int op, int root,
+                               int persistent, MPI_Comm notice, cl_result *res)
+{
+    memset(res, 0, sizeof *res);
+    int rc = init_half();
+    if (rc != MPI_SUCCESS) {
+        set_error(res, CL_MPI_ERROR, 0, rc, "creating the 16-bit float datatypes failed");
+        return NULL;
+    }
+    MPI_Datatype type = which == CL_NATIVE_BARRIER ? MPI_BYTE : mpi_type(dtype);
+    if (type == MPI_DATATYPE_NULL) {
+        set_error(res, CL_BAD_PROGRAM, 0, MPI_SUCCESS, "unknown dtype code");
+        return NULL;
+    }
+#if MPI_VERSION < 4
+    if (count > INT_MAX) {
+        set_error(res, CL_BAD_PROGRAM, 0, MPI_SUCCESS,
+                  "this MPI (before MPI 4) cannot take more than 2^31-1 elements in one native call");
+        return NULL;
+    }
+#endif
+    cl_execution *e = calloc(1, sizeof *e);
+    if (!e) {
+        set_error(res, CL_NO_MEMORY, 0, MPI_SUCCESS, "out of memory for an execution");
+        return NULL;
+    }
+    e->res.step = 0;
+    e->native = 1;
+    e->which = which;
+    e->root = root;
+    e->sendbuf = sendbuf;
+    e->recvbuf = recvbuf;
+    e->count = count;
+    e->type = type;
+    e->mop = (which == CL_NATIVE_ALLREDUCE || which == CL_NATIVE_REDUCE_SCATTER) ? mpi_op(dtype, op)
+                                                                                  : MPI_OP_NULL;
+    e->req = MPI_REQUEST_NULL;
+    e->x.comm = comm;
+    e->x.notice = notice;
+    e->x.step = 0;
+    e->nrows = 0;
+    MPI_Comm_size(comm, &e->size);
+    if (which == CL_NATIVE_REDUCE_SCATTER) {
+        /* a collective in flight reads its count array until it completes: our own copy */
+        e->counts = malloc(sizeof(int) * (size_t)e->size);
+#if MPI_VERSION >= 4
+        e->counts64 = malloc(sizeof(MPI_Count) * (size_t)e->size);
+#endif
+        if (!e->counts
+#if MPI_VERSION >= 4
+            || !e->counts64
+#endif
+            ) {
+            free(e->counts); free(e->counts64); free(e);
+            set_error(res, CL_NO_MEMORY, 0, MPI_SUCCESS, "out of memory");
+            return NULL;
+        }
+        for (int q = 0; q < e->size; q++) {
+            e->counts[q] = recvcounts[q];
+#if MPI_VERSION >= 4
+            ((MPI_Count *)e->counts64)[q] = recvcounts[q];
+#endif
+        }
+    }
+#if CL_HAVE_PERSISTENT
+    int64_t largest = count;
+    if (which == CL_NATIVE_ALLTOALL) largest = count / (e->size > 0 ? e->size : 1);
+    if (persistent && largest <= INT_MAX) {
+        /* larger counts fall back to one non-blocking (large-count) call per start */
+        rc = init_persistent(e);
+        if (rc != MPI_SUCCESS) {
+            free(e->counts); free(e->counts64); free(e);
+            set_error(res, CL_MPI_ERROR, 0, rc, "creating the persistent MPI collective failed");
+            return NULL;
+        }
+        e->persistent = 1;
+    }
+#else
+    (void)persistent;
+#endif
+    e->phase = PHASE_IDLE;
+    return e;
+}
+
+int cl_is_persistent(const cl_execution *e) { return e->persistent; }

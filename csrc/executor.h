@@ -24,7 +24,7 @@ typedef struct {
 } cl_row;
 
 enum { CL_OK = 0, CL_TIMEOUT = 1, CL_MPI_ERROR = 2, CL_BAD_PROGRAM = 3, CL_NO_MEMORY = 4,
-       CL_PEER_NOTICE = 5 };
+       CL_PEER_NOTICE = 5, CL_PENDING = 6 };
 
 /* Peer notices (collectives/notices.py): a rank that leaves or fails sends a short text
  * with this tag on the communicator's notice duplicate. A wait that has made no
@@ -85,6 +85,67 @@ enum { CL_NATIVE_ALLREDUCE = 0, CL_NATIVE_ALLTOALL = 1, CL_NATIVE_REDUCE_SCATTER
 int cl_native(MPI_Comm comm, int which, const void *sendbuf, void *recvbuf,
               int64_t count, const int *recvcounts, int dtype, int op, int root,
               double timeout, MPI_Comm notice, cl_result *res);
+
+/* ---- Resumable executions: start, then test (never blocks) or wait, then free.
+ *
+ * An execution is one program (cl_create) or one MPI collective (cl_create_native)
+ * bound to its buffers, started any number of times, one run at a time. Runs of
+ * several executions may be in flight at once on one communicator when each
+ * program has its own tag_base (it uses tags tag_base .. tag_base +
+ * CL_TAGS_PER_EXECUTION - 1) and its own scratch and tmp memory; every rank must
+ * start them in the same order. The buffers, rows, holds and scratch must stay
+ * alive and unchanged in size until cl_free. cl_execute is cl_start + cl_wait on a
+ * stack execution.
+ *
+ * cl_start, cl_test and cl_wait return CL_OK once the run is complete, CL_PENDING
+ * while it is not (cl_test only), or the failure (then res says what; a failed
+ * execution keeps failing). An emulated hold not yet due is CL_PENDING for
+ * cl_test (never a sleep); cl_wait sleeps through it. */
+enum { CL_TAGS_PER_EXECUTION = 8192 };
+
+typedef struct cl_execution cl_execution;
+
+/* NULL on failure (res says why). Arguments as for cl_execute. */
+cl_execution *cl_create(MPI_Comm comm, const cl_row *rows, int64_t nrows, void *bufs[3],
+                        int dtype, int op, int64_t segment_bytes, int inflight,
+                        void *scratch, int64_t scratch_bytes, int tag_base,
+                        const double *holds, MPI_Comm notice, cl_result *res);
+
+/* The MPI library's own collective (arguments as for cl_native). With persistent != 0
+ * and an MPI that has MPI-4 persistent collectives, the request is made once
+ * (MPI_Allreduce_init, ...) and each cl_start is an MPI_Start; otherwise each
+ * start is a non-blocking call (MPI_Iallreduce, ...). */
+cl_execution *cl_create_native(MPI_Comm comm, int which, const void *sendbuf, void *recvbuf,
+                               int64_t count, const int *recvcounts, int dtype, int op, int root,
+                               int persistent, MPI_Comm notice, cl_result *res);
+
+/* Begin a run; the deadline is timeout seconds from now (<= 0: none). Starting a
+ * run that has not completed is CL_BAD_PROGRAM. res may be NULL. */
+int cl_start(cl_execution *e, double timeout, cl_result *res);
+
+/* Move the run on without blocking. */
+int cl_test(cl_execution *e, cl_result *res);
+
+/* Wait until the run completes or fails; deadline > 0 (cl_now's clock) replaces the
+ * run's own deadline. Call without the GIL. */
+int cl_wait(cl_execution *e, double deadline, cl_result *res);
+
+/* Wait for every execution, progressing them round robin; on the first failure,
+ * *failed is its index and res says what (the others are left as they are). */
+int cl_wait_all(cl_execution **es, int n, double deadline, int *failed, cl_result *res);
+
+/* 1 when the last run completed. */
+int cl_done(const cl_execution *e);
+
+/* 1 when a native execution holds an MPI-4 persistent request. */
+int cl_is_persistent(const cl_execution *e);
+
+/* 1 when this build's MPI has persistent collectives (MPI_Allreduce_init, ...). */
+int cl_have_persistent(void);
+
+/* Release the execution (a run still in flight has its messages cancelled; a
+ * native collective in flight is left to MPI). */
+void cl_free(cl_execution *e);
 
 /* Idle polls of the wait loops before sched_yield (default 64; 0 when ranks outnumber cores). */
 void cl_set_polls_before_yield(int polls);
