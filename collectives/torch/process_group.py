@@ -649,18 +649,25 @@ class ProcessGroupCollectives(dist.ProcessGroup):
     # ---- coalesced forms ------------------------------------------------------------------
 
     def allgather_coalesced(self, output_lists, input_list, opts=None):
-        """``all_gather_coalesced``: output_lists[i][r] receives rank r's input_list[i]."""
+        """``all_gather_coalesced``: output_lists[r][i] receives rank r's input_list[i]."""
         opts = _options(_c10d.AllgatherOptions, opts)
         ins = [self._tensor(t, f"all_gather_coalesced: input_list[{i}]")
                for i, t in enumerate(input_list)]
-        if len(output_lists) != len(ins):
-            raise _bad(f"all_gather_coalesced: {len(output_lists)} output lists for "
-                       f"{len(ins)} inputs; pass one list (of one tensor per rank) per input")
+        if len(output_lists) != self._size:
+            raise _bad(f"all_gather_coalesced: {len(output_lists)} output lists, the group has "
+                       f"{self._size} ranks: pass one list (shaped like the inputs) per rank")
         outs = [list(o) for o in output_lists]
-        for i, (o, x) in enumerate(zip(outs, ins)):
-            self._check_rank_list(o, x, "all_gather_coalesced", f"output_tensor_lists[{i}]",
-                                  f"input_list[{i}]")
-        return self._gather_pieces(ins, [[o[r] for o in outs] for r in range(self._size)], opts)
+        for r, row in enumerate(outs):
+            if len(row) != len(ins):
+                raise _bad(f"all_gather_coalesced: output_tensor_lists[{r}] has {len(row)} "
+                           f"tensors for {len(ins)} inputs")
+            for i, (o, x) in enumerate(zip(row, ins)):
+                self._tensor(o, f"all_gather_coalesced: output_tensor_lists[{r}][{i}]")
+                if o.numel() != x.numel() or o.dtype != x.dtype:
+                    raise _bad(f"all_gather_coalesced: output_tensor_lists[{r}][{i}] has "
+                               f"{o.numel()} elements of {o.dtype}, input_list[{i}] "
+                               f"{x.numel()} of {x.dtype}; they must match")
+        return self._gather_pieces(ins, outs, opts)
 
     def allgather_into_tensor_coalesced(self, outputs, inputs, opts=None):
         """Several ``all_gather_into_tensor`` in one exchange."""
@@ -899,7 +906,7 @@ class _TimedOut(CollectiveTimeout):
 def _reworded(exc):
     if isinstance(exc, _TimedOut) or not isinstance(exc, CollectiveTimeout):
         return exc
-    new = _TimedOut(f"collectives backend: Timed out: {exc}", collective=exc.collective,
+    new = _TimedOut(f"collectives backend: Timed out in {exc.collective}: {exc}", collective=exc.collective,
                     algorithm=exc.algorithm, step=exc.step, peers=exc.peers,
                     bytes_outstanding=exc.bytes_outstanding, elapsed=exc.elapsed)
     new.__cause__ = exc
