@@ -209,3 +209,22 @@ def test_unimplemented_methods_name_the_backend(groups):
         with _coalescing_manager(group=groups[0], device=torch.device("cpu")):
             pass
     dist.distributed_c10d._world.pg_coalesce_state.pop(groups[0], None)
+
+
+@mpi(ranks=[2, 3])
+@in_step
+def test_sparse_all_reduce_matches_gloo(groups):
+    cl, gloo = groups
+    r = dist.get_rank()
+    # rank 0 holds no entries at all; the others overlap at index 3
+    if r == 0:
+        x = torch.sparse_coo_tensor(torch.empty(1, 0, dtype=torch.long), torch.empty(0, 2), (6, 2))
+    else:
+        x = torch.sparse_coo_tensor([[r, 3]], [[1.0 + r, 2.0], [0.5, r]], (6, 2))
+    a, b = x.clone(), x.clone()
+    dist.all_reduce(a, group=cl)
+    dist.all_reduce(b, group=gloo)
+    assert a.layout == torch.sparse_coo
+    _assert_equal(a.to_dense(), b.to_dense(), "sparse all_reduce")
+    with pytest.raises(ValueError, match="SUM only"):
+        dist.all_reduce(x.clone(), op=dist.ReduceOp.MAX, group=cl)

@@ -100,6 +100,15 @@ def worker(args):
         case.file_name = init_file
         started = time.perf_counter()
         outcome, detail = "passed", ""
+        method = getattr(case, name)
+        if getattr(method, "__unittest_skip__", False):   # what unittest's runner honours
+            outcome, detail = "skipped", str(getattr(method, "__unittest_skip_why__", ""))
+            world.gather((outcome, detail), root=0)   # keep the ranks in step
+            if rank == 0:
+                out.write(json.dumps({"test": name, "outcome": outcome, "detail": detail,
+                                      "seconds": 0.0}) + "\n")
+                out.flush()
+            continue
         try:
             seconds = cd.CUSTOM_PG_TIMEOUT.get(name, args.pg_timeout) if hasattr(cd, "CUSTOM_PG_TIMEOUT") else args.pg_timeout
             dist.init_process_group(backend=args.backend, init_method=case.init_method, rank=rank,

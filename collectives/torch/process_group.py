@@ -259,6 +259,8 @@ class ProcessGroupCollectives(dist.ProcessGroup):
             tensors = [tensors]
         if len(tensors) != 1:
             return self.allreduce_coalesced(tensors, opts)
+        if isinstance(tensors[0], torch.Tensor) and tensors[0].layout == torch.sparse_coo:
+            return self._allreduce_sparse(tensors[0], opts)
         t = self._single(tensors, "all_reduce")
         op = self._op(opts, t, "all_reduce")
         if t.numel() == 0:
@@ -269,6 +271,39 @@ class ProcessGroupCollectives(dist.ProcessGroup):
             with _staged(t) as buf:
                 r = _reducible(buf)
                 comm.allreduce(r, op, out=r, algorithm=algo)
+            return [t]
+        return self._submit(run, opts)
+
+    def _allreduce_sparse(self, t, opts):
+        """SUM of sparse COO tensors (as gloo offers): every rank's indices and values are
+        all-gathered, and the sum is coalesced locally, then written into ``t``."""
+        code = getattr(opts.reduceOp, "op", opts.reduceOp)
+        if code != _RedOp.SUM:
+            raise _bad(f"all_reduce: sparse tensors reduce with SUM only, not {code}")
+        if t.device.type != "cpu":
+            raise _bad(f"all_reduce: the sparse tensor is on {t.device}: this backend is CPU-only")
+        comm, p = self.comm, self._size
+
+        def run():
+            c = t.coalesce()
+            idx, val = c.indices().contiguous(), c.values().contiguous()
+            nnz = np.array([idx.shape[1]], dtype=np.int64)
+            counts = comm.allgather(nnz).reshape(-1)
+            width = int(counts.max())
+            # padded to the largest count, so that one equal-block all-gather carries them
+            pidx = torch.zeros(idx.shape[0], width, dtype=idx.dtype)
+            pidx[:, :idx.shape[1]] = idx
+            pval = torch.zeros((width,) + tuple(val.shape[1:]), dtype=val.dtype)
+            pval[:val.shape[0]] = val
+            all_idx = torch.empty((p,) + tuple(pidx.shape), dtype=idx.dtype)
+            all_val = torch.empty((p,) + tuple(pval.shape), dtype=val.dtype)
+            if width:
+                comm.allgather(_bytes(pidx), out=_bytes(all_idx))
+                comm.allgather(_bytes(pval), out=_bytes(all_val))
+            indices = torch.cat([all_idx[r][:, :int(counts[r])] for r in range(p)], dim=1)
+            values = torch.cat([all_val[r][:int(counts[r])] for r in range(p)])
+            total = torch.sparse_coo_tensor(indices, values, t.shape).coalesce()
+            t.copy_(total)
             return [t]
         return self._submit(run, opts)
 
