@@ -35,8 +35,10 @@ HERE = os.path.abspath(__file__)
 FEATURES = ("ddp", "subgroup", "plugin")
 
 
-def _import_suite(backend, world_size):
-    os.environ["BACKEND"] = backend
+def _import_suite(backend, world_size, select_as=None):
+    """The suite's test class. ``select_as``: the suite picks its tests (decorators, at
+    import) as for that backend, gloo for instance, and then runs them on ``backend``."""
+    os.environ["BACKEND"] = select_as or backend
     os.environ["WORLD_SIZE"] = str(world_size)
     os.environ.setdefault("TEMP_DIR", tempfile.gettempdir())
     if backend == "collectives":
@@ -47,13 +49,17 @@ def _import_suite(backend, world_size):
         cd.DistTestCases.backend_feature[feature].add(backend)
     from torch.testing._internal.distributed import distributed_test as dt
 
+    if select_as:
+        dt.BACKEND = backend            # what the test bodies create their groups with
+        os.environ["BACKEND"] = backend
+
     class Suite(dt.TestDistBackend, dt.DistributedTest._DistTestBase):
         pass
     return dt, cd, Suite
 
 
-def list_tests(backend, world_size, pattern=None):
-    _, _, suite = _import_suite(backend, world_size)
+def list_tests(backend, world_size, pattern=None, select_as=None):
+    _, _, suite = _import_suite(backend, world_size, select_as)
     names = sorted(n for n in dir(suite) if n.startswith("test_"))
     if pattern:
         names = [n for n in names if re.search(pattern, n)]
@@ -70,7 +76,7 @@ def worker(args):
     rank, size = world.Get_rank(), world.Get_size()
     os.environ["TEMP_DIR"] = args.temp_dir
     os.environ["MASTER_ADDR"] = "127.0.0.1"
-    dt, cd, suite = _import_suite(args.backend, size)
+    dt, cd, suite = _import_suite(args.backend, size, args.select_as)
     import unittest
     from datetime import timedelta
 
@@ -162,7 +168,10 @@ def run_world(n, names, args):
         open(log, "w").close()
         env = dict(os.environ, COLLECTIVES_TIMEOUT=str(args.pg_timeout))
         cmd = [args.mpiexec, "-n", str(n), sys.executable, HERE, "--worker", "--backend", args.backend,
-               "--temp-dir", temp, "--tests", tests, "--results", log, "--pg-timeout", str(args.pg_timeout)]
+               "--temp-dir", temp, "--tests", tests, "--results", log,
+               "--pg-timeout", str(args.pg_timeout)]
+        if args.select_as:
+            cmd += ["--select-as", args.select_as]
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                 start_new_session=True, env=env)
         last, current, seen = time.monotonic(), None, 0
@@ -209,6 +218,8 @@ def main(argv=None):
     ap.add_argument("-n", "--world-size", type=int, action="append", help="ranks (repeatable; default 2)")
     ap.add_argument("--backend", default="collectives")
     ap.add_argument("-k", "--pattern", help="regular expression selecting test names")
+    ap.add_argument("--select-as", help="select the tests as the suite does for this backend "
+                    "(e.g. gloo: its CPU tests, many gated by backend name), run them on --backend")
     ap.add_argument("--per-test-timeout", type=float, default=120.0)
     ap.add_argument("--pg-timeout", type=float, default=60.0, help="process group timeout, seconds")
     ap.add_argument("--mpiexec", default=shutil.which("mpiexec") or "mpiexec")
@@ -221,13 +232,13 @@ def main(argv=None):
     if args.worker:
         return worker(args)
     sizes = args.world_size or [2]
-    report = {"backend": args.backend, "command": " ".join(["python", "bench/torch_suite/run.py"] + (argv or sys.argv[1:])),
+    report = {"backend": args.backend, "selected_as": args.select_as or args.backend, "command": " ".join(["python", "bench/torch_suite/run.py"] + (argv or sys.argv[1:])),
               "worlds": {}}
     import torch
 
     report["torch"] = torch.__version__
     for n in sizes:
-        names = list_tests(args.backend, n, args.pattern)
+        names = list_tests(args.backend, n, args.pattern, args.select_as)
         results = run_world(n, names, args)
         counts = {}
         for rec in results.values():

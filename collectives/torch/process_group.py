@@ -405,9 +405,9 @@ class ProcessGroupCollectives(dist.ProcessGroup):
                 raise _bad(f"reduce_scatter: input_list[{i}] is {x.dtype}, the output "
                            f"{out.dtype}; they must match", TypeError)
         if ins[self._rank].numel() != out.numel():
-            raise _bad(f"reduce_scatter: the output has {out.numel()} elements, but "
-                       f"input_list[{self._rank}] (this rank's block) has "
-                       f"{ins[self._rank].numel()}; they must match")
+            raise _bad(f"reduce_scatter: input_list[{self._rank}] (this rank's block) has "
+                       f"{ins[self._rank].numel()} elements, the output has {out.numel()}; "
+                       "they must match")
         op = self._op(opts, out, "reduce_scatter")
         sizes = [x.numel() for x in ins]
         if max(sizes) == 0:
