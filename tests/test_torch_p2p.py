@@ -228,3 +228,46 @@ def test_sparse_all_reduce_matches_gloo(groups):
     _assert_equal(a.to_dense(), b.to_dense(), "sparse all_reduce")
     with pytest.raises(ValueError, match="SUM only"):
         dist.all_reduce(x.clone(), op=dist.ReduceOp.MAX, group=cl)
+
+
+@mpi(ranks=[2])
+@in_step
+def test_two_stage_pipeline_matches_one_process(groups):
+    """A 2-stage pipeline, one forward then one backward per micro-batch (1F1B on two
+    stages), activations and gradients over isend/irecv: the same loss and gradients as
+    the whole model in one process."""
+    torch.manual_seed(0)
+    stages = [torch.nn.Linear(6, 8), torch.nn.Linear(8, 3)]
+    data = torch.randn(4, 2, 6, generator=torch.Generator().manual_seed(3))   # 4 micro-batches
+    target = torch.randn(4, 2, 3, generator=torch.Generator().manual_seed(4))
+    # the reference: the whole model in this process
+    whole = [torch.nn.Linear(6, 8), torch.nn.Linear(8, 3)]
+    for w, s in zip(whole, stages):
+        w.load_state_dict(s.state_dict())
+    ref_losses = []
+    for x, y in zip(data, target):
+        loss = torch.nn.functional.mse_loss(whole[1](torch.relu(whole[0](x))), y)
+        loss.backward()
+        ref_losses.append(loss.item())
+    r = dist.get_rank()
+    mine = stages[r]
+    losses = []
+    for x, y in zip(data, target):
+        if r == 0:
+            h = torch.relu(mine(x))
+            dist.isend(h.detach().contiguous(), 1, tag=1).wait()
+            grad = torch.empty_like(h)
+            dist.irecv(grad, 1, tag=2).wait()
+            h.backward(grad)
+        else:
+            h = torch.empty(2, 8)
+            dist.irecv(h, 0, tag=1).wait()
+            h.requires_grad_(True)
+            loss = torch.nn.functional.mse_loss(mine(h), y)
+            loss.backward()
+            losses.append(loss.item())
+            dist.isend(h.grad.contiguous(), 0, tag=2).wait()
+    if r == 1:
+        assert losses == ref_losses
+    for p_mine, p_ref in zip(mine.parameters(), whole[r].parameters()):
+        torch.testing.assert_close(p_mine.grad, p_ref.grad, rtol=1e-6, atol=1e-7)
