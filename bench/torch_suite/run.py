@@ -234,6 +234,8 @@ def main(argv=None):
     ap.add_argument("--pg-timeout", type=float, default=60.0, help="process group timeout, seconds")
     ap.add_argument("--mpiexec", default=shutil.which("mpiexec") or "mpiexec")
     ap.add_argument("--out", help="JSON file for the results")
+    ap.add_argument("--strict", action="store_true",
+                    help="exit with status 1 when a test failed or hung (for CI)")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--temp-dir", help=argparse.SUPPRESS)
     ap.add_argument("--tests", help=argparse.SUPPRESS)
@@ -259,7 +261,9 @@ def main(argv=None):
         with open(args.out, "w") as f:
             json.dump(report, f, indent=1)
             f.write("\n")
-    return 0
+    bad = [t["test"] for w in report["worlds"].values() for t in w["tests"]
+           if t["outcome"] in ("failed", "hang")]
+    return 1 if args.strict and bad else 0
 
 
 if __name__ == "__main__":
