@@ -102,6 +102,73 @@ class Work(dist.Work):
         return f"<collectives.torch Work {state}>"
 
 
+class P2PWork(dist.Work):
+    """The Work of a point-to-point message: ``wait()`` completes the library's request
+    (its deadline, its errors) in the waiting thread; ``_source_rank()`` says who sent
+    a message received from any source."""
+
+    def __init__(self, request, result, lock, reword):
+        super().__init__()
+        self._request = request
+        self._result = result
+        self._lock = lock          # one thread at a time moves the group's p2p requests
+        self._reword = reword      # the backend's wording of a timeout
+        self._fut = torch.futures.Future()
+        self._error = None
+
+    def wait(self, timeout=None):
+        if self._fut.done():
+            if self._error is not None:
+                raise self._error
+            return True
+        seconds = timeout.total_seconds() if hasattr(timeout, "total_seconds") else timeout
+        try:
+            with self._lock:
+                self._request.wait(seconds if seconds and seconds > 0 else None)
+        except Exception as exc:
+            self._error = self._reword(exc)
+            self._fut.set_exception(self._error)
+            raise self._error from exc
+        self._fut.set_result(self._result)
+        return True
+
+    def is_completed(self):
+        if not self._fut.done():
+            with self._lock:
+                done = self._request.test()
+            if done:
+                self.wait()
+        return self._fut.done()
+
+    def is_success(self):
+        return self.is_completed() and self._error is None
+
+    def exception(self):
+        return self._error
+
+    def get_future(self):
+        return self._fut
+
+    def result(self):
+        self.wait()
+        return self._result
+
+    def synchronize(self):
+        pass
+
+    def _source_rank(self):
+        status = self._request.status
+        if status is None:
+            self.wait()
+            status = self._request.status
+        return int(status.source)
+
+    source_rank = _source_rank
+
+    def __repr__(self):
+        return f"<collectives.torch p2p Work {'done' if self._fut.done() else 'in flight'}>"
+
+
 def completed_work(result):
     base, fut, outcome = _new_future()
     base.set_result(result)

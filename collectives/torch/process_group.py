@@ -15,17 +15,22 @@ tensor as bytes, so they accept any dtype, complex and bool included.
 from __future__ import annotations
 
 import os
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Optional, Union
 
 import numpy as np
 import torch
 import torch.distributed as dist
 
+from torch._C import _distributed_c10d as _c10d
+
 from .. import Communicator
 from .. import algorithms as _algorithms
-from ._progress import Progress, completed_work
+from ..errors import CollectiveTimeout
+from ._progress import P2PWork, Progress, completed_work
 
 BACKEND_NAME = "collectives"
 
@@ -165,11 +170,34 @@ class ProcessGroupCollectives(dist.ProcessGroup):
         self._progress = Progress(name, async_op=async_op)
         self._size = self.comm.size
         self._rank = self.comm.rank
+        # p2p requests are posted and progressed from the callers' threads, one at a time
+        self._p2p_lock = threading.Lock()
 
     # ---- identity --------------------------------------------------------------------
 
     def getBackendName(self):
         return BACKEND_NAME
+
+    # torch keeps a group's name and description in its C++ backend objects; this
+    # group has none (it is its own backend), so it keeps what torch sets here.
+    # DeviceMesh, DTensor, FSDP2 and the functional collectives find groups by name.
+    def _set_group_name(self, name):
+        self._group_name = str(name)
+
+    @property
+    def group_name(self):
+        name = getattr(self, "_group_name", None)
+        if name is None:
+            raise _bad("this process group has no name yet: it is named when torch registers "
+                       "it (init_process_group / new_group)", RuntimeError)
+        return name
+
+    def _set_group_desc(self, desc):
+        self._group_desc = str(desc)
+
+    @property
+    def group_desc(self):
+        return getattr(self, "_group_desc", "undefined")
 
     def _algo(self, collective):
         return self.algorithms.get(collective, "auto")
@@ -221,17 +249,18 @@ class ProcessGroupCollectives(dist.ProcessGroup):
         return name
 
     def _submit(self, fn, opts):
-        return self._progress.submit(fn, blocking=not getattr(opts, "asyncOp", True))
+        return self._progress.submit(_torch_words(fn), blocking=not getattr(opts, "asyncOp", True))
 
     # ---- collectives -------------------------------------------------------------------
 
-    def allreduce(self, tensors, opts=None):
-        if opts is None:
-            opts = dist.AllreduceOptions()
+    def allreduce(self, tensors, opts=None, op=None, timeout=None):
+        opts = _options(dist.AllreduceOptions, opts, op=op)
         if isinstance(tensors, torch.Tensor):
             tensors = [tensors]
         if len(tensors) != 1:
             return self.allreduce_coalesced(tensors, opts)
+        if isinstance(tensors[0], torch.Tensor) and tensors[0].layout == torch.sparse_coo:
+            return self._allreduce_sparse(tensors[0], opts)
         t = self._single(tensors, "all_reduce")
         op = self._op(opts, t, "all_reduce")
         if t.numel() == 0:
@@ -245,9 +274,41 @@ class ProcessGroupCollectives(dist.ProcessGroup):
             return [t]
         return self._submit(run, opts)
 
+    def _allreduce_sparse(self, t, opts):
+        """SUM of sparse COO tensors (as gloo offers): every rank's indices and values are
+        all-gathered, and the sum is coalesced locally, then written into ``t``."""
+        code = getattr(opts.reduceOp, "op", opts.reduceOp)
+        if code != _RedOp.SUM:
+            raise _bad(f"all_reduce: sparse tensors reduce with SUM only, not {code}")
+        if t.device.type != "cpu":
+            raise _bad(f"all_reduce: the sparse tensor is on {t.device}: this backend is CPU-only")
+        comm, p = self.comm, self._size
+
+        def run():
+            c = t.coalesce()
+            idx, val = c.indices().contiguous(), c.values().contiguous()
+            nnz = np.array([idx.shape[1]], dtype=np.int64)
+            counts = comm.allgather(nnz).reshape(-1)
+            width = int(counts.max())
+            # padded to the largest count, so that one equal-block all-gather carries them
+            pidx = torch.zeros(idx.shape[0], width, dtype=idx.dtype)
+            pidx[:, :idx.shape[1]] = idx
+            pval = torch.zeros((width,) + tuple(val.shape[1:]), dtype=val.dtype)
+            pval[:val.shape[0]] = val
+            all_idx = torch.empty((p,) + tuple(pidx.shape), dtype=idx.dtype)
+            all_val = torch.empty((p,) + tuple(pval.shape), dtype=val.dtype)
+            if width:
+                comm.allgather(_bytes(pidx), out=_bytes(all_idx))
+                comm.allgather(_bytes(pval), out=_bytes(all_val))
+            indices = torch.cat([all_idx[r][:, :int(counts[r])] for r in range(p)], dim=1)
+            values = torch.cat([all_val[r][:int(counts[r])] for r in range(p)])
+            total = torch.sparse_coo_tensor(indices, values, t.shape).coalesce()
+            t.copy_(total)
+            return [t]
+        return self._submit(run, opts)
+
     def allreduce_coalesced(self, tensors, opts=None):
-        if opts is None:
-            opts = dist.AllreduceCoalescedOptions()
+        opts = _options(dist.AllreduceCoalescedOptions, opts)
         tensors = [self._tensor(t, "all_reduce_coalesced") for t in tensors]
         if not tensors:
             return completed_work([])
@@ -267,9 +328,8 @@ class ProcessGroupCollectives(dist.ProcessGroup):
             return tensors
         return self._submit(run, opts)
 
-    def broadcast(self, tensors, opts=None):
-        if opts is None:
-            opts = dist.BroadcastOptions()
+    def broadcast(self, tensors, opts=None, root=None, timeout=None):
+        opts = _options(dist.BroadcastOptions, opts, root=root)
         if isinstance(tensors, torch.Tensor):
             tensors = [tensors]
         t = self._single(tensors, "broadcast")
@@ -285,9 +345,10 @@ class ProcessGroupCollectives(dist.ProcessGroup):
             return [t]
         return self._submit(run, opts)
 
-    def allgather(self, output_lists, input_tensors, opts=None):
-        if opts is None:
-            opts = dist.AllgatherOptions()
+    def allgather(self, output_lists, input_tensors, opts=None, timeout=None):
+        opts = _options(_c10d.AllgatherOptions, opts)
+        if isinstance(input_tensors, torch.Tensor):  # torch's allgather(outputs, input) form
+            output_lists, input_tensors = [output_lists], [input_tensors]
         inp = self._single(input_tensors, "all_gather")
         if len(output_lists) != 1:
             raise _bad(f"all_gather: expected one output list, got {len(output_lists)}")
@@ -305,7 +366,7 @@ class ProcessGroupCollectives(dist.ProcessGroup):
 
     def all_gather_single(self, output, input, opts=None):
         if opts is None:
-            opts = dist.AllgatherOptions()
+            opts = _c10d.AllgatherOptions()
         out = self._tensor(output, "all_gather_into_tensor: output")
         inp = self._tensor(input, "all_gather_into_tensor: input")
         if out.dtype != inp.dtype:
@@ -321,34 +382,58 @@ class ProcessGroupCollectives(dist.ProcessGroup):
 
         def run():
             with _staged(out, fill=False) as o:
-                comm.allgather(_bytes(inp.contiguous()), out=_bytes(o), algorithm=algo)
+                comm.allgather(_bytes(_apart(inp, o)), out=_bytes(o), algorithm=algo)
             return [out]
         return self._submit(run, opts)
 
     _allgather_base = all_gather_single
 
-    def reduce_scatter(self, output_tensors, input_lists, opts=None):
-        if opts is None:
-            opts = dist.ReduceScatterOptions()
+    def reduce_scatter(self, output_tensors, input_lists, opts=None, op=None, timeout=None):
+        opts = _options(dist.ReduceScatterOptions, opts, op=op)
+        if isinstance(output_tensors, torch.Tensor):  # torch's reduce_scatter(output, inputs, op)
+            output_tensors, input_lists = [output_tensors], [input_lists]
         out = self._single(output_tensors, "reduce_scatter: output")
         if len(input_lists) != 1:
             raise _bad(f"reduce_scatter: expected one input list, got {len(input_lists)}")
         ins = list(input_lists[0])
-        self._check_rank_list(ins, out, "reduce_scatter", "input_list", "output")
+        if len(ins) != self._size:
+            raise _bad(f"reduce_scatter: input_list has {len(ins)} tensors, the group has "
+                       f"{self._size} ranks: pass one tensor per rank")
+        for i, x in enumerate(ins):
+            self._tensor(x, f"reduce_scatter: input_list[{i}]")
+            if x.dtype != out.dtype:
+                raise _bad(f"reduce_scatter: input_list[{i}] is {x.dtype}, the output "
+                           f"{out.dtype}; they must match", TypeError)
+        if ins[self._rank].numel() != out.numel():
+            raise _bad(f"reduce_scatter: input_list[{self._rank}] (this rank's block) has "
+                       f"{ins[self._rank].numel()} elements, the output has {out.numel()}; "
+                       "they must match")
         op = self._op(opts, out, "reduce_scatter")
-        if out.numel() == 0:
+        sizes = [x.numel() for x in ins]
+        if max(sizes) == 0:
             return completed_work([out])
         comm, algo = self.comm, self._algo("reduce_scatter")
+        width = max(sizes)
 
         def run():
-            flat = torch.cat([x.reshape(-1) for x in ins])
-            self._reduce_scatter_flat(comm, flat, out, op, algo)
+            if len(set(sizes)) == 1:
+                flat = torch.cat([x.reshape(-1) for x in ins])
+                self._reduce_scatter_flat(comm, flat, out, op, algo)
+                return [out]
+            # blocks of different sizes (gloo allows it): pad each to the largest, so the
+            # library's equal-block reduce-scatter runs, then keep this rank's own length
+            flat = torch.zeros(self._size, width, dtype=out.dtype)
+            for j, x in enumerate(ins):
+                flat[j, :sizes[j]] = x.reshape(-1)
+            block = torch.empty(width, dtype=out.dtype)
+            comm.reduce_scatter(_reducible(flat.reshape(-1)), op, out=_reducible(block),
+                                algorithm=algo)
+            out.copy_(block[:out.numel()].view(out.shape))
             return [out]
         return self._submit(run, opts)
 
     def reduce_scatter_single(self, output, input, opts=None):
-        if opts is None:
-            opts = dist.ReduceScatterOptions()
+        opts = _options(dist.ReduceScatterOptions, opts)
         out = self._tensor(output, "reduce_scatter_tensor: output")
         inp = self._tensor(input, "reduce_scatter_tensor: input")
         if out.dtype != inp.dtype:
@@ -364,7 +449,7 @@ class ProcessGroupCollectives(dist.ProcessGroup):
         comm, algo = self.comm, self._algo("reduce_scatter")
 
         def run():
-            self._reduce_scatter_flat(comm, inp.contiguous().reshape(-1), out, op, algo)
+            self._reduce_scatter_flat(comm, _apart(inp, out).reshape(-1), out, op, algo)
             return [out]
         return self._submit(run, opts)
 
@@ -375,9 +460,9 @@ class ProcessGroupCollectives(dist.ProcessGroup):
         with _staged(out, fill=False) as o:
             comm.reduce_scatter(_reducible(flat), op, out=_reducible(o).reshape(-1), algorithm=algo)
 
-    def all_to_all_single(self, output, input, output_split_sizes, input_split_sizes, opts=None):
-        if opts is None:
-            opts = dist.AllToAllOptions()
+    def all_to_all_single(self, output, input, output_split_sizes, input_split_sizes, opts=None,
+                          timeout=None):
+        opts = _options(dist.AllToAllOptions, opts)
         out = self._tensor(output, "all_to_all_single: output")
         inp = self._tensor(input, "all_to_all_single: input")
         if out.dtype != inp.dtype:
@@ -415,8 +500,7 @@ class ProcessGroupCollectives(dist.ProcessGroup):
     alltoall_base = all_to_all_single
 
     def alltoall(self, output_tensors, input_tensors, opts=None):
-        if opts is None:
-            opts = dist.AllToAllOptions()
+        opts = _options(dist.AllToAllOptions, opts)
         p = self._size
         if len(output_tensors) != p or len(input_tensors) != p:
             raise _bad(f"all_to_all: expected {p} input and {p} output tensors (one per rank), "
@@ -477,40 +561,57 @@ class ProcessGroupCollectives(dist.ProcessGroup):
             raise _bad(f"{what}: split sizes differ between ranks: {detail}. Each rank's "
                        "output_split_sizes[j] must equal rank j's input_split_sizes[this rank]; "
                        "nothing was exchanged")
-        from mpi4py import MPI
+        self._exchange(send, recv, send_bytes, recv_bytes)
 
-        sdispl = np.concatenate(([0], np.cumsum(send_bytes)[:-1])) if p else send_bytes
-        rdispl = np.concatenate(([0], np.cumsum(recv_bytes)[:-1])) if p else recv_bytes
+    def _exchange(self, send, recv, send_bytes, recv_bytes):
+        """The uneven all-to-all itself: the library's executor (deadlines, peer notices)."""
         s = send.numpy() if send.numel() else np.empty(0, dtype=np.uint8)
         r = recv.numpy() if recv.numel() else np.empty(0, dtype=np.uint8)
-        comm.mpi_comm.Alltoallv([s, (send_bytes.tolist(), sdispl.tolist()), MPI.BYTE],
-                                [r, (recv_bytes.tolist(), rdispl.tolist()), MPI.BYTE])
+        self.comm.alltoallv(s, send_bytes, recv_bytes, out=r, algorithm=self._algo("alltoallv"))
 
-    def barrier(self, opts=None):
-        if opts is None:
-            opts = dist.BarrierOptions()
+    def barrier(self, opts=None, timeout=None):
+        if isinstance(opts, timedelta):
+            opts, timeout = None, opts
+        opts = _options(dist.BarrierOptions, opts)
+        seconds = _seconds(timeout if timeout is not None else getattr(opts, "timeout", None))
         comm = self.comm
 
         def run():
-            comm.barrier()
+            comm.barrier(timeout=seconds)
             return []
         return self._submit(run, opts)
 
-    def reduce(self, tensors, opts=None):
-        if opts is None:
-            opts = dist.ReduceOptions()
+    def reduce(self, tensors, opts=None, op=None, root=None, timeout=None):
+        if isinstance(opts, int) and not isinstance(opts, bool):  # torch's reduce(t, root, op)
+            opts, root = None, opts
+        opts = _options(dist.ReduceOptions, opts, op=op, root=root)
+        if isinstance(tensors, torch.Tensor):
+            tensors = [tensors]
         t = self._single(tensors, "reduce")
         op = self._op(opts, t, "reduce")
         root = int(opts.rootRank)
         self._check_rank(root, "reduce", "dst")
-        if t.numel() == 0:
+        if t.numel() == 0 or self._size == 1:
             return completed_work([t])
-        comm, algo, me = self.comm, self._algo("allreduce"), self._rank
+        comm, algo, me, p = self.comm, self._algo("reduce_scatter"), self._rank, self._size
+        n = t.numel()
+        width = -(-n // p)  # block of the reduce-scatter; the tail of the last block is padding
 
-        def run():  # an all-reduce, kept only on the root: correct, not minimal traffic
-            with _staged(t, write_back=me == root) as buf:
-                r = _reducible(buf)
-                comm.allreduce(r, op, out=r, algorithm=algo)
+        def run():
+            # a reduce-scatter, then the blocks gathered on the root: each rank sends
+            # (p-1)/p of the tensor once, as much as an all-reduce's first half
+            flat = torch.zeros(p * width, dtype=t.dtype)
+            flat[:n] = t.reshape(-1)
+            block = torch.empty(width, dtype=t.dtype)
+            comm.reduce_scatter(_reducible(flat), op, out=_reducible(block), algorithm=algo)
+            item = t.element_size()
+            send_counts = np.zeros(p, dtype=np.int64)
+            send_counts[root] = width * item
+            recv_counts = np.full(p, width * item if me == root else 0, dtype=np.int64)
+            whole = torch.empty(p * width if me == root else 0, dtype=t.dtype)
+            self._exchange(_bytes(block), _bytes(whole), send_counts, recv_counts)
+            if me == root:
+                t.copy_(whole[:n].view(t.shape))
             return [t]
         return self._submit(run, opts)
 
@@ -526,9 +627,12 @@ class ProcessGroupCollectives(dist.ProcessGroup):
                 raise _bad(f"{op}: {list_name}[{i}] has {t.numel()} elements of {t.dtype}, "
                            f"the {mine_name} has {mine.numel()} of {mine.dtype}; they must match")
 
-    def gather(self, output_lists, input_tensors, opts=None):
-        if opts is None:
-            opts = dist.GatherOptions()
+    def gather(self, output_lists, input_tensors, opts=None, root=None, timeout=None):
+        if isinstance(input_tensors, torch.Tensor):  # torch's gather(outputs, input, root)
+            output_lists, input_tensors = [output_lists], [input_tensors]
+        if isinstance(opts, int) and not isinstance(opts, bool):
+            opts, root = None, opts
+        opts = _options(dist.GatherOptions, opts, root=root)
         inp = self._single(input_tensors, "gather")
         root = int(opts.rootRank)
         self._check_rank(root, "gather", "dst")
@@ -549,9 +653,12 @@ class ProcessGroupCollectives(dist.ProcessGroup):
             return outs if me == root else [inp]
         return self._submit(run, opts)
 
-    def scatter(self, output_tensors, input_lists, opts=None):
-        if opts is None:
-            opts = dist.ScatterOptions()
+    def scatter(self, output_tensors, input_lists, opts=None, root=None, timeout=None):
+        if isinstance(output_tensors, torch.Tensor):  # torch's scatter(output, inputs, root)
+            output_tensors, input_lists = [output_tensors], [input_lists]
+        if isinstance(opts, int) and not isinstance(opts, bool):
+            opts, root = None, opts
+        opts = _options(dist.ScatterOptions, opts, root=root)
         out = self._single(output_tensors, "scatter")
         root = int(opts.rootRank)
         self._check_rank(root, "scatter", "src")
@@ -574,17 +681,151 @@ class ProcessGroupCollectives(dist.ProcessGroup):
             return [out]
         return self._submit(run, opts)
 
-    def send(self, tensors, dst, tag=0):
-        raise _bad("point-to-point send/recv is not supported; use a gloo group for it "
-                   "(dist.new_group(backend='gloo'))", RuntimeError)
+    # ---- coalesced forms ------------------------------------------------------------------
 
-    def recv(self, tensors, src, tag=0):
-        raise _bad("point-to-point send/recv is not supported; use a gloo group for it "
-                   "(dist.new_group(backend='gloo'))", RuntimeError)
+    def allgather_coalesced(self, output_lists, input_list, opts=None):
+        """``all_gather_coalesced``: output_lists[r][i] receives rank r's input_list[i]."""
+        opts = _options(_c10d.AllgatherOptions, opts)
+        ins = [self._tensor(t, f"all_gather_coalesced: input_list[{i}]")
+               for i, t in enumerate(input_list)]
+        if len(output_lists) != self._size:
+            raise _bad(f"all_gather_coalesced: {len(output_lists)} output lists, the group has "
+                       f"{self._size} ranks: pass one list (shaped like the inputs) per rank")
+        outs = [list(o) for o in output_lists]
+        for r, row in enumerate(outs):
+            if len(row) != len(ins):
+                raise _bad(f"all_gather_coalesced: output_tensor_lists[{r}] has {len(row)} "
+                           f"tensors for {len(ins)} inputs")
+            for i, (o, x) in enumerate(zip(row, ins)):
+                self._tensor(o, f"all_gather_coalesced: output_tensor_lists[{r}][{i}]")
+                if o.numel() != x.numel() or o.dtype != x.dtype:
+                    raise _bad(f"all_gather_coalesced: output_tensor_lists[{r}][{i}] has "
+                               f"{o.numel()} elements of {o.dtype}, input_list[{i}] "
+                               f"{x.numel()} of {x.dtype}; they must match")
+        return self._gather_pieces(ins, outs, opts)
+
+    def allgather_into_tensor_coalesced(self, outputs, inputs, opts=None):
+        """Several ``all_gather_into_tensor`` in one exchange."""
+        opts = _options(_c10d.AllgatherOptions, opts)
+        ins, outs = self._coalesced_pairs(outputs, inputs, "all_gather_into_tensor_coalesced",
+                                          gather=True)
+        pieces = [[o.reshape(-1).view(self._size, -1)[r] for o in outs]
+                  for r in range(self._size)]
+        return self._gather_pieces(ins, pieces, opts, result=outs)
+
+    all_gather_single_coalesced = allgather_into_tensor_coalesced
+
+    def _gather_pieces(self, ins, pieces, opts, result=None):
+        """All-gather the inputs' bytes back to back; pieces[r] are the tensors rank r's copies
+        of the inputs land in (views written through, or tensors copied into)."""
+        comm, algo, p = self.comm, self._algo("allgather"), self._size
+        result = [t for row in pieces for t in row] if result is None else result
+        if sum(t.numel() for t in ins) == 0:
+            return completed_work(result)
+
+        def run():
+            send = torch.cat([_bytes(t.contiguous()) for t in ins])
+            flat = torch.empty(p * send.numel(), dtype=torch.uint8)
+            comm.allgather(send, out=flat, algorithm=algo)
+            for r, row in enumerate(pieces):
+                _unpack(flat[r * send.numel():(r + 1) * send.numel()], row)
+            return result
+        return self._submit(run, opts)
+
+    def reduce_scatter_tensor_coalesced(self, outputs, inputs, opts=None):
+        """Several ``reduce_scatter_tensor`` (one dtype) in one reduce-scatter."""
+        opts = _options(dist.ReduceScatterOptions, opts)
+        ins, outs = self._coalesced_pairs(outputs, inputs, "reduce_scatter_tensor_coalesced",
+                                          gather=False)
+        if not outs:
+            return completed_work([])
+        dtypes = {t.dtype for t in outs}
+        if len(dtypes) != 1:
+            raise _bad("reduce_scatter_tensor_coalesced: all tensors must have one dtype, got "
+                       f"{sorted(map(str, dtypes))}", TypeError)
+        op = self._op(opts, outs[0], "reduce_scatter_tensor_coalesced")
+        comm, algo, p = self.comm, self._algo("reduce_scatter"), self._size
+        if sum(t.numel() for t in outs) == 0:
+            return completed_work(outs)
+
+        def run():
+            # rank r's block of the one reduce-scatter holds block r of every input, in order
+            flat = torch.cat([x.contiguous().reshape(p, -1) for x in ins], dim=1).reshape(-1)
+            block = torch.empty(flat.numel() // p, dtype=flat.dtype)
+            comm.reduce_scatter(_reducible(flat), op, out=_reducible(block), algorithm=algo)
+            _unpack(block, outs)
+            return outs
+        return self._submit(run, opts)
+
+    reduce_scatter_single_coalesced = reduce_scatter_tensor_coalesced
+
+    def _coalesced_pairs(self, outputs, inputs, what, gather):
+        outs = [self._tensor(t, f"{what}: outputs[{i}]") for i, t in enumerate(outputs)]
+        ins = [self._tensor(t, f"{what}: inputs[{i}]") for i, t in enumerate(inputs)]
+        if len(outs) != len(ins):
+            raise _bad(f"{what}: {len(outs)} outputs for {len(ins)} inputs; they pair up")
+        for i, (o, x) in enumerate(zip(outs, ins)):
+            big, small = (o, x) if gather else (x, o)
+            if o.dtype != x.dtype:
+                raise _bad(f"{what}: outputs[{i}] is {o.dtype}, inputs[{i}] {x.dtype}", TypeError)
+            if big.numel() != self._size * small.numel():
+                raise _bad(f"{what}: outputs[{i}] has {o.numel()} elements and inputs[{i}] "
+                           f"{x.numel()}; the {'output' if gather else 'input'} must hold group "
+                           f"size {self._size} x the other's")
+        return ins, outs
+
+    # ---- point-to-point ----------------------------------------------------------------
+
+    def send(self, tensors, dstRank, tag=0):
+        t = self._single(tensors, "send")
+        dst = int(dstRank)
+        self._check_rank(dst, "send", "dst")
+        buf = _bytes(t.contiguous())
+        tag = self._tag(tag, "send")
+        return self._p2p(lambda: self.comm.isend(buf.numpy(), dst, tag), [t])
+
+    def recv(self, tensors, srcRank, tag=0):
+        t = self._single(tensors, "recv")
+        src = int(srcRank)
+        self._check_rank(src, "recv", "src")
+        return self._recv(t, src, tag)
 
     def recv_anysource(self, tensors, tag=0):
-        raise _bad("point-to-point send/recv is not supported; use a gloo group for it "
-                   "(dist.new_group(backend='gloo'))", RuntimeError)
+        t = self._single(tensors, "recv")
+        return self._recv(t, "any", tag)
+
+    def _recv(self, t, source, tag):
+        tag = self._tag(tag, "recv")
+        if not t.is_contiguous():
+            raise _bad("recv: the tensor must be contiguous (the message is written into it "
+                       "after the call returns)")
+        return self._p2p(lambda: self.comm.irecv(_bytes(t).numpy(), source, tag), [t])
+
+    def _tag(self, tag, what):
+        tag = int(tag)
+        if tag < 0:
+            raise _bad(f"{what}: tag {tag} is negative")
+        return tag
+
+    def _p2p(self, post, result):
+        """Post a message now (point-to-point does not queue behind collectives: it travels
+        on its own channel); the Work waits for it with the Communicator's deadline."""
+        if self._progress._closed:
+            raise _bad(f"process group {self._progress.name} was shut down "
+                       "(destroy_process_group); create a new one", RuntimeError)
+        with self._p2p_lock:
+            request = post()
+        return P2PWork(request, result, self._p2p_lock, _reworded)
+
+    def _start_coalescing(self, device=None):
+        raise _bad("_start_coalescing is not implemented by this backend (it has coalesced "
+                   "methods: all_reduce_coalesced, all_gather_into_tensor_coalesced, "
+                   "reduce_scatter_tensor_coalesced)", NotImplementedError)
+
+    _end_coalescing = _start_coalescing
+
+    def monitored_barrier(self, timeout=None, wait_all_ranks=False):
+        self.barrier(timeout=timeout).wait()
 
     def _check_rank(self, r, what, name):
         if not 0 <= r < self._size:
@@ -628,6 +869,14 @@ def _staged(t, *, fill=True, write_back=True):
     t.copy_(buf)
 
 
+def _apart(x, out):
+    """``x`` contiguous and in memory of its own: a copy when it shares storage with ``out``
+    (torch allows an all-gather's input to be a slice of its output, as FSDP2 passes it)."""
+    if x.numel() and out.numel() and x.untyped_storage().data_ptr() == out.untyped_storage().data_ptr():
+        return x.clone(memory_format=torch.contiguous_format)
+    return x.contiguous()
+
+
 def _unpack(flat, tensors):
     """Copy consecutive pieces of the contiguous ``flat`` into ``tensors``, in order.
 
@@ -653,3 +902,57 @@ def _reducible(t):
 
 def _unview(t, dtype):
     return t.view(dtype) if t.dtype != dtype else t
+
+
+def _options(kind, opts, *, op=None, root=None):
+    """torch's options object for a call made in any of torch's forms.
+
+    ``pg.allreduce(t)``, ``pg.allreduce([t], ReduceOp.MAX)``, ``pg.broadcast(t, root=1)``,
+    ``pg.barrier(timedelta(...))``: the C++ group's overloads, which a Python group
+    shadows, so they are read here.
+    """
+    if isinstance(opts, (dist.ReduceOp, _RedOp)):
+        opts, op = None, opts
+    elif isinstance(opts, int) and not isinstance(opts, bool):
+        opts, root = None, opts
+    elif isinstance(opts, timedelta):
+        opts = None
+    if opts is None:
+        opts = kind()
+    if op is not None:
+        opts.reduceOp = op if isinstance(op, dist.ReduceOp) else dist.ReduceOp(op)
+    if root is not None:
+        opts.rootRank = int(root)
+    return opts
+
+
+def _seconds(timeout):
+    """Seconds of a torch timeout, None when unset (torch's unset timeout is negative)."""
+    if timeout is None:
+        return None
+    seconds = timeout.total_seconds() if isinstance(timeout, timedelta) else float(timeout)
+    return seconds if seconds > 0 else None
+
+
+class _TimedOut(CollectiveTimeout):
+    """A CollectiveTimeout worded as torch's checks expect ("Timed out"), same attributes."""
+
+
+def _reworded(exc):
+    if isinstance(exc, _TimedOut) or not isinstance(exc, CollectiveTimeout):
+        return exc
+    new = _TimedOut(f"collectives backend: Timed out in {exc.collective}: {exc}", collective=exc.collective,
+                    algorithm=exc.algorithm, step=exc.step, peers=exc.peers,
+                    bytes_outstanding=exc.bytes_outstanding, elapsed=exc.elapsed)
+    new.__cause__ = exc
+    return new
+
+
+def _torch_words(fn):
+    """``fn`` with a CollectiveTimeout it raises reworded by ``_reworded``."""
+    def run():
+        try:
+            return fn()
+        except CollectiveTimeout as exc:
+            raise _reworded(exc) from exc
+    return run
