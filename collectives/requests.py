@@ -32,6 +32,7 @@ hang on a peer, never memory freed under a message.
 
 from __future__ import annotations
 
+import atexit
 import sys
 import warnings
 import weakref
@@ -407,6 +408,7 @@ class PersistentRequest(Request):
     def __init__(self, comm, collective, x, op="sum", out=None, root=0, algorithm="auto"):
         super().__init__(comm, collective, x, op=op, out=out, root=root, algorithm=algorithm)
         self._states = tuple(_buffer_state(b) if b is not None else None for b in self._bound)
+        _LIVE_PERSISTENT.add(self)
 
     @property
     def persistent_mpi(self) -> bool:
@@ -458,6 +460,24 @@ class PersistentRequest(Request):
                 pass
         self.free()
         return False
+
+
+#: persistent requests still bound: released at exit while MPI is still initialised
+_LIVE_PERSISTENT: "weakref.WeakSet[PersistentRequest]" = weakref.WeakSet()
+
+
+@atexit.register
+def _release_persistent():
+    """Free the executions (and MPI's persistent requests) of persistent requests not yet freed.
+
+    Registered after mpi4py's own exit handler, so it runs before MPI_Finalize."""
+    for op in list(_LIVE_PERSISTENT):
+        try:
+            if op._state in ("idle", "done"):
+                op._release()
+                op._state = "freed"
+        except Exception:
+            pass
 
 
 # ---- many at once -------------------------------------------------------------------
