@@ -525,8 +525,11 @@ class Communicator:
             for other, declared in overlap or ():
                 theirs = other._declared_schedule(*declared)
                 parts.extend((theirs, hosts) for hosts in (other._siblings or [other.placement.host_index]))
+            host = dict(getattr(self, "_emulated_host", {}))
+            if "machines" in host:   # emulated ranks share one machine: so do all the parts'
+                host["machines"] = np.zeros(sum(s.nranks for s, _ in parts), dtype=np.int64)
             holds = joint_message_times(parts, self.topology, getattr(self, "_sibling_index", 0), self.rank,
-                                        itemsize=itemsize)
+                                        itemsize=itemsize, **host)
         return np.ascontiguousarray(holds, dtype=np.float64)
 
     def _declared_schedule(self, collective, nbytes, dtype, algorithm):

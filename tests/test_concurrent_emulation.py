@@ -74,6 +74,13 @@ def _held(sub, collective, x, algorithm):
     return entries[0].holds
 
 
+def _host(sub, parts):
+    """The host terms an emulated sub-communicator prices with: this machine's, shared by every part."""
+    host = dict(sub._emulated_host)
+    host["machines"] = np.zeros(sum(s.nranks for s, _ in parts), dtype=np.int64)
+    return host
+
+
 def _groups(mesh, dim):
     return [np.asarray(g, dtype=np.int64) for g in mesh.layout.groups(dim)]
 
@@ -93,7 +100,8 @@ def test_sub_communicator_prices_with_its_sibling_groups(comm):
         sched = build_schedule("allreduce", "ring", 2, x.size)
         groups = _groups(mesh, dim)
         index = [g.tolist() for g in groups].index(members.tolist())
-        want = joint_message_times([(sched, g) for g in groups], emu.topology, index, sub.rank, itemsize=4)
+        parts = [(sched, g) for g in groups]
+        want = joint_message_times(parts, emu.topology, index, sub.rank, itemsize=4, **_host(sub, parts))
         np.testing.assert_array_equal(_held(sub, "allreduce", x, "ring"), want)
     mesh.free()
     emu.free()
@@ -131,10 +139,11 @@ def test_declared_overlap_prices_both_dimensions_jointly(comm):
     dp_parts = [(ring_d, g) for g in _groups(mesh, "dp")]
     ti = [g.tolist() for g in _groups(mesh, "tp")].index(tp_members.tolist())
     di = [g.tolist() for g in _groups(mesh, "dp")].index(dp_members.tolist())
-    np.testing.assert_array_equal(held_tp, joint_message_times(tp_parts + dp_parts, emu.topology, ti,
-                                                               tp.rank, itemsize=4))
+    both = tp_parts + dp_parts
+    np.testing.assert_array_equal(held_tp, joint_message_times(both, emu.topology, ti, tp.rank, itemsize=4,
+                                                               **_host(tp, both)))
     np.testing.assert_array_equal(held_dp, joint_message_times(dp_parts + tp_parts, emu.topology, di,
-                                                               dp.rank, itemsize=4))
+                                                               dp.rank, itemsize=4, **_host(dp, both)))
     recv = alone > 0
     assert (held_tp[recv] > alone[recv]).any()        # the dp traffic slows tp's messages
     # after the block, a call is priced with its siblings only again

@@ -21,7 +21,7 @@ import numpy as np
 from ..errors import InvalidArgument, ModelError
 from ..schedule import RECV, RECV_REDUCE
 from .network import network_for
-from .simulate import (_MODEL_KEYS, _digest, _itemsize, _price, model_params, placement_of,
+from .simulate import (_MODEL_KEYS, _digest, _itemsize, _price, machines_of, model_params, placement_of,
                        resolve_topology)
 
 __all__ = ["joint_message_times", "joint_step_times"]
@@ -71,7 +71,12 @@ def _prepare(parts, topology, params, where="joint_message_times"):
         hosts.append(h)
         offsets.append(total)
         total += sched.nranks
-    return mp, itemsize, net, np.concatenate(hosts), offsets, total
+    hosts = np.concatenate(hosts)
+    machines = machines_of(hosts, params.get("machines"))
+    if len(machines) != total:
+        raise InvalidArgument(f"{where}: machines= needs one entry per rank of all parts ({total}), "
+                              f"got {len(machines)}")
+    return mp, itemsize, net, hosts, machines, offsets, total
 
 
 def joint_message_times(parts, topology, part: int = 0, rank: int = 0, **params) -> np.ndarray:
@@ -102,7 +107,7 @@ def joint_message_times(parts, topology, part: int = 0, rank: int = 0, **params)
     collectives.errors.InvalidArgument
         No parts, an unknown parameter, or ``part``/``rank`` out of range.
     """
-    mp, itemsize, net, hosts, offsets, total = _prepare(parts, topology, params)
+    mp, itemsize, net, hosts, machines, offsets, total = _prepare(parts, topology, params)
     if not 0 <= int(part) < len(parts):
         raise InvalidArgument(f"joint_message_times: part {part} out of range 0..{len(parts) - 1}")
     sched = parts[int(part)][0]
@@ -121,7 +126,7 @@ def joint_message_times(parts, topology, part: int = 0, rank: int = 0, **params)
         key = _digest(src, dst, nb)
         st = priced.get(key)
         if st is None:
-            st = priced[key] = _price(net, hosts, src, dst, nb, rb, total, mp)
+            st = priced[key] = _price(net, hosts, src, dst, nb, rb, total, mp, None, machines)
         rows = np.nonzero(is_recv & (prog["step"] == step))[0]
         mine = dst == me
         for peer in np.unique(prog["peer"][rows]).tolist():
@@ -131,6 +136,10 @@ def joint_message_times(parts, topology, part: int = 0, rank: int = 0, **params)
                 raise ModelError(f"{sched.algorithm}: step {step}: rank {rank} receives "
                                  f"{len(r_rows)} message(s) from {peer} but {peer} sends {len(f)}")
             out[r_rows] = st.flow_time[f[:len(r_rows)]]
+        # a reducing receive is done when its reduction is, as in message_times
+        reducing = rows[prog["kind"][rows] == RECV_REDUCE]
+        if len(reducing):
+            out[reducing] += st.tail[me]
     return out
 
 
@@ -141,11 +150,11 @@ def joint_step_times(parts, topology, **params) -> np.ndarray:
     lockstep (every rank waits for the step's slowest message): the figure an
     emulated run of the same calls is compared with.
     """
-    mp, itemsize, net, hosts, offsets, total = _prepare(parts, topology, params, "joint_step_times")
+    mp, itemsize, net, hosts, machines, offsets, total = _prepare(parts, topology, params, "joint_step_times")
     wheres = [_steps_of(s) for s, _ in parts]
     nsteps = max(len(w) for w in wheres)
     out = np.zeros(nsteps)
     for step in range(nsteps):
         src, dst, nb, rb = _joint_flows(parts, wheres, offsets, step, itemsize)
-        out[step] = _price(net, hosts, src, dst, nb, rb, total, mp).time
+        out[step] = _price(net, hosts, src, dst, nb, rb, total, mp, None, machines).time
     return out
