@@ -8,6 +8,7 @@ compiled executor, which waits with a deadline instead of hanging.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import zlib
@@ -120,6 +121,25 @@ _FAST_COLLECTIVES = ("allreduce", "alltoall")
 _FAST_MISS = _core.FAST_MISS
 
 
+#: duplicates of Communicators the garbage collector took, freed at the next safe point
+_DEFERRED_FREES: list = []
+
+
+def _free_deferred() -> None:
+    """Free the duplicates of collected Communicators (a new Communicator, free(), or exit)."""
+    while _DEFERRED_FREES:
+        dup = _DEFERRED_FREES.pop()
+        try:
+            if not MPI.Is_finalized():
+                dup.Free()
+        except MPI.Exception:
+            pass
+
+
+# registered after mpi4py's own exit handler, so it runs before MPI is finalized
+atexit.register(_free_deferred)
+
+
 class Communicator:
     """Collectives over an MPI communicator.
 
@@ -165,6 +185,7 @@ class Communicator:
                  emulate: bool = False, timeout: float | str | None = "default", validate: bool = False,
                  segment_bytes: int | str | None = None,
                  placement: str | os.PathLike | list | Placement | None = None) -> None:
+        _free_deferred()
         if comm is None:
             comm = MPI.COMM_WORLD
         if not isinstance(comm, MPI.Comm):
@@ -398,6 +419,7 @@ class Communicator:
 
         A freed Communicator no longer tells its peers when this process exits.
         """
+        _free_deferred()
         for fast in getattr(self, "_fast", {}).values():
             fast.forget()
         for name in ("_comm", "_notice", "_p2p"):
@@ -417,8 +439,17 @@ class Communicator:
         notices.send(self._notice, self.rank, self.size, text)
 
     def __del__(self):
+        # The collector may run this inside any MPI call of this thread (mpi4py's lowercase
+        # calls hold locks that MPI_Comm_free's attribute callbacks take): hand the duplicates
+        # to the next safe point instead of freeing them here.
         try:
-            self.free()
+            for fast in getattr(self, "_fast", {}).values():
+                fast.forget()
+            for name in ("_comm", "_notice", "_p2p"):
+                dup = getattr(self, name, None)
+                if dup is not None and dup != MPI.COMM_NULL:
+                    _DEFERRED_FREES.append(dup)
+                setattr(self, name, None)
         except Exception:
             pass
 
