@@ -91,9 +91,14 @@ def _both(groups, fn):
     return fn(cl), fn(gloo)
 
 
-def _data(shape, dtype, salt=0):
+def _data(shape, dtype, salt=0, products=False):
     r = dist.get_rank()
     g = torch.Generator().manual_seed(1000 * r + salt)
+    if products and dtype in (torch.bfloat16, torch.float16):
+        # +-1/4, 2/4, 3/4: their products over a few ranks are exact in 16 bits in any order
+        # (wider values round differently by the order the ranks' values are multiplied in)
+        sign = torch.randint(0, 2, shape, generator=g) * 2 - 1
+        return (sign * torch.randint(1, 4, shape, generator=g) / 4).to(dtype)
     if dtype in (torch.bfloat16, torch.float16):
         # multiples of 1/4 below 8: exact in 16 bits, and so are their sums over a few ranks,
         # whatever the order (random values would round differently by summation order)
@@ -169,7 +174,7 @@ def test_ddp_synchronous_mode_and_subgroup_match(groups):
 @in_step
 def test_all_reduce(groups, dtype, op):
     dt = getattr(torch, dtype)
-    x = _data((5, 37), dt)
+    x = _data((5, 37), dt, products=op == "PRODUCT")
 
     def run(g):
         t = x.clone()
