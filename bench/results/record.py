@@ -128,6 +128,7 @@ def main(argv=None) -> int:
         return 1
     for name, doc in tables(rows, provenance(command)).items():
         target = Path(args.dir) / name
+        target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
         print(f"wrote {target} ({len(doc['rows'])} rows)", file=sys.stderr)
     return 0
