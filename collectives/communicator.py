@@ -722,7 +722,7 @@ class Communicator:
             ``sum(recv_counts)`` rows of x's trailing shape and dtype.
         algorithm : str
             "auto" (the registry's default, "pairwise"), "pairwise" (the
-            executor, with deadlines) or "mpi" (``MPI_Alltoallv``; no deadline).
+            executor, with deadlines) or "mpi" (``MPI_Ialltoallv``, with the same deadline).
 
         Returns
         -------
