@@ -969,8 +969,6 @@ class Communicator:
                 self._tmp = np.empty(tmp_bytes, dtype=np.uint8)
             holds = None
             if self.emulate:
-                from . import model as _model
-
                 holds = self._holds(sched, itemsize)
                 if holds.shape != (len(program),):
                     raise CommunicationError(
