@@ -780,7 +780,7 @@ class Communicator:
             ``sum(recv_counts)`` rows of x's trailing shape and dtype.
         algorithm : str
             "auto" (the registry's default, "pairwise"), "pairwise" (the
-            executor, with deadlines) or "mpi" (``MPI_Alltoallv``; no deadline).
+            executor, with deadlines) or "mpi" (``MPI_Ialltoallv``, with the same deadline).
 
         Returns
         -------
@@ -1109,8 +1109,6 @@ class Communicator:
                 self._tmp = np.empty(tmp_bytes, dtype=np.uint8)
             holds = None
             if self.emulate:
-                from . import model as _model
-
                 holds = self._holds(sched, itemsize)
                 if holds.shape != (len(program),):
                     raise CommunicationError(
