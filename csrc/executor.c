@@ -980,8 +980,7 @@ static MPI_Op mpi_op(int dtype, int op)
     }
 }
 
-static int wait_native(MPI_Request *req, double t0, double timeout, MPI_Comm notice,
-                       cl_result *res);
+static int wait_native(MPI_Request *req, double timeout, MPI_Comm notice, cl_result *res);
 
 /* CL_NATIVE_ALLTOALLV: counts4 holds send counts, send displacements, receive counts and
  * receive displacements (size int64_t each, in elements of type). The arrays MPI reads
@@ -989,7 +988,7 @@ static int wait_native(MPI_Request *req, double t0, double timeout, MPI_Comm not
  * read them, so they are left to it. */
 static int native_alltoallv(MPI_Comm comm, const void *sendbuf, void *recvbuf,
                             const int64_t *counts4, int size, MPI_Datatype type, double timeout,
-                            MPI_Comm notice, double t0, cl_result *res)
+                            MPI_Comm notice, cl_result *res)
 {
     MPI_Request req = MPI_REQUEST_NULL;
     int rc;
@@ -1033,23 +1032,33 @@ static int native_alltoallv(MPI_Comm comm, const void *sendbuf, void *recvbuf,
         set_error(res, CL_MPI_ERROR, 0, rc, "starting the MPI collective failed");
         return res->status;
     }
-    wait_native(&req, t0, timeout, notice, res);
+    wait_native(&req, timeout, notice, res);
     if (res->status == CL_OK || res->status == CL_MPI_ERROR) {
         free(counts); free(displs);
     }
     return res->status;
 }
 
-/* Test a native collective's request until done, the deadline or a peer's notice. */
-static int wait_native(MPI_Request *req, double t0, double timeout, MPI_Comm notice,
-                       cl_result *res)
+/* Test a native collective's request until done, the deadline or a peer's notice. A small
+ * call is often complete at its first test: then no clock is read at all, and the deadline
+ * counts from just after that test (microseconds late at most). */
+static int wait_native(MPI_Request *req, double timeout, MPI_Comm notice, cl_result *res)
 {
+    int flag = 0, idle = 0;
+    int rc = MPI_Test(req, &flag, MPI_STATUS_IGNORE);
+    if (rc != MPI_SUCCESS) {
+        set_error(res, CL_MPI_ERROR, 0, rc, "the MPI collective failed");
+        return res->status;
+    }
+    if (flag)
+        return res->status;
+    const double t0 = cl_now();
     const double deadline = timeout > 0 ? t0 + timeout : 0.0;
     double next_probe = t0 + CL_NOTICE_PROBE_US * 1e-6, seen = 0.0;
-    int seen_from = -1, flag = 0, idle = 0;
+    int seen_from = -1;
     int64_t checks = 0;
     while (!flag) {
-        int rc = MPI_Test(req, &flag, MPI_STATUS_IGNORE);
+        rc = MPI_Test(req, &flag, MPI_STATUS_IGNORE);
         if (rc != MPI_SUCCESS) {
             set_error(res, CL_MPI_ERROR, 0, rc, "the MPI collective failed");
             break;
@@ -1097,7 +1106,7 @@ int cl_native(MPI_Comm comm, int which, const void *sendbuf, void *recvbuf,
     const void *sb = sendbuf == recvbuf ? MPI_IN_PLACE : sendbuf;
     if (which == CL_NATIVE_ALLTOALLV)
         return native_alltoallv(comm, sendbuf, recvbuf, (const int64_t *)(const void *)recvcounts,
-                                size, type, timeout, notice, cl_now(), res);
+                                size, type, timeout, notice, res);
     if (timeout <= 0 && count <= INT_MAX) {
         /* no deadline: the blocking call is the MPI library's own fastest path */
         const double t0 = cl_now();
@@ -1171,49 +1180,7 @@ int cl_native(MPI_Comm comm, int which, const void *sendbuf, void *recvbuf,
         set_error(res, CL_MPI_ERROR, 0, rc, "starting the MPI collective failed");
         return res->status;
     }
-    int flag = 0, idle = 0;
-    /* a small call is often complete at its first test: then no clock is read at all */
-    rc = MPI_Test(&req, &flag, MPI_STATUS_IGNORE);
-    if (rc == MPI_SUCCESS && flag) {
-#if MPI_VERSION >= 4
-        free(rc64);
-#endif
-        return res->status;
-    }
-    /* the deadline counts from here, a test after the start: microseconds late at most */
-    const double t0 = cl_now();
-    const double deadline = timeout > 0 ? t0 + timeout : 0.0;
-    double next_probe = t0 + CL_NOTICE_PROBE_US * 1e-6, seen = 0.0;
-    int seen_from = -1;
-    int64_t checks = 0;
-    if (rc != MPI_SUCCESS) {
-        set_error(res, CL_MPI_ERROR, 0, rc, "the MPI collective failed");
-        flag = 1;   /* skip the wait below */
-    }
-    while (!flag) {
-        rc = MPI_Test(&req, &flag, MPI_STATUS_IGNORE);
-        if (rc != MPI_SUCCESS) {
-            set_error(res, CL_MPI_ERROR, 0, rc, "the MPI collective failed");
-            break;
-        }
-        if (flag) break;
-        if ((++checks & 15) == 0) {
-            double now = cl_now();
-            if (deadline > 0 && now > deadline) {
-                res->status = CL_TIMEOUT;
-                snprintf(res->message, sizeof res->message, "deadline of %.3g s passed", timeout);
-                /* a collective request cannot be cancelled; it is left to MPI */
-                break;
-            }
-            if (watch_notices(notice, now, &next_probe, &seen, &seen_from, res))
-                break;   /* the request is left to MPI too */
-        }
-        if (++idle > polls_before_yield) {
-            sched_yield();
-            idle = 0;
-        }
-    }
-    res->elapsed = cl_now() - t0;
+    wait_native(&req, timeout, notice, res);
 #if MPI_VERSION >= 4
     if (res->status == CL_OK || res->status == CL_MPI_ERROR)
         free(rc64); /* after a timeout or a notice MPI may still read it */
