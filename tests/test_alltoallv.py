@@ -162,8 +162,6 @@ def test_bad_input_raises_before_any_message(comm):
 @pytest.mark.mpi(ranks=[2, 3])
 @pytest.mark.parametrize("algorithm", ["pairwise", "mpi"])
 def test_rank_that_skips_times_out_naming_alltoallv(comm, algorithm):
-    import time
-
     from mpi4py import MPI
 
     import collectives as cl
@@ -172,10 +170,11 @@ def test_rank_that_skips_times_out_naming_alltoallv(comm, algorithm):
     c = cl.Communicator(MPI.COMM_WORLD, timeout=1.0)
     x = np.arange(4 * p, dtype=np.float32)
     if comm.rank != p - 1:
-        t0 = time.monotonic()
         with pytest.raises(cl.CollectiveTimeout) as info:
             c.alltoallv(x, [4] * p, [4] * p, algorithm=algorithm)
-        assert time.monotonic() - t0 < 3.0
+        # the deadline was kept, not cut short (the harness's own limit catches a hang; a
+        # wall-clock bound here would fail on a loaded machine)
+        assert info.value.elapsed >= 1.0
         assert info.value.collective == "alltoallv" and info.value.algorithm == algorithm
         assert "alltoallv" in str(info.value) and "timed out" in str(info.value)
         with pytest.raises(cl.CommunicatorBroken):
