@@ -835,6 +835,9 @@ class ProcessGroupCollectives(dist.ProcessGroup):
 
     def shutdown(self):
         """Finish queued operations, stop the progress thread, free the communicator."""
+        from .ddp import close_hook_states
+
+        close_hook_states(self)   # DDP hook states' requests and Communicators go with the group
         self._progress.close(wait=True)
         self.comm.free()
 
