@@ -266,11 +266,22 @@ class ProcessGroupCollectives(dist.ProcessGroup):
         if t.numel() == 0:
             return completed_work([t])
         comm, algo = self.comm, self._algo("allreduce")
+        # Every all-reduce of the group is a library request, blocking ones too: the executor
+        # gives requests other tags than blocking calls, so ranks must not choose differently.
+        if getattr(opts, "asyncOp", True):
+            # wait() drives the request in the waiting thread: no hand-over to the worker and back
+            buf = t if t.is_contiguous() else t.contiguous()
+            r = _reducible(buf)
+            work = self._progress.start_request(
+                lambda: comm.iallreduce(r, op, out=r, algorithm=algo), [t], _reworded,
+                None if buf is t else (lambda: t.copy_(buf)))
+            if work is not None:
+                return work
 
         def run():
             with _staged(t) as buf:
                 r = _reducible(buf)
-                comm.allreduce(r, op, out=r, algorithm=algo)
+                comm.iallreduce(r, op, out=r, algorithm=algo).wait()
             return [t]
         return self._submit(run, opts)
 

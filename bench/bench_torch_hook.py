@@ -1,0 +1,296 @@
+"""DDP's buckets through collectives.torch.persistent_allreduce_hook, against DDP's default and gloo.
+
+    mpiexec -n 2 python bench/bench_torch_hook.py                 # everything, a few minutes
+    mpiexec -n 2 python bench/bench_torch_hook.py --quick         # fewer rounds and steps
+    mpiexec -n 2 python bench/bench_torch_hook.py --json raw.json # the raw figures
+    python bench/bench_torch_hook.py --record raw.json            # -> bench/results/torch-hook-*.json
+
+Three parts, each interleaved (the runs take turns round by round, so load from
+other processes falls on all of them alike):
+
+1. DDP step time of examples/ddp_train.py's MLP, for a small model cut into
+   many small buckets and a larger one in a few large buckets: DDP's built-in
+   all-reduce over "collectives", the persistent hook over "collectives", and
+   gloo.
+2. One bucket's all-reduce: the hook (``state.allreduce(bucket)`` and a wait on
+   its future) against ``dist.all_reduce(t, group=pg, async_op=True).wait()``
+   (what DDP's built-in path costs per bucket, torch's dispatch included).
+3. The asynchronous path: ``dist.all_reduce(t, async_op=True).wait()`` as it runs
+   (the progress thread), against a prototype group whose ``allreduce`` starts a
+   ``Communicator.iallreduce`` request in the calling thread and whose
+   ``Work.wait()`` drives it (no thread hand-over), and the blocking call
+   (``async_op=False``, which runs in the calling thread when the queue is empty).
+
+Times are medians over rounds of the mean of a batch of calls (rank 0's clock,
+after a barrier on the gloo group).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import types
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "examples"))
+
+import collectives.torch as ct  # noqa: E402
+from collectives.bench import time_interleaved  # noqa: E402
+from collectives.units import format_bytes  # noqa: E402
+from collectives.torch._progress import completed_work  # noqa: E402
+import ddp_train  # noqa: E402
+
+
+class _Bucket:
+    """What the hook reads of a GradBucket (torch gives GradBucket no Python constructor)."""
+
+    def __init__(self, tensor):
+        self._tensor = tensor
+
+    def index(self):
+        return 0
+
+    def buffer(self):
+        return self._tensor
+
+    def is_last(self):
+        return True
+
+
+class _RequestWork(dist.Work):
+    """Prototype: a Work whose wait() completes a library request in the waiting thread."""
+
+    def __init__(self, request, result):
+        super().__init__()
+        self._request = request
+        self._result = result
+
+    def wait(self, timeout=None):
+        self._request.wait()
+        return True
+
+    def get_future(self):   # measured path only calls wait(); a real one needs a completer
+        self.wait()
+        return completed_work(self._result).get_future()
+
+
+def _request_allreduce(self, tensors, opts=None, *args, **kwargs):
+    t = tensors[0]
+    return _RequestWork(self.comm.iallreduce(t, "sum", out=t, algorithm=self._algo("allreduce")), [t])
+
+
+def bench_ddp(configs, runs, rounds, steps, warmup):
+    """{config: {run: median step seconds}}; runs take turns within each round."""
+    out = {}
+    for cname, cfg in configs.items():
+        samples = {name: [] for name in runs}
+        for _ in range(rounds):
+            for name, (group, hook) in runs.items():
+                _, times = ddp_train.train(group, steps=steps, warmup=warmup, persistent_hook=hook,
+                                           **cfg)
+                samples[name].extend(times)
+        out[cname] = {name: statistics.median(v) for name, v in samples.items()}
+    return out
+
+
+def bench_calls(calls, sizes, reps, budget, barrier, sync_group):
+    """{size: {name: median seconds per call}} for calls[name](tensor) -> a waitable."""
+    out = {}
+    for nbytes in sizes:
+        x = torch.ones(max(1, nbytes // 4), dtype=torch.float32)
+        makers = {name: make(x) for name, make in calls.items()}
+        first = next(iter(makers.values()))
+        t = float(time_interleaved([first], 2, barrier=barrier).max())
+        box = torch.tensor([int(max(1, min(500, budget / max(t, 1e-7))))], dtype=torch.int64)
+        dist.broadcast(box, src=0, group=sync_group)
+        iters = int(box.item())
+
+        def batch(fn):
+            def run():
+                for _ in range(iters):
+                    fn()
+            return run
+        time_interleaved([batch(fn) for fn in makers.values()], 1, barrier=barrier)   # warm-up
+        times = time_interleaved([batch(fn) for fn in makers.values()], reps, barrier=barrier) / iters
+        out[nbytes] = {name: float(np.median(times[:, j])) for j, name in enumerate(makers)}
+    return out
+
+
+def record(result, command):
+    """The results page's tables (bench/results/torch-hook-*.json) from one run."""
+    sys.path.insert(0, os.path.join(HERE, "results"))
+    from record import provenance
+
+    facts = provenance(command)
+    facts["software"] = f"torch {torch.__version__}, " + facts.get("software", "")
+    loaded = (f"The 2-core machine was shared with other jobs (load average {result['load_average']:.1f} "
+              "at the start), so single cells move by tens of percent between runs; the runs "
+              "took turns, so the ratios within a row are the steadier figures.")
+
+    def write(name, title, about, columns, rows):
+        doc = {"title": title, "about": about, **facts, "provenance": loaded,
+               "ranks": result["ranks"], "columns": columns, "rows": rows}
+        with open(os.path.join(HERE, "results", name), "w") as fh:
+            json.dump(doc, fh, indent=1)
+            fh.write("\n")
+
+    if result["ddp"]:
+        rows = []
+        for cname, row in result["ddp"].items():
+            for name, t in row.items():
+                rows.append({"model": cname, "run": name, "step_ms": t * 1e3,
+                             "gloo_over_run": row["gloo"] / t})
+        write("torch-hook-ddp.json", "DDP step: the persistent hook against DDP's all-reduce and gloo",
+              f"examples/ddp_train.py's MLP, float32, median of {result['steps']} steps per run "
+              "(rounds interleaved).",
+              [{"label": "model", "cell": "{model}"}, {"label": "run", "cell": "{run}"},
+               {"label": "step (ms)", "cell": "{step_ms:.2f}", "align": "right"},
+               {"label": "gloo / run", "cell": "{gloo_over_run:.2f}", "align": "right"}], rows)
+    if result["bucket"]:
+        rows = [{"size": format_bytes(int(n)), "hook_us": v["hook"] * 1e6,
+                 "dist_us": v["dist.all_reduce"] * 1e6, "ratio": v["dist.all_reduce"] / v["hook"]}
+                for n, v in result["bucket"].items()]
+        write("torch-hook-bucket.json", "One bucket's all-reduce: the hook against dist.all_reduce",
+              "float32; the hook's start and a wait on its future, against dist.all_reduce(async_op=True)"
+              f".wait() on the same group; median of {result['reps']} batches.",
+              [{"label": "size", "cell": "{size}"},
+               {"label": "hook (us)", "cell": "{hook_us:.1f}", "align": "right"},
+               {"label": "dist.all_reduce (us)", "cell": "{dist_us:.1f}", "align": "right"},
+               {"label": "dist / hook", "cell": "{ratio:.2f}", "align": "right"}], rows)
+    if result["async"]:
+        rows = [{"size": format_bytes(int(n)), "thread_us": v["thread"] * 1e6,
+                 "request_us": v["request"] * 1e6, "blocking_us": v["blocking"] * 1e6,
+                 "ratio": v["thread"] / v["request"]} for n, v in result["async"].items()]
+        write("torch-hook-async.json",
+              "dist.all_reduce(async_op=True).wait(): progress thread against a request driven by wait()",
+              "float32; the backend as it is (the progress thread) against a prototype group whose "
+              "allreduce starts Communicator.iallreduce in the calling thread and whose Work.wait() "
+              f"drives it, and the blocking call; median of {result['reps']} batches.",
+              [{"label": "size", "cell": "{size}"},
+               {"label": "progress thread (us)", "cell": "{thread_us:.1f}", "align": "right"},
+               {"label": "request in wait() (us)", "cell": "{request_us:.1f}", "align": "right"},
+               {"label": "blocking (us)", "cell": "{blocking_us:.1f}", "align": "right"},
+               {"label": "thread / request", "cell": "{ratio:.2f}", "align": "right"}], rows)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--steps", type=int, default=15)
+    ap.add_argument("--reps", type=int, default=7)
+    ap.add_argument("--budget", type=float, default=0.03, help="seconds per timed batch")
+    ap.add_argument("--no-ddp", action="store_true")
+    ap.add_argument("--no-calls", action="store_true")
+    ap.add_argument("--json", default=None, help="write the raw results here (rank 0)")
+    ap.add_argument("--record", metavar="RAW", default=None,
+                    help="no run: write the docs' results files bench/results/torch-hook-*.json "
+                    "from a --json file (outside mpiexec)")
+    args = ap.parse_args(argv)
+    if args.record:
+        with open(args.record) as fh:
+            raw = json.load(fh)
+        record(raw, raw["command"])
+        return
+    if args.quick:
+        args.rounds, args.steps, args.reps = 2, 8, 3
+
+    torch.set_num_threads(1)
+    ct.init_process_group("collectives")
+    rank, world = dist.get_rank(), dist.get_world_size()
+    gloo = dist.new_group(backend="gloo")
+    cl = dist.group.WORLD
+    say = print if rank == 0 else (lambda *a, **k: None)
+    load = os.getloadavg()[0]
+    say(f"# persistent DDP hook: torch {torch.__version__}, {world} ranks, {os.cpu_count()} cores, "
+        f"load average {load:.1f} at the start\n")
+    result = {"ranks": world, "load_average": load, "ddp": {}, "bucket": {}, "async": {},
+              "steps": args.rounds * args.steps, "reps": args.reps,
+              "command": " ".join(["mpiexec", "-n", str(world), "python", "bench/bench_torch_hook.py"]
+                                  + [a for a in (argv if argv is not None else sys.argv[1:])])}
+
+    if not args.no_ddp:
+        configs = {
+            "many small buckets (MLP 64-256x3-8, 0.2 M params, bucket_cap_mb 0.02)":
+                dict(hidden=256, depth=4, batch=32, bucket_cap_mb=0.02),
+            "few large buckets (MLP 64-1024x3-8, 2.2 M params, bucket_cap_mb 4)":
+                dict(hidden=1024, depth=4, batch=64, bucket_cap_mb=4.0),
+        }
+        runs = {"collectives, DDP's all-reduce": (cl, False),
+                "collectives, persistent hook": (cl, True),
+                "gloo": (gloo, False)}
+        res = bench_ddp(configs, runs, args.rounds, args.steps, 3)
+        for cname, row in res.items():
+            say(f"## DDP step: {cname}, median of {args.rounds * args.steps} steps\n")
+            say("| run | step (ms) | gloo / run |")
+            say("|---|---|---|")
+            for name, t in row.items():
+                say(f"| {name} | {t * 1e3:.2f} | {row['gloo'] / t:.2f} |")
+            say("")
+        result["ddp"] = res
+
+    if not args.no_calls:
+        def barrier():
+            dist.barrier(group=gloo)
+        sizes = [8, 64, 512, 4096, 32768, 262144, 1 << 20]
+        hook_state = ct.PersistentAllreduce(cl)
+
+        def via_hook(x):
+            bucket = _Bucket(x)
+            return lambda: hook_state.allreduce(bucket).wait()
+
+        def via_dist(x):
+            return lambda: dist.all_reduce(x, group=cl, async_op=True).wait()
+        bucket = bench_calls({"hook": via_hook, "dist.all_reduce": via_dist}, sizes, args.reps,
+                             args.budget, barrier, gloo)
+        say(f"## One bucket's all-reduce (float32), median of {args.reps} batches\n")
+        say("| size | hook (us) | dist.all_reduce async + wait (us) | dist / hook |")
+        say("|---|---|---|---|")
+        for n, row in bucket.items():
+            say(f"| {format_bytes(n)} | {row['hook'] * 1e6:.1f} | {row['dist.all_reduce'] * 1e6:.1f} | "
+                f"{row['dist.all_reduce'] / row['hook']:.2f} |")
+        say("")
+        result["bucket"] = {str(n): v for n, v in bucket.items()}
+        hook_state.close()
+
+        proto = dist.new_group(backend="collectives")
+        proto.allreduce = types.MethodType(_request_allreduce, proto)
+
+        def thread(x):
+            return lambda: dist.all_reduce(x, group=cl, async_op=True).wait()
+
+        def request(x):
+            return lambda: dist.all_reduce(x, group=proto, async_op=True).wait()
+
+        def blocking(x):
+            return lambda: dist.all_reduce(x, group=cl)
+        asy = bench_calls({"thread": thread, "request": request, "blocking": blocking}, sizes,
+                          args.reps, args.budget, barrier, gloo)
+        say(f"## async_op=True + wait(): progress thread vs a request driven by wait(), "
+            f"median of {args.reps} batches\n")
+        say("| size | progress thread (us) | request in wait() (us) | blocking call (us) | thread / request |")
+        say("|---|---|---|---|---|")
+        for n, row in asy.items():
+            say(f"| {format_bytes(n)} | {row['thread'] * 1e6:.1f} | {row['request'] * 1e6:.1f} | "
+                f"{row['blocking'] * 1e6:.1f} | {row['thread'] / row['request']:.2f} |")
+        say("")
+        result["async"] = {str(n): v for n, v in asy.items()}
+
+    if rank == 0 and args.json:
+        with open(args.json, "w") as fh:
+            json.dump(result, fh, indent=1)
+
+    dist.barrier(group=gloo)
+    dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()
