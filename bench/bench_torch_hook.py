@@ -3,6 +3,7 @@
     mpiexec -n 2 python bench/bench_torch_hook.py                 # everything, a few minutes
     mpiexec -n 2 python bench/bench_torch_hook.py --quick         # fewer rounds and steps
     mpiexec -n 2 python bench/bench_torch_hook.py --json raw.json # the raw figures
+    mpiexec -n 2 python bench/bench_torch_hook.py --split         # and part 4
     python bench/bench_torch_hook.py --record raw.json            # -> bench/results/torch-hook-*.json
 
 Three parts, each interleaved (the runs take turns round by round, so load from
@@ -14,15 +15,20 @@ other processes falls on all of them alike):
    gloo.
 2. One bucket's all-reduce: the hook (``state.allreduce(bucket)`` and a wait on
    its future) against ``dist.all_reduce(t, group=pg, async_op=True).wait()``
-   (what DDP's built-in path costs per bucket, torch's dispatch included).
-3. The asynchronous path: ``dist.all_reduce(t, async_op=True).wait()`` as it runs
-   (the progress thread), against a prototype group whose ``allreduce`` starts a
-   ``Communicator.iallreduce`` request in the calling thread and whose
-   ``Work.wait()`` drives it (no thread hand-over), and the blocking call
-   (``async_op=False``, which runs in the calling thread when the queue is empty).
+   and its ``get_future().wait()`` (what DDP's built-in path waits on), torch's
+   dispatch included.
+3. The asynchronous path: ``dist.all_reduce(t, async_op=True).wait()`` as the
+   backend runs it by default (the progress thread), against a group with
+   ``Options(requests=True)``, whose all-reduce starts a ``Communicator.iallreduce``
+   request in the calling thread and whose ``Work.wait()`` drives it (no thread
+   hand-over); and the blocking call on each.
+4. With ``--split``, the two costs that decide part 3, on one process's clock: starting
+   ``Communicator.iallreduce`` on a torch tensor (until it returns), against a
+   round trip of a no-op through a progress thread (the hand-over it saves).
 
 Times are medians over rounds of the mean of a batch of calls (rank 0's clock,
-after a barrier on the gloo group).
+after a barrier on the gloo group); the per-call tables also give the ratio of
+the fastest batches, the ones least disturbed on a shared machine.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ import json
 import os
 import statistics
 import sys
-import types
+import time
 
 import numpy as np
 import torch
@@ -45,7 +51,6 @@ sys.path.insert(0, os.path.join(os.path.dirname(HERE), "examples"))
 import collectives.torch as ct  # noqa: E402
 from collectives.bench import time_interleaved  # noqa: E402
 from collectives.units import format_bytes  # noqa: E402
-from collectives.torch._progress import completed_work  # noqa: E402
 import ddp_train  # noqa: E402
 
 
@@ -63,28 +68,6 @@ class _Bucket:
 
     def is_last(self):
         return True
-
-
-class _RequestWork(dist.Work):
-    """Prototype: a Work whose wait() completes a library request in the waiting thread."""
-
-    def __init__(self, request, result):
-        super().__init__()
-        self._request = request
-        self._result = result
-
-    def wait(self, timeout=None):
-        self._request.wait()
-        return True
-
-    def get_future(self):   # measured path only calls wait(); a real one needs a completer
-        self.wait()
-        return completed_work(self._result).get_future()
-
-
-def _request_allreduce(self, tensors, opts=None, *args, **kwargs):
-    t = tensors[0]
-    return _RequestWork(self.comm.iallreduce(t, "sum", out=t, algorithm=self._algo("allreduce")), [t])
 
 
 def bench_ddp(configs, runs, rounds, steps, warmup):
@@ -121,6 +104,8 @@ def bench_calls(calls, sizes, reps, budget, barrier, sync_group):
         time_interleaved([batch(fn) for fn in makers.values()], 1, barrier=barrier)   # warm-up
         times = time_interleaved([batch(fn) for fn in makers.values()], reps, barrier=barrier) / iters
         out[nbytes] = {name: float(np.median(times[:, j])) for j, name in enumerate(makers)}
+        # the fastest batch too: on a shared machine it is the one least disturbed by other jobs
+        out[nbytes].update({f"{name} (min)": float(times[:, j].min()) for j, name in enumerate(makers)})
     return out
 
 
@@ -156,29 +141,77 @@ def record(result, command):
                {"label": "gloo / run", "cell": "{gloo_over_run:.2f}", "align": "right"}], rows)
     if result["bucket"]:
         rows = [{"size": format_bytes(int(n)), "hook_us": v["hook"] * 1e6,
-                 "dist_us": v["dist.all_reduce"] * 1e6, "ratio": v["dist.all_reduce"] / v["hook"]}
+                 "dist_us": v["dist.all_reduce"] * 1e6, "future_us": v["dist future"] * 1e6,
+                 "ratio": v["dist future"] / v["hook"],
+                 "ratio_min": v["dist future (min)"] / v["hook (min)"]}
                 for n, v in result["bucket"].items()]
         write("torch-hook-bucket.json", "One bucket's all-reduce: the hook against dist.all_reduce",
-              "float32; the hook's start and a wait on its future, against dist.all_reduce(async_op=True)"
-              f".wait() on the same group; median of {result['reps']} batches.",
+              "float32; the hook's start and a wait on its future, against dist.all_reduce(async_op=True) "
+              "on the same group waited by wait() and by get_future().wait() (DDP's built-in path waits "
+              f"on the future); median of {result['reps']} batches.",
               [{"label": "size", "cell": "{size}"},
                {"label": "hook (us)", "cell": "{hook_us:.1f}", "align": "right"},
-               {"label": "dist.all_reduce (us)", "cell": "{dist_us:.1f}", "align": "right"},
-               {"label": "dist / hook", "cell": "{ratio:.2f}", "align": "right"}], rows)
+               {"label": "dist wait() (us)", "cell": "{dist_us:.1f}", "align": "right"},
+               {"label": "dist future (us)", "cell": "{future_us:.1f}", "align": "right"},
+               {"label": "dist future / hook", "cell": "{ratio:.2f}", "align": "right"},
+               {"label": "same, fastest batches", "cell": "{ratio_min:.2f}", "align": "right"}], rows)
     if result["async"]:
         rows = [{"size": format_bytes(int(n)), "thread_us": v["thread"] * 1e6,
-                 "request_us": v["request"] * 1e6, "blocking_us": v["blocking"] * 1e6,
-                 "ratio": v["thread"] / v["request"]} for n, v in result["async"].items()]
+                 "request_us": v["request"] * 1e6, "ratio": v["thread"] / v["request"],
+                 "ratio_min": v["thread (min)"] / v["request (min)"],
+                 "blocking_us": v["blocking"] * 1e6, "blocking_req_us": v["blocking request"] * 1e6}
+                for n, v in result["async"].items()]
         write("torch-hook-async.json",
-              "dist.all_reduce(async_op=True).wait(): progress thread against a request driven by wait()",
-              "float32; the backend as it is (the progress thread) against a prototype group whose "
-              "allreduce starts Communicator.iallreduce in the calling thread and whose Work.wait() "
-              f"drives it, and the blocking call; median of {result['reps']} batches.",
+              "dist.all_reduce(async_op=True).wait(): the progress thread against a request driven by wait()",
+              "float32; the backend's default (the operation queued to its progress thread) against a "
+              "group with Options(requests=True) (Communicator.iallreduce started in the calling "
+              "thread, driven by Work.wait()); and the blocking call on each; median of "
+              f"{result['reps']} batches.",
               [{"label": "size", "cell": "{size}"},
-               {"label": "progress thread (us)", "cell": "{thread_us:.1f}", "align": "right"},
-               {"label": "request in wait() (us)", "cell": "{request_us:.1f}", "align": "right"},
+               {"label": "thread (us)", "cell": "{thread_us:.1f}", "align": "right"},
+               {"label": "request (us)", "cell": "{request_us:.1f}", "align": "right"},
+               {"label": "thread / request", "cell": "{ratio:.2f}", "align": "right"},
+               {"label": "same, fastest batches", "cell": "{ratio_min:.2f}", "align": "right"},
                {"label": "blocking (us)", "cell": "{blocking_us:.1f}", "align": "right"},
-               {"label": "thread / request", "cell": "{ratio:.2f}", "align": "right"}], rows)
+               {"label": "blocking, requests (us)", "cell": "{blocking_req_us:.1f}", "align": "right"}],
+              rows)
+
+
+def bench_split(comm, sizes, iters, barrier):
+    """{name: (median, min) seconds}: starting an iallreduce on a torch tensor (until it returns;
+    the wait is not timed), and a no-op's round trip through a progress thread."""
+    from collectives.torch._progress import Progress
+
+    out = {}
+    for nbytes in sizes:
+        x = torch.ones(max(1, nbytes // 4))
+        times = []
+        for _ in range(iters):
+            barrier()
+            t0 = time.perf_counter()
+            request = comm.iallreduce(x, out=x)
+            times.append(time.perf_counter() - t0)
+            request.wait()
+        out[f"iallreduce start, {format_bytes(nbytes)}"] = (statistics.median(times), min(times))
+    progress = Progress("bench", async_op=True)
+    times = []
+    for _ in range(iters):
+        t0 = time.perf_counter()
+        progress.submit(lambda: []).wait()
+        times.append(time.perf_counter() - t0)
+    progress.close()
+    out["progress thread round trip (no-op)"] = (statistics.median(times), min(times))
+    return out
+    if result.get("split"):
+        rows = [{"part": name, "median_us": med * 1e6, "min_us": low * 1e6}
+                for name, (med, low) in result["split"].items()]
+        write("torch-hook-split.json", "What a request in the calling thread saves and what it costs",
+              "Rank 0's clock: Communicator.iallreduce on a torch tensor, from the call until it returns "
+              "(the wait not timed), against a no-op's round trip through a progress thread (the "
+              "hand-over a request would save); 400 calls each.",
+              [{"label": "part", "cell": "{part}"},
+               {"label": "median (us)", "cell": "{median_us:.1f}", "align": "right"},
+               {"label": "fastest (us)", "cell": "{min_us:.1f}", "align": "right"}], rows)
 
 
 def main(argv=None):
@@ -190,6 +223,7 @@ def main(argv=None):
     ap.add_argument("--budget", type=float, default=0.03, help="seconds per timed batch")
     ap.add_argument("--no-ddp", action="store_true")
     ap.add_argument("--no-calls", action="store_true")
+    ap.add_argument("--split", action="store_true", help="also part 4 (the costs behind part 3)")
     ap.add_argument("--json", default=None, help="write the raw results here (rank 0)")
     ap.add_argument("--record", metavar="RAW", default=None,
                     help="no run: write the docs' results files bench/results/torch-hook-*.json "
@@ -216,6 +250,16 @@ def main(argv=None):
               "steps": args.rounds * args.steps, "reps": args.reps,
               "command": " ".join(["mpiexec", "-n", str(world), "python", "bench/bench_torch_hook.py"]
                                   + [a for a in (argv if argv is not None else sys.argv[1:])])}
+
+    if args.split:
+        split = bench_split(cl.comm, [8, 4096, 1 << 20], 400, lambda: dist.barrier(group=gloo))
+        say("## What a request saves and what it costs (one process's clock)\n")
+        say("| part | median (us) | fastest (us) |")
+        say("|---|---|---|")
+        for name, (med, low) in split.items():
+            say(f"| {name} | {med * 1e6:.1f} | {low * 1e6:.1f} |")
+        say("")
+        result["split"] = split
 
     if not args.no_ddp:
         configs = {
@@ -249,20 +293,25 @@ def main(argv=None):
 
         def via_dist(x):
             return lambda: dist.all_reduce(x, group=cl, async_op=True).wait()
-        bucket = bench_calls({"hook": via_hook, "dist.all_reduce": via_dist}, sizes, args.reps,
+
+        def via_dist_future(x):   # what DDP's built-in path waits on
+            return lambda: dist.all_reduce(x, group=cl, async_op=True).get_future().wait()
+        bucket = bench_calls({"hook": via_hook, "dist.all_reduce": via_dist,
+                              "dist future": via_dist_future}, sizes, args.reps,
                              args.budget, barrier, gloo)
         say(f"## One bucket's all-reduce (float32), median of {args.reps} batches\n")
-        say("| size | hook (us) | dist.all_reduce async + wait (us) | dist / hook |")
-        say("|---|---|---|---|")
+        say("| size | hook future (us) | dist.all_reduce async + wait (us) | + get_future().wait() (us) "
+            "| dist future / hook | same, fastest batches |")
+        say("|---|---|---|---|---|---|")
         for n, row in bucket.items():
             say(f"| {format_bytes(n)} | {row['hook'] * 1e6:.1f} | {row['dist.all_reduce'] * 1e6:.1f} | "
-                f"{row['dist.all_reduce'] / row['hook']:.2f} |")
+                f"{row['dist future'] * 1e6:.1f} | {row['dist future'] / row['hook']:.2f} | "
+                f"{row['dist future (min)'] / row['hook (min)']:.2f} |")
         say("")
         result["bucket"] = {str(n): v for n, v in bucket.items()}
         hook_state.close()
 
-        proto = dist.new_group(backend="collectives")
-        proto.allreduce = types.MethodType(_request_allreduce, proto)
+        proto = dist.new_group(backend="collectives", pg_options=ct.Options(requests=True))
 
         def thread(x):
             return lambda: dist.all_reduce(x, group=cl, async_op=True).wait()
@@ -272,15 +321,22 @@ def main(argv=None):
 
         def blocking(x):
             return lambda: dist.all_reduce(x, group=cl)
-        asy = bench_calls({"thread": thread, "request": request, "blocking": blocking}, sizes,
+
+        def blocking_request(x):
+            return lambda: dist.all_reduce(x, group=proto)
+        asy = bench_calls({"thread": thread, "request": request, "blocking": blocking,
+                           "blocking request": blocking_request}, sizes,
                           args.reps, args.budget, barrier, gloo)
-        say(f"## async_op=True + wait(): progress thread vs a request driven by wait(), "
-            f"median of {args.reps} batches\n")
-        say("| size | progress thread (us) | request in wait() (us) | blocking call (us) | thread / request |")
-        say("|---|---|---|---|---|")
+        say(f"## async_op=True + wait(): progress thread (default) vs a request driven by wait() "
+            f"(Options(requests=True)), median of {args.reps} batches\n")
+        say("| size | progress thread (us) | request in wait() (us) | thread / request "
+            "| same, fastest batches | blocking call (us) | blocking, requests=True (us) |")
+        say("|---|---|---|---|---|---|---|")
         for n, row in asy.items():
             say(f"| {format_bytes(n)} | {row['thread'] * 1e6:.1f} | {row['request'] * 1e6:.1f} | "
-                f"{row['blocking'] * 1e6:.1f} | {row['thread'] / row['request']:.2f} |")
+                f"{row['thread'] / row['request']:.2f} | "
+                f"{row['thread (min)'] / row['request (min)']:.2f} | {row['blocking'] * 1e6:.1f} | "
+                f"{row['blocking request'] * 1e6:.1f} |")
         say("")
         result["async"] = {str(n): v for n, v in asy.items()}
 

@@ -75,12 +75,21 @@ class Options:
     validate:
         Check before each call that all ranks passed the same shape, dtype and
         op (one extra small collective per call; ``COLLECTIVES_VALIDATE=1``).
+    requests:
+        True: every all-reduce is a library request (``Communicator.iallreduce``);
+        an asynchronous one starts in the calling thread and ``Work.wait()``
+        drives it there, without the hand-over to the progress thread (which
+        still completes futures). Faster where the ranks outnumber the free
+        cores, slower on a quiet machine (the PyTorch guide has the figures).
+        Every rank must pass the same value. Default:
+        ``COLLECTIVES_TORCH_REQUESTS`` (0).
     """
 
     algorithm: Union[None, str, dict] = None
     async_op: Optional[bool] = None
     timeout: Optional[float] = None
     validate: bool = False
+    requests: Optional[bool] = None
 
 
 def parse_algorithm(spec) -> dict:
@@ -168,6 +177,8 @@ class ProcessGroupCollectives(dist.ProcessGroup):
         async_op = options.async_op if options.async_op is not None else \
             _env_bool("COLLECTIVES_TORCH_ASYNC", True)
         self._progress = Progress(name, async_op=async_op)
+        self._requests = options.requests if options.requests is not None else \
+            _env_bool("COLLECTIVES_TORCH_REQUESTS", False)
         self._size = self.comm.size
         self._rank = self.comm.rank
         # p2p requests are posted and progressed from the callers' threads, one at a time
@@ -266,8 +277,22 @@ class ProcessGroupCollectives(dist.ProcessGroup):
         if t.numel() == 0:
             return completed_work([t])
         comm, algo = self.comm, self._algo("allreduce")
-        # Every all-reduce of the group is a library request, blocking ones too: the executor
-        # gives requests other tags than blocking calls, so ranks must not choose differently.
+        if self._requests:
+            return self._allreduce_request(t, op, opts)
+
+        def run():
+            with _staged(t) as buf:
+                r = _reducible(buf)
+                comm.allreduce(r, op, out=r, algorithm=algo)
+            return [t]
+        return self._submit(run, opts)
+
+    def _allreduce_request(self, t, op, opts):
+        """``Options(requests=True)``: the all-reduce as a library request (see _progress).
+
+        Every all-reduce of such a group is a request, blocking ones too: the executor gives
+        requests other tags than blocking calls, so ranks must not choose differently."""
+        comm, algo = self.comm, self._algo("allreduce")
         if getattr(opts, "asyncOp", True):
             # wait() drives the request in the waiting thread: no hand-over to the worker and back
             buf = t if t.is_contiguous() else t.contiguous()
