@@ -20,10 +20,9 @@ With ``Options(requests=True)`` (``COLLECTIVES_TORCH_REQUESTS=1``), an
 asynchronous all-reduce (``async_op=True``) is a library request
 (``Communicator.iallreduce``) and returns a :class:`RequestWork`: its
 ``wait()`` drives the request in the waiting thread, which saves the hand-over
-to the worker and back. That is faster where the ranks outnumber the free cores
-(a thread waits for a time slice to take the operation) and slower on a quiet
-machine, where starting a request costs more than the hand-over
-(bench/bench_torch_hook.py); so it is an option, and the thread the default. The request is started in the calling thread when
+to the worker and back. It is an option, and the thread the default, because
+starting a request costs more than the hand-over it saves (measured with
+bench/bench_torch_hook.py --split). The request is started in the calling thread when
 nothing is queued, else by the worker in its place in the queue, so every rank
 starts the group's operations in the order they were issued whatever its
 queue holds. A future needs someone to complete it, so ``get_future()`` (what

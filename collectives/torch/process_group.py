@@ -79,10 +79,9 @@ class Options:
         True: every all-reduce is a library request (``Communicator.iallreduce``);
         an asynchronous one starts in the calling thread and ``Work.wait()``
         drives it there, without the hand-over to the progress thread (which
-        still completes futures). Faster where the ranks outnumber the free
-        cores, slower on a quiet machine (the PyTorch guide has the figures).
-        Every rank must pass the same value. Default:
-        ``COLLECTIVES_TORCH_REQUESTS`` (0).
+        still completes futures). Not faster today: starting a request costs
+        more than the hand-over (the PyTorch guide has the figures). Every
+        rank must pass the same value. Default: ``COLLECTIVES_TORCH_REQUESTS`` (0).
     """
 
     algorithm: Union[None, str, dict] = None
