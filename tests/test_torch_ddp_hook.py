@@ -72,7 +72,7 @@ class OutOfOrder(nn.Module):
 
 
 def train(group, *, hook=False, steps=6, dtype=torch.float32, bucket_cap_mb=None, seed=5,
-          record=None):
+          record=None, **ddp_options):
     """DDP over ``group``; returns (flat parameters, hook state or None)."""
     import collectives.torch as ct
 
@@ -81,7 +81,8 @@ def train(group, *, hook=False, steps=6, dtype=torch.float32, bucket_cap_mb=None
 
     torch.manual_seed(seed)
     model = OutOfOrder(dtype=dtype)
-    ddp = nn.parallel.DistributedDataParallel(model, process_group=group, bucket_cap_mb=bucket_cap_mb)
+    ddp = nn.parallel.DistributedDataParallel(model, process_group=group, bucket_cap_mb=bucket_cap_mb,
+                                              **ddp_options)
     state = None
     if hook:
         state = ct.PersistentAllreduce(group)
@@ -140,6 +141,21 @@ def test_hook_matches_builtin_allreduce_and_gloo(groups, mpi_nranks, dtype):
     assert not torch.equal(with_hook, torch.cat([p.detach().float().reshape(-1)
                                                 for p in OutOfOrder(dtype=dt).parameters()]))
     dist.destroy_process_group(ring)
+
+
+@mpi(ranks=[2])
+@pytest.mark.parametrize("option", ["gradient_as_bucket_view", "find_unused_parameters", "static_graph"])
+@in_step
+def test_hook_with_ddp_options(groups, option):
+    """DDP's options that change how buckets are filled and waited for: still its own bits."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with_hook, state = train(groups[0], hook=True, steps=4, **{option: True})
+        builtin, _ = train(groups[0], steps=4, **{option: True})
+    assert torch.equal(with_hook, builtin)
+    state.close()
 
 
 @mpi(ranks=[2, 3])
