@@ -205,6 +205,15 @@ class PersistentAllreduce:
             self._buckets.clear()
         self.comm.free()
 
+    def __del__(self):
+        # a state dropped without close(): at least end its waiter thread (no MPI call here;
+        # the requests and the Communicator are released by their own finalisers)
+        try:
+            if not self._closed:
+                self._waiter.close(wait=False)
+        except Exception:  # noqa: BLE001
+            pass
+
     def __repr__(self):
         state = "closed" if self._closed else f"{len(self._buckets)} buckets bound"
         return f"<collectives.torch.PersistentAllreduce {state}, {self.starts} starts>"
