@@ -3,6 +3,7 @@
     mpiexec -n 2 python examples/ddp_train.py                      # collectives
     mpiexec -n 2 python examples/ddp_train.py --backend gloo       # the same over gloo
     mpiexec -n 2 python examples/ddp_train.py --dtype bfloat16 --steps 50
+    mpiexec -n 2 python examples/ddp_train.py --persistent-hook    # buckets as persistent requests
 
 Rank and world size come from MPI for both backends (``init_method="mpi://"``,
 registered by ``import collectives.torch``), so the one command works for either;
@@ -62,16 +63,23 @@ def make_batches(seed: int, steps: int, batch: int, rank: int, world: int, width
 
 def train(group=None, steps: int = 20, dtype=torch.float32, seed: int = 0, batch: int = 32,
           width: int = 64, hidden: int = 256, depth: int = 3, lr: float = 0.05,
-          bucket_cap_mb: float = 25.0, warmup: int = 0, no_sync: bool = False):
+          bucket_cap_mb: float = 25.0, warmup: int = 0, no_sync: bool = False,
+          persistent_hook: bool = False):
     """Train with DDP over ``group`` (None: the default group).
 
     Returns (model, step_times): the unwrapped module and the wall time of every step
     after ``warmup`` steps. ``no_sync=True`` skips gradient all-reduce (compute only).
+    ``persistent_hook=True`` registers collectives.torch.persistent_allreduce_hook
+    (a "collectives" group only): each bucket is all-reduced by a persistent request.
     """
     rank = dist.get_rank(group)
     world = dist.get_world_size(group)
     model = make_model(seed, width, hidden, depth, dtype=dtype)
     ddp = DDP(model, process_group=group, bucket_cap_mb=bucket_cap_mb)
+    state = None
+    if persistent_hook:
+        state = collectives.torch.PersistentAllreduce(group)
+        ddp.register_comm_hook(state, collectives.torch.persistent_allreduce_hook)
     opt = torch.optim.SGD(ddp.parameters(), lr=lr)
     data = make_batches(seed, steps + warmup, batch, rank, world, width, dtype=dtype)
     times = []
@@ -88,6 +96,8 @@ def train(group=None, steps: int = 20, dtype=torch.float32, seed: int = 0, batch
         opt.step()
         if i >= warmup:
             times.append(time.perf_counter() - t0)
+    if state is not None:
+        state.close()   # its requests and Communicator (destroy_process_group would do it too)
     return model, times
 
 
@@ -107,7 +117,11 @@ def main(argv=None):
     ap.add_argument("--bucket-mb", type=float, default=25.0, help="DDP bucket_cap_mb")
     ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads per rank")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--persistent-hook", action="store_true",
+                    help="all-reduce buckets with collectives.torch.persistent_allreduce_hook")
     args = ap.parse_args(argv)
+    if args.persistent_hook and args.backend != "collectives":
+        ap.error("--persistent-hook needs --backend collectives")
 
     torch.set_num_threads(args.threads)
     collectives.torch.init_process_group(args.backend)   # rank and size from MPI, for both backends
@@ -115,7 +129,7 @@ def main(argv=None):
     dtype = DTYPES[args.dtype]
     model, times = train(steps=args.steps, warmup=args.warmup, dtype=dtype, seed=args.seed,
                          batch=args.batch, hidden=args.hidden, depth=args.depth,
-                         bucket_cap_mb=args.bucket_mb)
+                         bucket_cap_mb=args.bucket_mb, persistent_hook=args.persistent_hook)
     params = flat_params(model)
     everyone = [torch.empty_like(params) for _ in range(world)]
     dist.all_gather(everyone, params)
@@ -123,7 +137,8 @@ def main(argv=None):
     t = torch.tensor(times)
     if rank == 0:
         n = sum(p.numel() for p in model.parameters())
-        print(f"backend={args.backend} ranks={world} dtype={args.dtype} params={n} "
+        hook = " hook=persistent" if args.persistent_hook else ""
+        print(f"backend={args.backend}{hook} ranks={world} dtype={args.dtype} params={n} "
               f"({n * params.element_size() / 2**20:.1f} MiB fp32) steps={args.steps}")
         print(f"step time: median {t.median().item() * 1e3:.2f} ms, "
               f"min {t.min().item() * 1e3:.2f} ms, mean {t.mean().item() * 1e3:.2f} ms")

@@ -19,6 +19,10 @@ or the environment variables ``COLLECTIVES_TORCH_ALGORITHM`` (an algorithm name
 such as "ring" or "mpi", or "allreduce=ring,alltoall=bruck") and
 ``COLLECTIVES_TORCH_ASYNC`` (0 runs each operation in the calling thread).
 
+DDP: ``ddp.register_comm_hook(collectives.torch.PersistentAllreduce(group),
+collectives.torch.persistent_allreduce_hook)`` all-reduces each gradient bucket
+through a persistent request (collectives.torch.ddp).
+
 See the documentation's guide "PyTorch".
 """
 
@@ -31,10 +35,11 @@ from datetime import timedelta
 import torch  # noqa: F401  (the real torch: absolute import)
 import torch.distributed as dist
 
+from .ddp import PersistentAllreduce, persistent_allreduce_hook
 from .process_group import BACKEND_NAME, Options, ProcessGroupCollectives, parse_algorithm
 
-__all__ = ["BACKEND_NAME", "Options", "ProcessGroupCollectives", "init_process_group",
-           "mpi_rank_and_size", "parse_algorithm"]
+__all__ = ["BACKEND_NAME", "Options", "PersistentAllreduce", "ProcessGroupCollectives",
+           "init_process_group", "mpi_rank_and_size", "parse_algorithm", "persistent_allreduce_hook"]
 
 if not dist.is_available():  # pragma: no cover - every CPU build has it
     raise ImportError("collectives.torch needs torch.distributed, which this torch build lacks")

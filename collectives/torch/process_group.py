@@ -75,12 +75,20 @@ class Options:
     validate:
         Check before each call that all ranks passed the same shape, dtype and
         op (one extra small collective per call; ``COLLECTIVES_VALIDATE=1``).
+    requests:
+        True: every all-reduce is a library request (``Communicator.iallreduce``);
+        an asynchronous one starts in the calling thread and ``Work.wait()``
+        drives it there, without the hand-over to the progress thread (which
+        still completes futures). Not faster today: starting a request costs
+        more than the hand-over (the PyTorch guide has the figures). Every
+        rank must pass the same value. Default: ``COLLECTIVES_TORCH_REQUESTS`` (0).
     """
 
     algorithm: Union[None, str, dict] = None
     async_op: Optional[bool] = None
     timeout: Optional[float] = None
     validate: bool = False
+    requests: Optional[bool] = None
 
 
 def parse_algorithm(spec) -> dict:
@@ -168,6 +176,8 @@ class ProcessGroupCollectives(dist.ProcessGroup):
         async_op = options.async_op if options.async_op is not None else \
             _env_bool("COLLECTIVES_TORCH_ASYNC", True)
         self._progress = Progress(name, async_op=async_op)
+        self._requests = options.requests if options.requests is not None else \
+            _env_bool("COLLECTIVES_TORCH_REQUESTS", False)
         self._size = self.comm.size
         self._rank = self.comm.rank
         # p2p requests are posted and progressed from the callers' threads, one at a time
@@ -266,11 +276,36 @@ class ProcessGroupCollectives(dist.ProcessGroup):
         if t.numel() == 0:
             return completed_work([t])
         comm, algo = self.comm, self._algo("allreduce")
+        if self._requests:
+            return self._allreduce_request(t, op, opts)
 
         def run():
             with _staged(t) as buf:
                 r = _reducible(buf)
                 comm.allreduce(r, op, out=r, algorithm=algo)
+            return [t]
+        return self._submit(run, opts)
+
+    def _allreduce_request(self, t, op, opts):
+        """``Options(requests=True)``: the all-reduce as a library request (see _progress).
+
+        Every all-reduce of such a group is a request, blocking ones too: the executor gives
+        requests other tags than blocking calls, so ranks must not choose differently."""
+        comm, algo = self.comm, self._algo("allreduce")
+        if getattr(opts, "asyncOp", True):
+            # wait() drives the request in the waiting thread: no hand-over to the worker and back
+            buf = t if t.is_contiguous() else t.contiguous()
+            r = _reducible(buf)
+            work = self._progress.start_request(
+                lambda: comm.iallreduce(r, op, out=r, algorithm=algo), [t], _reworded,
+                None if buf is t else (lambda: t.copy_(buf)))
+            if work is not None:
+                return work
+
+        def run():
+            with _staged(t) as buf:
+                r = _reducible(buf)
+                comm.iallreduce(r, op, out=r, algorithm=algo).wait()
             return [t]
         return self._submit(run, opts)
 
@@ -835,6 +870,9 @@ class ProcessGroupCollectives(dist.ProcessGroup):
 
     def shutdown(self):
         """Finish queued operations, stop the progress thread, free the communicator."""
+        from .ddp import close_hook_states
+
+        close_hook_states(self)   # DDP hook states' requests and Communicators go with the group
         self._progress.close(wait=True)
         self.comm.free()
 
