@@ -18,7 +18,7 @@ from mpi4py.libmpi cimport (MPI_COMM_NULL, MPI_COMM_WORLD, MPI_Comm, MPI_Get_lib
 
 from collectives.libexecutor cimport (CL_OK, CL_PENDING, cl_create, cl_create_native, cl_done,
                                       cl_emulation_lateness, cl_execute, cl_execution, cl_free,
-                                      cl_have_persistent, cl_is_persistent, cl_native, cl_now,
+                                      cl_have_persistent, cl_is_persistent, cl_native, cl_now, cl_rebind_native,
                                       cl_result, cl_row, cl_scratch_needed, cl_set_polls_before_yield,
                                       cl_start, cl_test, cl_wait, cl_wait_all)
 from libc.stdlib cimport free, malloc
@@ -150,175 +150,6 @@ def emulation_lateness(bint reset=True):
     return steps, late, worst
 
 
-# ---- the small-call fast path ------------------------------------------------------------
-#
-# A training loop calls the same small all-reduce thousands of times. The checked path
-# (collectives.communicator) costs microseconds of Python per call; here a call whose shape
-# was seen before (same array type, dtype, shape, op, algorithm and kind of output) is
-# checked and run in C. Only what the shape cannot tell is checked per call: the buffers'
-# flags, out's dtype/shape/overlap, the deadline. Anything unusual returns FAST_MISS and the
-# checked path decides, with its own errors, before any message is sent.
-
-#: returned by FastCalls.call for a call it does not take: run the checked path instead
-FAST_MISS = object()
-
-cdef enum:
-    FAST_MAX_DIMS = 8     # arrays with more dimensions take the checked path
-    FAST_SHAPES = 8       # call shapes kept per collective (a loop's loss, norm, flags...)
-
-# out= None, out is x (in place), a separate array
-OUT_NEW, OUT_INPLACE, OUT_SEPARATE = 0, 1, 2
-
-
-cdef class _Shape:
-    cdef object descr          # numpy dtype, compared by identity
-    cdef tuple shape           # x.shape, for a new output
-    cdef str op, algorithm, label
-    cdef int out_kind, ndim, dcode, opcode, root
-    cdef cnp.npy_intp dims[FAST_MAX_DIMS]
-    cdef int64_t count
-
-
-cdef inline bint _same_dims(cnp.ndarray a, int ndim, const cnp.npy_intp *dims):
-    if cnp.PyArray_NDIM(a) != ndim:
-        return False
-    cdef const cnp.npy_intp *d = cnp.PyArray_DIMS(a)
-    for i in range(ndim):
-        if d[i] != dims[i]:
-            return False
-    return True
-
-
-cdef bint _same_shape(_Shape a, _Shape b):
-    return (a.descr is b.descr and a.shape == b.shape and a.op == b.op and a.algorithm == b.algorithm
-            and a.out_kind == b.out_kind)
-
-
-cdef int _READY = cnp.NPY_ARRAY_C_CONTIGUOUS | cnp.NPY_ARRAY_ALIGNED
-
-
-cdef class FastCalls:
-    """Repeat calls of one collective on one communicator that the MPI library's own
-    collective runs (``algorithm="mpi"``, or what "auto" chose for small messages).
-
-    The Communicator remembers a call shape here after the checked path ran it; a later
-    call with that shape is checked and run by :meth:`call` in one compiled call.
-    """
-    cdef MPI.Comm comm
-    cdef MPI.Comm notice
-    cdef int which
-    cdef readonly str collective
-    cdef list shapes
-
-    def __cinit__(self, MPI.Comm comm not None, MPI.Comm notice, str collective, int which):
-        self.comm = comm
-        self.notice = notice
-        self.collective = collective
-        self.which = which
-        self.shapes = []
-
-    def remember(self, cnp.ndarray x not None, str op, str algorithm, int out_kind, int dcode,
-                 int opcode, int root, str label):
-        """Keep the shape of a call the checked path just ran (on ``x``, a plain numpy array)."""
-        if cnp.PyArray_NDIM(x) > FAST_MAX_DIMS:
-            return
-        cdef _Shape s = _Shape()
-        s.descr = <object>cnp.PyArray_DESCR(x)
-        s.op, s.algorithm, s.label = op, algorithm, label
-        s.out_kind, s.dcode, s.opcode, s.root = out_kind, dcode, opcode, root
-        s.ndim = cnp.PyArray_NDIM(x)
-        for i in range(s.ndim):
-            s.dims[i] = cnp.PyArray_DIMS(x)[i]
-        s.count = cnp.PyArray_SIZE(x)
-        s.shape = (<object>x).shape
-        for cand in self.shapes:   # a shape seen again (its call missed for a per-call reason)
-            if _same_shape(<_Shape>cand, s):
-                self.shapes.remove(cand)
-                break
-        self.shapes.insert(0, s)
-        del self.shapes[FAST_SHAPES:]
-
-    def forget(self):
-        """Drop every remembered shape (the communicator was freed or broke)."""
-        self.shapes = []
-
-    def __len__(self):
-        return len(self.shapes)
-
-    def call(self, owner, x, out, op, algorithm, timeout):
-        """Run the call if its shape was remembered and its buffers pass; else FAST_MISS.
-
-        ``owner`` is the Communicator: a broken or freed one, ``validate``, a deadline
-        that is not a plain positive number all go the checked path. Returns what the
-        public method returns (``out``, or a new array).
-        """
-        if not self.shapes or not cnp.PyArray_CheckExact(x) or type(op) is not str \
-                or type(algorithm) is not str:
-            return FAST_MISS
-        cdef cnp.ndarray a = <cnp.ndarray>x
-        cdef int kind = OUT_NEW if out is None else (OUT_INPLACE if out is x else OUT_SEPARATE)
-        cdef object descr = <object>cnp.PyArray_DESCR(a)
-        cdef _Shape s = None
-        for cand in self.shapes:
-            s = <_Shape>cand
-            if (s.descr is descr and s.out_kind == kind and _same_dims(a, s.ndim, s.dims)
-                    and (s.op is op or s.op == op)
-                    and (s.algorithm is algorithm or s.algorithm == algorithm)):
-                break
-            s = None
-        if s is None:
-            return FAST_MISS
-        cdef int flags = cnp.PyArray_FLAGS(a)
-        if (flags & _READY) != _READY:
-            return FAST_MISS
-        cdef cnp.ndarray o
-        cdef char *xp = <char *>cnp.PyArray_DATA(a)
-        cdef char *op_
-        cdef cnp.npy_intp nbytes = cnp.PyArray_NBYTES(a)
-        if kind == OUT_INPLACE:
-            if not flags & cnp.NPY_ARRAY_WRITEABLE:
-                return FAST_MISS
-            o = a
-        elif kind == OUT_SEPARATE:
-            if not cnp.PyArray_CheckExact(out):
-                return FAST_MISS
-            o = <cnp.ndarray>out
-            flags = cnp.PyArray_FLAGS(o)
-            if ((flags & (_READY | cnp.NPY_ARRAY_WRITEABLE)) != (_READY | cnp.NPY_ARRAY_WRITEABLE)
-                    or <object>cnp.PyArray_DESCR(o) is not descr or not _same_dims(o, s.ndim, s.dims)):
-                return FAST_MISS
-            op_ = <char *>cnp.PyArray_DATA(o)
-            if nbytes and op_ < xp + nbytes and xp < op_ + nbytes:
-                return FAST_MISS   # overlapping buffers: the checked path decides
-        # what may change between calls on the Communicator itself
-        if owner._broken or owner._comm is None or owner.validate:
-            return FAST_MISS
-        cdef double deadline
-        if timeout is None:
-            deadline = owner.timeout_or_zero
-        elif type(timeout) is float or type(timeout) is int:
-            deadline = timeout
-            if not deadline > 0:
-                return FAST_MISS
-        else:
-            return FAST_MISS
-        if kind == OUT_NEW:
-            o = _np.empty(s.shape, descr)
-            result = o
-        else:
-            result = out
-        cdef cl_result res
-        cdef int status
-        cdef const void *sp = _data(a)
-        cdef void *rp = _data(o)
-        cdef MPI_Comm nc = self.notice.ob_mpi if self.notice is not None else MPI_COMM_NULL
-        with nogil:
-            status = cl_native(self.comm.ob_mpi, self.which, sp, rp, s.count, NULL, s.dcode,
-                               s.opcode, s.root, deadline, nc, &res)
-        if status != CL_OK:
-            owner._check_result(_result(&res), self.collective, s.label)
-        return result
-
 # ---- resumable executions (collectives.requests) ------------------------------------
 
 def now():
@@ -400,6 +231,12 @@ cdef class Execution:
             return _result(&e.res)
         return e
 
+    cdef bind(self, MPI.Comm comm, MPI.Comm notice, cnp.ndarray sendbuf, cnp.ndarray recvbuf):
+        """Point an idle native execution at new buffers of its shape (the fast path's pool)."""
+        if cl_rebind_native(self.ex, _data(sendbuf), _data(recvbuf)) != CL_OK:
+            raise ValueError("only an idle, non-persistent native execution can be rebound")
+        self.keep = (comm, sendbuf, recvbuf, notice)
+
     @property
     def persistent(self):
         """True when this is an MPI-4 persistent request (MPI_Allreduce_init, ...)."""
@@ -468,3 +305,370 @@ def wait_all(list executions, double deadline=0.0):
     if st == CL_OK:
         return None
     return failed, _result(&res)
+
+
+# ---- the small-call fast path ------------------------------------------------------------
+#
+# A training loop calls the same small all-reduce thousands of times. The checked path
+# (collectives.communicator) costs microseconds of Python per call; here a call whose shape
+# was seen before (same array type, dtype, shape, op, algorithm and kind of output) is
+# checked and run in C. Only what the shape cannot tell is checked per call: the buffers'
+# flags, out's dtype/shape/overlap, the deadline. Anything unusual returns FAST_MISS and the
+# checked path decides, with its own errors, before any message is sent.
+
+#: returned by FastCalls.call for a call it does not take: run the checked path instead
+FAST_MISS = object()
+
+cdef enum:
+    FAST_MAX_DIMS = 8     # arrays with more dimensions take the checked path
+    FAST_SHAPES = 8       # call shapes kept per collective (a loop's loss, norm, flags...)
+
+# out= None, out is x (in place), a separate array
+OUT_NEW, OUT_INPLACE, OUT_SEPARATE = 0, 1, 2
+
+
+cdef class _Shape:
+    cdef object descr          # numpy dtype, compared by identity
+    cdef tuple shape           # x.shape, for a new output
+    cdef str op, algorithm, label
+    cdef int out_kind, ndim, dcode, opcode, root
+    cdef cnp.npy_intp dims[FAST_MAX_DIMS]
+    cdef int64_t count
+    cdef list pool             # idle executions of this shape for the non-blocking fast path
+
+    def __cinit__(self):
+        self.pool = []
+
+
+cdef inline bint _same_dims(cnp.ndarray a, int ndim, const cnp.npy_intp *dims):
+    if cnp.PyArray_NDIM(a) != ndim:
+        return False
+    cdef const cnp.npy_intp *d = cnp.PyArray_DIMS(a)
+    for i in range(ndim):
+        if d[i] != dims[i]:
+            return False
+    return True
+
+
+cdef bint _same_shape(_Shape a, _Shape b):
+    return (a.descr is b.descr and a.shape == b.shape and a.op == b.op and a.algorithm == b.algorithm
+            and a.out_kind == b.out_kind)
+
+
+cdef int _READY = cnp.NPY_ARRAY_C_CONTIGUOUS | cnp.NPY_ARRAY_ALIGNED
+
+
+cdef class FastCalls:
+    """Repeat calls of one collective on one communicator that the MPI library's own
+    collective runs (``algorithm="mpi"``, or what "auto" chose for small messages).
+
+    The Communicator remembers a call shape here after the checked path ran it; a later
+    call with that shape is checked and run by :meth:`call` in one compiled call.
+    """
+    cdef MPI.Comm comm
+    cdef MPI.Comm notice
+    cdef int which
+    cdef readonly str collective
+    cdef list shapes
+
+    def __cinit__(self, MPI.Comm comm not None, MPI.Comm notice, str collective, int which):
+        self.comm = comm
+        self.notice = notice
+        self.collective = collective
+        self.which = which
+        self.shapes = []
+
+    def remember(self, cnp.ndarray x not None, str op, str algorithm, int out_kind, int dcode,
+                 int opcode, int root, str label):
+        """Keep the shape of a call the checked path just ran (on ``x``, a plain numpy array)."""
+        if cnp.PyArray_NDIM(x) > FAST_MAX_DIMS:
+            return
+        cdef _Shape s = _Shape()
+        s.descr = <object>cnp.PyArray_DESCR(x)
+        s.op, s.algorithm, s.label = op, algorithm, label
+        s.out_kind, s.dcode, s.opcode, s.root = out_kind, dcode, opcode, root
+        s.ndim = cnp.PyArray_NDIM(x)
+        for i in range(s.ndim):
+            s.dims[i] = cnp.PyArray_DIMS(x)[i]
+        s.count = cnp.PyArray_SIZE(x)
+        s.shape = (<object>x).shape
+        for cand in self.shapes:   # a shape seen again (its call missed for a per-call reason)
+            if _same_shape(<_Shape>cand, s):
+                self.shapes.remove(cand)
+                break
+        self.shapes.insert(0, s)
+        del self.shapes[FAST_SHAPES:]
+
+    def forget(self):
+        """Drop every remembered shape (the communicator was freed or broke)."""
+        self.shapes = []
+
+    def __len__(self):
+        return len(self.shapes)
+
+    cdef _Shape _lookup(self, object owner, object x, object out, object op, object algorithm):
+        """The remembered shape of this call when its buffers and the Communicator pass every
+        per-call check the shape cannot answer; None sends the call to the checked path."""
+        if not self.shapes or not cnp.PyArray_CheckExact(x) or type(op) is not str \
+                or type(algorithm) is not str:
+            return None
+        cdef cnp.ndarray a = <cnp.ndarray>x
+        cdef cnp.ndarray o
+        cdef int kind = OUT_NEW if out is None else (OUT_INPLACE if out is x else OUT_SEPARATE)
+        cdef object descr = <object>cnp.PyArray_DESCR(a)
+        cdef _Shape s = None
+        for cand in self.shapes:
+            s = <_Shape>cand
+            if (s.descr is descr and s.out_kind == kind and _same_dims(a, s.ndim, s.dims)
+                    and (s.op is op or s.op == op)
+                    and (s.algorithm is algorithm or s.algorithm == algorithm)):
+                break
+            s = None
+        if s is None:
+            return None
+        cdef int flags = cnp.PyArray_FLAGS(a)
+        if (flags & _READY) != _READY:
+            return None
+        cdef char *xp = <char *>cnp.PyArray_DATA(a)
+        cdef char *op_
+        cdef cnp.npy_intp nbytes = cnp.PyArray_NBYTES(a)
+        if kind == OUT_INPLACE:
+            if not flags & cnp.NPY_ARRAY_WRITEABLE:
+                return None
+        elif kind == OUT_SEPARATE:
+            if not cnp.PyArray_CheckExact(out):
+                return None
+            o = <cnp.ndarray>out
+            flags = cnp.PyArray_FLAGS(o)
+            if ((flags & (_READY | cnp.NPY_ARRAY_WRITEABLE)) != (_READY | cnp.NPY_ARRAY_WRITEABLE)
+                    or <object>cnp.PyArray_DESCR(o) is not descr or not _same_dims(o, s.ndim, s.dims)):
+                return None
+            op_ = <char *>cnp.PyArray_DATA(o)
+            if nbytes and op_ < xp + nbytes and xp < op_ + nbytes:
+                return None   # overlapping buffers: the checked path decides
+        # what may change between calls on the Communicator itself
+        if owner._broken or owner._comm is None or owner.validate:
+            return None
+        return s
+
+    def call(self, owner, x, out, op, algorithm, timeout):
+        """Run the call if its shape was remembered and its buffers pass; else FAST_MISS.
+
+        ``owner`` is the Communicator: a broken or freed one, ``validate``, a deadline
+        that is not a plain positive number all go the checked path. Returns what the
+        public method returns (``out``, or a new array).
+        """
+        cdef _Shape s = self._lookup(owner, x, out, op, algorithm)
+        if s is None:
+            return FAST_MISS
+        cdef double deadline
+        if timeout is None:
+            deadline = owner.timeout_or_zero
+        elif type(timeout) is float or type(timeout) is int:
+            deadline = timeout
+            if not deadline > 0:
+                return FAST_MISS
+        else:
+            return FAST_MISS
+        cdef cnp.ndarray o
+        if s.out_kind == OUT_NEW:
+            o = _np.empty(s.shape, s.descr)
+            result = o
+        else:
+            o = <cnp.ndarray>out
+            result = out
+        cdef cl_result res
+        cdef int status
+        cdef const void *sp = _data(<cnp.ndarray>x)
+        cdef void *rp = _data(o)
+        cdef MPI_Comm nc = self.notice.ob_mpi if self.notice is not None else MPI_COMM_NULL
+        with nogil:
+            status = cl_native(self.comm.ob_mpi, self.which, sp, rp, s.count, NULL, s.dcode,
+                               s.opcode, s.root, deadline, nc, &res)
+        if status != CL_OK:
+            owner._check_result(_result(&res), self.collective, s.label)
+        return result
+
+    def start(self, owner, x, out, op, algorithm):
+        """Start the non-blocking call (``comm.iallreduce``...) if its shape was remembered and
+        its buffers pass: a :class:`FastRequest`, else FAST_MISS.
+
+        The request runs on an execution of the shape's pool, bound to this call's
+        buffers; it goes back to the pool when the request completes, so two requests
+        in flight never share one.
+        """
+        cdef _Shape s = self._lookup(owner, x, out, op, algorithm)
+        if s is None:
+            return FAST_MISS
+        cdef cnp.ndarray a = <cnp.ndarray>x
+        cdef cnp.ndarray o
+        if s.out_kind == OUT_NEW:
+            o = _np.empty(s.shape, s.descr)
+            result = o
+        else:
+            o = a if s.out_kind == OUT_INPLACE else <cnp.ndarray>out
+            result = out
+        cdef Execution ex
+        if s.pool:
+            ex = <Execution>s.pool.pop()
+            ex.bind(self.comm, self.notice, a, o)
+        else:
+            made = Execution.collective(self.comm, self.which, a, o, s.count, None, s.dcode, s.opcode,
+                                        s.root, False, self.notice)
+            if isinstance(made, dict):
+                owner._check_result(made, self.collective, s.label)
+            ex = <Execution>made
+        cdef FastRequest req = FastRequest.__new__(FastRequest)
+        req.ex = ex
+        req.shape = s
+        req.owner = owner
+        req.result = result
+        req.collective = self.collective
+        req.state = REQ_ACTIVE
+        cdef int st = cl_start(ex.ex, owner.timeout_or_zero, &ex.res)
+        if st == CL_OK:
+            req._complete()
+        elif st != CL_PENDING:
+            req._fail(_result(&ex.res))
+        return req
+
+
+# ---- the non-blocking fast path's request ------------------------------------------------
+
+cdef enum:
+    REQ_ACTIVE = 0
+    REQ_DONE = 1
+    REQ_FAILED = 2
+    POOL_DEPTH = 4        # idle executions kept per call shape (requests in flight at once)
+
+#: native executions that failed while MPI may still use their buffers: kept alive for good
+LEFT_TO_MPI = []
+
+_STATE_NAMES = ("active", "done", "failed")
+
+
+cdef class FastRequest:
+    """A non-blocking collective started by the fast path (a repeat ``comm.iallreduce`` or
+    ``comm.ialltoall`` of a shape the MPI library's own collective runs).
+
+    It behaves as :class:`collectives.requests.Request` does: ``wait(timeout=None)``
+    returns the result, ``test()`` moves the collective on and says whether it is
+    complete, ``done``; a failure raises the blocking call's error and breaks the
+    Communicator; dropped in flight, it is waited for with a ``ResourceWarning``.
+    """
+    cdef Execution ex
+    cdef _Shape shape
+    cdef object owner
+    cdef object result
+    cdef object error
+    cdef int state
+    cdef readonly str collective
+
+    @property
+    def algorithm(self):
+        """The algorithm that runs the call (the MPI library's own collective)."""
+        return self.shape.label
+
+    @property
+    def done(self):
+        """True once the collective completed (without moving it on; see :meth:`test`)."""
+        return self.state == REQ_DONE
+
+    cdef _complete(self):
+        self.state = REQ_DONE
+        cdef Execution ex = self.ex
+        self.ex = None
+        ex.keep = None              # the pool must not keep the caller's buffers alive
+        if len(self.shape.pool) < POOL_DEPTH:
+            self.shape.pool.append(ex)
+
+    def _fail(self, res):
+        self.state = REQ_FAILED
+        LEFT_TO_MPI.append(self.ex)   # MPI may still write into its buffers
+        self.ex = None
+        try:
+            self.owner._check_result(res, self.collective, self.shape.label)
+            from .errors import RequestError
+
+            self.error = RequestError(f"{self.collective}: request failed: {res.get('message')}")
+            raise self.error
+        except BaseException as exc:
+            self.error = exc
+            raise
+
+    def test(self):
+        """Move the collective on without blocking; True once it is complete."""
+        if self.state == REQ_DONE:
+            return True
+        if self.state == REQ_FAILED:
+            raise self.error
+        cdef int st = cl_test(self.ex.ex, &self.ex.res)
+        if st == CL_OK:
+            self._complete()
+            return True
+        if st == CL_PENDING:
+            return False
+        self._fail(_result(&self.ex.res))
+
+    def wait(self, timeout=None):
+        """Wait until the collective completes and return its result (see
+        :meth:`collectives.requests.Request.wait`)."""
+        if self.state == REQ_DONE:
+            return self.result
+        if self.state == REQ_FAILED:
+            raise self.error
+        cdef double deadline = 0.0
+        if timeout is not None:
+            if (type(timeout) is float or type(timeout) is int) and timeout > 0:   # not NaN either
+                deadline = cl_now() + <double>timeout
+            else:
+                from .communicator import _check_timeout
+
+                deadline = cl_now() + _check_timeout(timeout)
+        cdef int st
+        cdef cl_execution *e = self.ex.ex
+        with nogil:
+            st = cl_wait(e, deadline, &self.ex.res)
+        if st == CL_OK:
+            self._complete()
+            return self.result
+        self._fail(_result(&self.ex.res))
+
+    # what collectives.requests.wait_all reads of a request
+    @property
+    def _state(self):
+        return _STATE_NAMES[self.state]
+
+    @property
+    def _execution(self):
+        return self.ex
+
+    @property
+    def _result(self):
+        return self.result
+
+    def _finish(self):
+        self._complete()
+
+    def _not_active(self, what):
+        if self.state == REQ_FAILED:
+            raise self.error
+
+    def __del__(self):
+        if self.state != REQ_ACTIVE or self.ex is None:
+            return
+        import sys
+
+        if sys.is_finalizing():
+            return
+        try:
+            import warnings
+
+            warnings.warn(f"a {self.collective} request was dropped while in flight: waiting for it "
+                          "(wait for every request you start)", ResourceWarning, stacklevel=2)
+            self.wait()
+        except Exception:
+            pass   # the error broke the Communicator: its next call says so
+
+    def __repr__(self):
+        return f"<collectives.Request {self.collective} ({self.shape.label}), {_STATE_NAMES[self.state]}>"
