@@ -119,6 +119,7 @@ _NATIVE = _core.NATIVE   # collective name -> the core's code for the MPI librar
 #: collectives whose repeat calls the compiled fast path takes (``_core.FastCalls``)
 _FAST_COLLECTIVES = ("allreduce", "alltoall")
 _FAST_MISS = _core.FAST_MISS
+_FAST_P2P_MISS = p2p._core.FAST_MISS
 
 
 #: duplicates of Communicators the garbage collector took, freed at the next safe point
@@ -237,6 +238,8 @@ class Communicator:
         self._p2p_pending: list = []
         self.rank = self._comm.Get_rank()
         self.size = self._comm.Get_size()
+        # repeat blocking sends and receives of plain arrays: checked and run in C
+        self._fast_p2p = p2p.fast_path(self)
         if self.size > 1:
             notices.register(self)
         self._broken: Optional[str] = None
@@ -680,6 +683,8 @@ class Communicator:
         else the Communicator's), :class:`~collectives.errors.PeerFailure` when
         ``dest`` left.
         """
+        if self._fast_p2p.send(self, x, dest, tag, timeout) is True:
+            return None
         if timeout is not None:
             _check_timeout(timeout)
         a = as_array(x, "x")
@@ -699,6 +704,9 @@ class Communicator:
             ``source``, ``tag`` and ``count`` (elements received; a message may
             be shorter than ``out``). ``int(status)`` is the source rank.
         """
+        done = self._fast_p2p.recv(self, out, source, tag, timeout)
+        if done is not _FAST_P2P_MISS:
+            return done
         if timeout is not None:
             _check_timeout(timeout)
         o = as_array(out, "out", writable=True)
