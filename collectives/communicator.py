@@ -249,6 +249,7 @@ class Communicator:
         self._fast_allreduce = self._fast["allreduce"]
         self._fast_alltoall = self._fast["alltoall"]
         self._vcalls: dict = {}   # alltoallv call shapes, by their counts
+        self._fast_alltoallv = _core.FastAlltoallv(self._comm, self._notice)
         self._count_memo: dict = {}   # alltoallv counts already checked
         self._ops: dict = {}
         self._scratch = np.empty(0, dtype=np.uint8)
@@ -769,6 +770,9 @@ class Communicator:
         array
             ``out``, or a new array.
         """
+        done = self._fast_alltoallv.call(self, x, send_counts, recv_counts, out, algorithm, timeout)
+        if done is not _FAST_MISS:
+            return done
         from . import algorithms as _alg
 
         a = as_array(x, "x")
@@ -839,6 +843,11 @@ class Communicator:
                 self._judge_emulation(preempted_before)
         if res is not None:
             self._check_result(res, "alltoallv", entry.algorithm, entry.num_steps or None)
+        if (recv_counts is not None and a is x and type(x) is np.ndarray and type(algorithm) is str
+                and not self.emulate and (out is None or (o is out and type(out) is np.ndarray))
+                and _plain_counts(send_counts) and _plain_counts(recv_counts)):
+            # later calls with these counts are checked and run in C
+            self._fast_alltoallv.remember(x, out, send_counts, recv_counts, algorithm, entry)
         return result
 
     def _alltoallv_entry(self, name, send_elems, recv_elems, everyone, dtype) -> _Call:
@@ -1491,6 +1500,14 @@ def _machine_name() -> str:
         if text:
             return text
     return MPI.Get_processor_name()
+
+
+def _plain_counts(counts) -> bool:
+    """Counts the all-to-all-v fast path can compare by value: a 1-D integer array, or a
+    list or tuple of ints."""
+    if type(counts) is np.ndarray:
+        return counts.ndim == 1 and counts.dtype.kind in "iu" and counts.flags.c_contiguous
+    return type(counts) in (list, tuple) and all(type(v) is int for v in counts)
 
 
 def block_sizes(count: int, nranks: int) -> np.ndarray:
