@@ -151,163 +151,6 @@ def emulation_lateness(bint reset=True):
     return steps, late, worst
 
 
-# ---- resumable executions (collectives.requests) ------------------------------------
-
-def now():
-    """The core's monotonic clock (seconds): deadlines passed to Execution.wait are on it."""
-    return cl_now()
-
-
-def buffer_state(cnp.ndarray a):
-    """(address, bytes) of an array's memory, cheaply (a persistent request's bound buffers)."""
-    return (<intptr_t>cnp.PyArray_DATA(a), cnp.PyArray_NBYTES(a))
-
-
-def have_persistent():
-    """True when this build's MPI has MPI-4 persistent collectives (MPI_Allreduce_init, ...)."""
-    return bool(cl_have_persistent())
-
-
-cdef class Execution:
-    """One program, or one MPI collective, bound to its buffers: started, tested, waited, freed.
-
-    Holds a reference to every buffer the C execution reads or writes (and to the
-    communicators), so none is freed while the execution exists; the caller must
-    not change their size. ``start``/``test``/``wait`` return None (done), False
-    (``test``: not yet) or a result dict on failure.
-    """
-    cdef cl_execution *ex
-    cdef cl_result res
-    cdef readonly object keep
-    cdef readonly bint native
-
-    def __dealloc__(self):
-        if self.ex != NULL:
-            cl_free(self.ex)
-            self.ex = NULL
-
-    @staticmethod
-    def program(MPI.Comm comm not None, cnp.ndarray program, cnp.ndarray inbuf, cnp.ndarray outbuf,
-                cnp.ndarray tmp, int dtype, int op, int64_t segment_bytes, int inflight,
-                cnp.ndarray scratch, int tag_base, cnp.ndarray holds=None, MPI.Comm notice=None):
-        """An execution of `program` (PROGRAM_DTYPE rows) on `comm`; raises MemoryError/ValueError."""
-        cdef Execution e = Execution.__new__(Execution)
-        cdef void *bufs[3]
-        bufs[0] = _data(inbuf)
-        bufs[1] = _data(outbuf)
-        bufs[2] = _data(tmp)
-        cdef const double *hp = NULL
-        if holds is not None:
-            if cnp.PyArray_DIM(holds, 0) != cnp.PyArray_DIM(program, 0):
-                raise ValueError("holds must have one entry per program row")
-            hp = <const double *>cnp.PyArray_DATA(holds)
-        cdef MPI_Comm nc = notice.ob_mpi if notice is not None else MPI_COMM_NULL
-        e.keep = (comm, program, inbuf, outbuf, tmp, scratch, holds, notice)
-        e.native = False
-        e.ex = cl_create(comm.ob_mpi, <const cl_row *>cnp.PyArray_DATA(program), cnp.PyArray_DIM(program, 0),
-                         bufs, dtype, op, segment_bytes, inflight, cnp.PyArray_DATA(scratch),
-                         cnp.PyArray_NBYTES(scratch), tag_base, hp, nc, &e.res)
-        if e.ex == NULL:
-            raise ValueError(e.res.message.decode("utf-8", "replace"))
-        return e
-
-    @staticmethod
-    def collective(MPI.Comm comm not None, int which, cnp.ndarray sendbuf, cnp.ndarray recvbuf,
-                   int64_t count, cnp.ndarray recvcounts, int dtype, int op, int root, bint persistent,
-                   MPI.Comm notice=None):
-        """An execution of the MPI library's own collective (persistent where the MPI has it)."""
-        cdef Execution e = Execution.__new__(Execution)
-        cdef const int *counts = NULL
-        if recvcounts is not None:
-            counts = <const int *>cnp.PyArray_DATA(recvcounts)
-        cdef const void *sp = _data(sendbuf) if sendbuf is not None else NULL
-        cdef void *rp = _data(recvbuf) if recvbuf is not None else NULL
-        cdef MPI_Comm nc = notice.ob_mpi if notice is not None else MPI_COMM_NULL
-        e.keep = (comm, sendbuf, recvbuf, notice)
-        e.native = True
-        with nogil:
-            e.ex = cl_create_native(comm.ob_mpi, which, sp, rp, count, counts, dtype, op, root,
-                                    persistent, nc, &e.res)
-        if e.ex == NULL:
-            return _result(&e.res)
-        return e
-
-    cdef bind(self, MPI.Comm comm, MPI.Comm notice, cnp.ndarray sendbuf, cnp.ndarray recvbuf):
-        """Point an idle native execution at new buffers of its shape (the fast path's pool)."""
-        if cl_rebind_native(self.ex, _data(sendbuf), _data(recvbuf)) != CL_OK:
-            raise ValueError("only an idle, non-persistent native execution can be rebound")
-        self.keep = (comm, sendbuf, recvbuf, notice)
-
-    @property
-    def persistent(self):
-        """True when this is an MPI-4 persistent request (MPI_Allreduce_init, ...)."""
-        return self.ex != NULL and bool(cl_is_persistent(self.ex))
-
-    @property
-    def done(self):
-        return self.ex != NULL and bool(cl_done(self.ex))
-
-    def start(self, double timeout):
-        """Begin a run (deadline `timeout` s from now, <= 0: none): None if already done, False if
-        in flight, else a result dict."""
-        cdef int st
-        if self.ex == NULL:
-            raise ValueError("execution freed")
-        st = cl_start(self.ex, timeout, &self.res)
-        if st == CL_OK:
-            return None
-        if st == CL_PENDING:
-            return False
-        return _result(&self.res)
-
-    def test(self):
-        """Progress without blocking: None when done, False when not yet, else a result dict."""
-        cdef int st = cl_test(self.ex, &self.res)
-        if st == CL_OK:
-            return None
-        if st == CL_PENDING:
-            return False
-        return _result(&self.res)
-
-    def wait(self, double deadline=0.0):
-        """Wait (without the GIL) until done; `deadline` > 0 on now()'s clock replaces the run's own."""
-        cdef int st
-        with nogil:
-            st = cl_wait(self.ex, deadline, &self.res)
-        if st == CL_OK:
-            return None
-        return _result(&self.res)
-
-    def free(self):
-        if self.ex != NULL:
-            cl_free(self.ex)
-            self.ex = NULL
-
-
-def wait_all(list executions, double deadline=0.0):
-    """Wait for every Execution of the list, round robin in C; None, or (index, result dict)."""
-    cdef int n = len(executions)
-    cdef cl_execution **es = <cl_execution **>malloc(sizeof(cl_execution *) * (n if n else 1))
-    cdef int failed = -1, st, i
-    cdef cl_result res
-    cdef Execution e
-    if es == NULL:
-        raise MemoryError()
-    try:
-        for i in range(n):
-            e = <Execution?>executions[i]
-            if e.ex == NULL:
-                raise ValueError("execution freed")
-            es[i] = e.ex
-        with nogil:
-            st = cl_wait_all(es, n, deadline, &failed, &res)
-    finally:
-        free(es)
-    if st == CL_OK:
-        return None
-    return failed, _result(&res)
-
-
 # ---- the small-call fast path ------------------------------------------------------------
 #
 # A training loop calls the same small all-reduce thousands of times. The checked path
@@ -532,6 +375,162 @@ cdef class FastCalls:
         elif st != CL_PENDING:
             req._fail(_result(&ex.res))
         return req
+
+# ---- resumable executions (collectives.requests) ------------------------------------
+
+def now():
+    """The core's monotonic clock (seconds): deadlines passed to Execution.wait are on it."""
+    return cl_now()
+
+
+def buffer_state(cnp.ndarray a):
+    """(address, bytes) of an array's memory, cheaply (a persistent request's bound buffers)."""
+    return (<intptr_t>cnp.PyArray_DATA(a), cnp.PyArray_NBYTES(a))
+
+
+def have_persistent():
+    """True when this build's MPI has MPI-4 persistent collectives (MPI_Allreduce_init, ...)."""
+    return bool(cl_have_persistent())
+
+
+cdef class Execution:
+    """One program, or one MPI collective, bound to its buffers: started, tested, waited, freed.
+
+    Holds a reference to every buffer the C execution reads or writes (and to the
+    communicators), so none is freed while the execution exists; the caller must
+    not change their size. ``start``/``test``/``wait`` return None (done), False
+    (``test``: not yet) or a result dict on failure.
+    """
+    cdef cl_execution *ex
+    cdef cl_result res
+    cdef readonly object keep
+    cdef readonly bint native
+
+    def __dealloc__(self):
+        if self.ex != NULL:
+            cl_free(self.ex)
+            self.ex = NULL
+
+    @staticmethod
+    def program(MPI.Comm comm not None, cnp.ndarray program, cnp.ndarray inbuf, cnp.ndarray outbuf,
+                cnp.ndarray tmp, int dtype, int op, int64_t segment_bytes, int inflight,
+                cnp.ndarray scratch, int tag_base, cnp.ndarray holds=None, MPI.Comm notice=None):
+        """An execution of `program` (PROGRAM_DTYPE rows) on `comm`; raises MemoryError/ValueError."""
+        cdef Execution e = Execution.__new__(Execution)
+        cdef void *bufs[3]
+        bufs[0] = _data(inbuf)
+        bufs[1] = _data(outbuf)
+        bufs[2] = _data(tmp)
+        cdef const double *hp = NULL
+        if holds is not None:
+            if cnp.PyArray_DIM(holds, 0) != cnp.PyArray_DIM(program, 0):
+                raise ValueError("holds must have one entry per program row")
+            hp = <const double *>cnp.PyArray_DATA(holds)
+        cdef MPI_Comm nc = notice.ob_mpi if notice is not None else MPI_COMM_NULL
+        e.keep = (comm, program, inbuf, outbuf, tmp, scratch, holds, notice)
+        e.native = False
+        e.ex = cl_create(comm.ob_mpi, <const cl_row *>cnp.PyArray_DATA(program), cnp.PyArray_DIM(program, 0),
+                         bufs, dtype, op, segment_bytes, inflight, cnp.PyArray_DATA(scratch),
+                         cnp.PyArray_NBYTES(scratch), tag_base, hp, nc, &e.res)
+        if e.ex == NULL:
+            raise ValueError(e.res.message.decode("utf-8", "replace"))
+        return e
+
+    @staticmethod
+    def collective(MPI.Comm comm not None, int which, cnp.ndarray sendbuf, cnp.ndarray recvbuf,
+                   int64_t count, cnp.ndarray recvcounts, int dtype, int op, int root, bint persistent,
+                   MPI.Comm notice=None):
+        """An execution of the MPI library's own collective (persistent where the MPI has it)."""
+        cdef Execution e = Execution.__new__(Execution)
+        cdef const int *counts = NULL
+        if recvcounts is not None:
+            counts = <const int *>cnp.PyArray_DATA(recvcounts)
+        cdef const void *sp = _data(sendbuf) if sendbuf is not None else NULL
+        cdef void *rp = _data(recvbuf) if recvbuf is not None else NULL
+        cdef MPI_Comm nc = notice.ob_mpi if notice is not None else MPI_COMM_NULL
+        e.keep = (comm, sendbuf, recvbuf, notice)
+        e.native = True
+        with nogil:
+            e.ex = cl_create_native(comm.ob_mpi, which, sp, rp, count, counts, dtype, op, root,
+                                    persistent, nc, &e.res)
+        if e.ex == NULL:
+            return _result(&e.res)
+        return e
+
+    cdef bind(self, MPI.Comm comm, MPI.Comm notice, cnp.ndarray sendbuf, cnp.ndarray recvbuf):
+        """Point an idle native execution at new buffers of its shape (the fast path's pool)."""
+        if cl_rebind_native(self.ex, _data(sendbuf), _data(recvbuf)) != CL_OK:
+            raise ValueError("only an idle, non-persistent native execution can be rebound")
+        self.keep = (comm, sendbuf, recvbuf, notice)
+
+    @property
+    def persistent(self):
+        """True when this is an MPI-4 persistent request (MPI_Allreduce_init, ...)."""
+        return self.ex != NULL and bool(cl_is_persistent(self.ex))
+
+    @property
+    def done(self):
+        return self.ex != NULL and bool(cl_done(self.ex))
+
+    def start(self, double timeout):
+        """Begin a run (deadline `timeout` s from now, <= 0: none): None if already done, False if
+        in flight, else a result dict."""
+        cdef int st
+        if self.ex == NULL:
+            raise ValueError("execution freed")
+        st = cl_start(self.ex, timeout, &self.res)
+        if st == CL_OK:
+            return None
+        if st == CL_PENDING:
+            return False
+        return _result(&self.res)
+
+    def test(self):
+        """Progress without blocking: None when done, False when not yet, else a result dict."""
+        cdef int st = cl_test(self.ex, &self.res)
+        if st == CL_OK:
+            return None
+        if st == CL_PENDING:
+            return False
+        return _result(&self.res)
+
+    def wait(self, double deadline=0.0):
+        """Wait (without the GIL) until done; `deadline` > 0 on now()'s clock replaces the run's own."""
+        cdef int st
+        with nogil:
+            st = cl_wait(self.ex, deadline, &self.res)
+        if st == CL_OK:
+            return None
+        return _result(&self.res)
+
+    def free(self):
+        if self.ex != NULL:
+            cl_free(self.ex)
+            self.ex = NULL
+
+
+def wait_all(list executions, double deadline=0.0):
+    """Wait for every Execution of the list, round robin in C; None, or (index, result dict)."""
+    cdef int n = len(executions)
+    cdef cl_execution **es = <cl_execution **>malloc(sizeof(cl_execution *) * (n if n else 1))
+    cdef int failed = -1, st, i
+    cdef cl_result res
+    cdef Execution e
+    if es == NULL:
+        raise MemoryError()
+    try:
+        for i in range(n):
+            e = <Execution?>executions[i]
+            if e.ex == NULL:
+                raise ValueError("execution freed")
+            es[i] = e.ex
+        with nogil:
+            st = cl_wait_all(es, n, deadline, &failed, &res)
+    finally:
+        free(es)
+    if st == CL_OK:
+        return None
+    return failed, _result(&res)
 
 
 # ---- the non-blocking fast path's request ------------------------------------------------
