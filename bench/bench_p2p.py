@@ -6,11 +6,14 @@ Script mode (the tables of the layouts guide):
 
 Ping-pong: rank 0 sends and receives back, rank 1 receives and sends back;
 ``comm.send``/``comm.recv`` and mpi4py's ``Send``/``Recv`` on a duplicate of the
-same communicator alternate round by round (the order flips every round), so
-load on a shared machine hits both alike. One-way time is half a round trip;
-the table shows the best round of each and their ratio. All-to-all-v: uneven
-random counts (the same on every rank), ``comm.alltoallv`` ("pairwise" and
-"mpi") against mpi4py's ``Alltoallv``, the slowest rank's best round.
+same communicator are timed interleaved, call by call, each right after a
+barrier (``collectives.bench.time_interleaved``), so load on a shared machine
+hits both alike. A timed call makes 20 round trips (2 above 64 KiB); one-way
+time is half a round trip; the table shows the median over calls of the
+slowest rank and the ratio. All-to-all-v: uneven random counts (the same on
+every rank), ``comm.alltoallv`` ("pairwise" and "mpi") against mpi4py's
+``Alltoallv``, timed the same way. ``--rounds`` scales the number of timed
+calls (50 per round, fewer for large messages).
 
 pytest-benchmark mode (the call overhead on one rank, messages to itself):
 
@@ -20,26 +23,30 @@ pytest-benchmark mode (the call overhead on one rank, messages to itself):
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
 
 
-def _best_rounds(world, fns: dict, iters: int, rounds: int) -> dict:
-    """Per name, the slowest rank's best time per iteration over ``rounds`` interleaved rounds."""
+def _median_times(world, fns: dict, iters: int, per_call: int) -> dict:
+    """Per name, seconds per operation: the median over ``iters`` interleaved iterations
+    (``collectives.bench.time_interleaved``) of the slowest rank's time, divided by the
+    ``per_call`` operations each call makes."""
     from mpi4py import MPI
 
-    for fn in fns.values():   # first calls prepare code paths and caches
-        fn(2)
-    best = {name: float("inf") for name in fns}
-    names = list(fns)
-    for k in range(rounds):
-        for name in (names if k % 2 == 0 else names[::-1]):
-            world.Barrier()
-            t0 = time.perf_counter()
-            fns[name](iters)
-            best[name] = min(best[name], (time.perf_counter() - t0) / iters)
-    return {name: world.allreduce(t, op=MPI.MAX) for name, t in best.items()}
+    from collectives.bench import time_interleaved
+
+    def slowest(times):
+        worst = np.empty_like(times)
+        world.Allreduce(times, worst, op=MPI.MAX)
+        return worst
+
+    calls = list(fns.values())
+    for fn in calls:   # first calls prepare code paths and caches
+        for _ in range(3):
+            fn()
+    times = time_interleaved(calls, iters, barrier=world.Barrier, slowest=slowest)
+    med = np.median(times, axis=0) / per_call
+    return dict(zip(fns, med.tolist()))
 
 
 def pingpong(comm, raw, nbytes: int, rounds: int) -> dict:
@@ -47,10 +54,11 @@ def pingpong(comm, raw, nbytes: int, rounds: int) -> dict:
     r = comm.rank
     buf = np.ones(nbytes, dtype=np.uint8)
     out = np.empty(nbytes, dtype=np.uint8)
-    iters = int(min(2000, max(5, 5e7 / max(nbytes, 1) / 10)))
+    trips = 20 if nbytes <= 65536 else 2     # round trips per timed call
+    iters = int(min(50 * rounds, max(5, 5e8 / max(nbytes, 1) / trips)))
 
-    def ours(n):
-        for _ in range(n):
+    def ours():
+        for _ in range(trips):
             if r == 0:
                 comm.send(buf, 1)
                 comm.recv(out, 1)
@@ -58,8 +66,8 @@ def pingpong(comm, raw, nbytes: int, rounds: int) -> dict:
                 comm.recv(out, 0)
                 comm.send(buf, 0)
 
-    def theirs(n):
-        for _ in range(n):
+    def theirs():
+        for _ in range(trips):
             if r == 0:
                 raw.Send(buf, 1)
                 raw.Recv(out, 1)
@@ -67,8 +75,8 @@ def pingpong(comm, raw, nbytes: int, rounds: int) -> dict:
                 raw.Recv(out, 0)
                 raw.Send(buf, 0)
 
-    t = _best_rounds(raw, {"collectives": ours, "mpi4py": theirs}, iters, rounds)
-    return {k: v / 2 for k, v in t.items()}
+    # one way is half a round trip
+    return _median_times(raw, {"collectives": ours, "mpi4py": theirs}, iters, 2 * trips)
 
 
 def alltoallv(comm, raw, nbytes: int, rounds: int) -> dict:
@@ -83,16 +91,15 @@ def alltoallv(comm, raw, nbytes: int, rounds: int) -> dict:
     out = np.empty(int(rc.sum()), dtype=np.float32)
     sd = np.concatenate([[0], np.cumsum(sc)[:-1]])
     rd = np.concatenate([[0], np.cumsum(rc)[:-1]])
-    iters = int(min(500, max(5, 5e7 / max(nbytes, 1))))
+    iters = int(min(50 * rounds, max(5, 5e8 / max(nbytes, 1))))
+    # mpi4py's count and displacement lists, made once as our cached call shape is
+    theirs = ([x, (sc.tolist(), sd.tolist()), MPI.FLOAT], [out, (rc.tolist(), rd.tolist()), MPI.FLOAT])
 
-    def run(fn):
-        return lambda k: [fn() for _ in range(k)]
-
-    return _best_rounds(raw, {
-        "pairwise": run(lambda: comm.alltoallv(x, sc, rc, out=out, algorithm="pairwise")),
-        "mpi": run(lambda: comm.alltoallv(x, sc, rc, out=out, algorithm="mpi")),
-        "MPI_Alltoallv": run(lambda: raw.Alltoallv([x, (sc, sd), MPI.FLOAT], [out, (rc, rd), MPI.FLOAT])),
-    }, iters, rounds)
+    return _median_times(raw, {
+        "pairwise": lambda: comm.alltoallv(x, sc, rc, out=out, algorithm="pairwise"),
+        "mpi": lambda: comm.alltoallv(x, sc, rc, out=out, algorithm="mpi"),
+        "MPI_Alltoallv": lambda: raw.Alltoallv(*theirs),
+    }, iters, 1)
 
 
 def main(argv=None):
@@ -104,7 +111,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sizes", default="8,4K,64K,1M,4M", help="comma-separated sizes in bytes")
     ap.add_argument("--a2av-sizes", default="64K,1M,4M", help="alltoallv: bytes each rank sends")
-    ap.add_argument("--rounds", type=int, default=9)
+    ap.add_argument("--rounds", type=int, default=9, help="timed calls: 50 per round")
     args = ap.parse_args(argv)
     world = MPI.COMM_WORLD
     comm = cl.Communicator(world)

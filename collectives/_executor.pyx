@@ -16,12 +16,13 @@ from mpi4py cimport MPI
 from mpi4py.libmpi cimport (MPI_COMM_NULL, MPI_COMM_WORLD, MPI_Comm, MPI_Get_library_version, MPI_Get_version,
                             MPI_MAX_LIBRARY_VERSION_STRING)
 
-from collectives.libexecutor cimport (CL_OK, CL_PENDING, cl_create, cl_create_native, cl_done,
+from collectives.libexecutor cimport (CL_NATIVE_ALLTOALLV, CL_OK, CL_PENDING, cl_create, cl_create_native, cl_done,
                                       cl_emulation_lateness, cl_execute, cl_execution, cl_free,
-                                      cl_have_persistent, cl_is_persistent, cl_native, cl_now,
+                                      cl_have_persistent, cl_is_persistent, cl_native, cl_now, cl_rebind_native,
                                       cl_result, cl_row, cl_scratch_needed, cl_set_polls_before_yield,
                                       cl_start, cl_test, cl_wait, cl_wait_all)
 from libc.stdlib cimport free, malloc
+from libc.string cimport memcmp
 
 # one name for both, as in mpi4py's own Cython examples: cimported for the type
 # (MPI.Comm, its ob_mpi), imported for the objects (MPI.COMM_WORLD)
@@ -177,6 +178,10 @@ cdef class _Shape:
     cdef int out_kind, ndim, dcode, opcode, root
     cdef cnp.npy_intp dims[FAST_MAX_DIMS]
     cdef int64_t count
+    cdef list pool             # idle executions of this shape for the non-blocking fast path
+
+    def __cinit__(self):
+        self.pool = []
 
 
 cdef inline bint _same_dims(cnp.ndarray a, int ndim, const cnp.npy_intp *dims):
@@ -245,17 +250,14 @@ cdef class FastCalls:
     def __len__(self):
         return len(self.shapes)
 
-    def call(self, owner, x, out, op, algorithm, timeout):
-        """Run the call if its shape was remembered and its buffers pass; else FAST_MISS.
-
-        ``owner`` is the Communicator: a broken or freed one, ``validate``, a deadline
-        that is not a plain positive number all go the checked path. Returns what the
-        public method returns (``out``, or a new array).
-        """
+    cdef _Shape _lookup(self, object owner, object x, object out, object op, object algorithm):
+        """The remembered shape of this call when its buffers and the Communicator pass every
+        per-call check the shape cannot answer; None sends the call to the checked path."""
         if not self.shapes or not cnp.PyArray_CheckExact(x) or type(op) is not str \
                 or type(algorithm) is not str:
-            return FAST_MISS
+            return None
         cdef cnp.ndarray a = <cnp.ndarray>x
+        cdef cnp.ndarray o
         cdef int kind = OUT_NEW if out is None else (OUT_INPLACE if out is x else OUT_SEPARATE)
         cdef object descr = <object>cnp.PyArray_DESCR(a)
         cdef _Shape s = None
@@ -267,31 +269,41 @@ cdef class FastCalls:
                 break
             s = None
         if s is None:
-            return FAST_MISS
+            return None
         cdef int flags = cnp.PyArray_FLAGS(a)
         if (flags & _READY) != _READY:
-            return FAST_MISS
-        cdef cnp.ndarray o
+            return None
         cdef char *xp = <char *>cnp.PyArray_DATA(a)
         cdef char *op_
         cdef cnp.npy_intp nbytes = cnp.PyArray_NBYTES(a)
         if kind == OUT_INPLACE:
             if not flags & cnp.NPY_ARRAY_WRITEABLE:
-                return FAST_MISS
-            o = a
+                return None
         elif kind == OUT_SEPARATE:
             if not cnp.PyArray_CheckExact(out):
-                return FAST_MISS
+                return None
             o = <cnp.ndarray>out
             flags = cnp.PyArray_FLAGS(o)
             if ((flags & (_READY | cnp.NPY_ARRAY_WRITEABLE)) != (_READY | cnp.NPY_ARRAY_WRITEABLE)
                     or <object>cnp.PyArray_DESCR(o) is not descr or not _same_dims(o, s.ndim, s.dims)):
-                return FAST_MISS
+                return None
             op_ = <char *>cnp.PyArray_DATA(o)
             if nbytes and op_ < xp + nbytes and xp < op_ + nbytes:
-                return FAST_MISS   # overlapping buffers: the checked path decides
+                return None   # overlapping buffers: the checked path decides
         # what may change between calls on the Communicator itself
         if owner._broken or owner._comm is None or owner.validate:
+            return None
+        return s
+
+    def call(self, owner, x, out, op, algorithm, timeout):
+        """Run the call if its shape was remembered and its buffers pass; else FAST_MISS.
+
+        ``owner`` is the Communicator: a broken or freed one, ``validate``, a deadline
+        that is not a plain positive number all go the checked path. Returns what the
+        public method returns (``out``, or a new array).
+        """
+        cdef _Shape s = self._lookup(owner, x, out, op, algorithm)
+        if s is None:
             return FAST_MISS
         cdef double deadline
         if timeout is None:
@@ -302,14 +314,16 @@ cdef class FastCalls:
                 return FAST_MISS
         else:
             return FAST_MISS
-        if kind == OUT_NEW:
-            o = _np.empty(s.shape, descr)
+        cdef cnp.ndarray o
+        if s.out_kind == OUT_NEW:
+            o = _np.empty(s.shape, s.descr)
             result = o
         else:
+            o = <cnp.ndarray>out
             result = out
         cdef cl_result res
         cdef int status
-        cdef const void *sp = _data(a)
+        cdef const void *sp = _data(<cnp.ndarray>x)
         cdef void *rp = _data(o)
         cdef MPI_Comm nc = self.notice.ob_mpi if self.notice is not None else MPI_COMM_NULL
         with nogil:
@@ -318,6 +332,49 @@ cdef class FastCalls:
         if status != CL_OK:
             owner._check_result(_result(&res), self.collective, s.label)
         return result
+
+    def start(self, owner, x, out, op, algorithm):
+        """Start the non-blocking call (``comm.iallreduce``...) if its shape was remembered and
+        its buffers pass: a :class:`FastRequest`, else FAST_MISS.
+
+        The request runs on an execution of the shape's pool, bound to this call's
+        buffers; it goes back to the pool when the request completes, so two requests
+        in flight never share one.
+        """
+        cdef _Shape s = self._lookup(owner, x, out, op, algorithm)
+        if s is None:
+            return FAST_MISS
+        cdef cnp.ndarray a = <cnp.ndarray>x
+        cdef cnp.ndarray o
+        if s.out_kind == OUT_NEW:
+            o = _np.empty(s.shape, s.descr)
+            result = o
+        else:
+            o = a if s.out_kind == OUT_INPLACE else <cnp.ndarray>out
+            result = out
+        cdef Execution ex
+        if s.pool:
+            ex = <Execution>s.pool.pop()
+            ex.bind(self.comm, self.notice, a, o)
+        else:
+            made = Execution.collective(self.comm, self.which, a, o, s.count, None, s.dcode, s.opcode,
+                                        s.root, False, self.notice)
+            if isinstance(made, dict):
+                owner._check_result(made, self.collective, s.label)
+            ex = <Execution>made
+        cdef FastRequest req = FastRequest.__new__(FastRequest)
+        req.ex = ex
+        req.shape = s
+        req.owner = owner
+        req.result = result
+        req.collective = self.collective
+        req.state = REQ_ACTIVE
+        cdef int st = cl_start(ex.ex, owner.timeout_or_zero, &ex.res)
+        if st == CL_OK:
+            req._complete()
+        elif st != CL_PENDING:
+            req._fail(_result(&ex.res))
+        return req
 
 # ---- resumable executions (collectives.requests) ------------------------------------
 
@@ -400,6 +457,12 @@ cdef class Execution:
             return _result(&e.res)
         return e
 
+    cdef bind(self, MPI.Comm comm, MPI.Comm notice, cnp.ndarray sendbuf, cnp.ndarray recvbuf):
+        """Point an idle native execution at new buffers of its shape (the fast path's pool)."""
+        if cl_rebind_native(self.ex, _data(sendbuf), _data(recvbuf)) != CL_OK:
+            raise ValueError("only an idle, non-persistent native execution can be rebound")
+        self.keep = (comm, sendbuf, recvbuf, notice)
+
     @property
     def persistent(self):
         """True when this is an MPI-4 persistent request (MPI_Allreduce_init, ...)."""
@@ -468,3 +531,316 @@ def wait_all(list executions, double deadline=0.0):
     if st == CL_OK:
         return None
     return failed, _result(&res)
+
+
+# ---- the non-blocking fast path's request ------------------------------------------------
+
+cdef enum:
+    REQ_ACTIVE = 0
+    REQ_DONE = 1
+    REQ_FAILED = 2
+    POOL_DEPTH = 4        # idle executions kept per call shape (requests in flight at once)
+
+#: native executions that failed while MPI may still use their buffers: kept alive for good
+LEFT_TO_MPI = []
+
+_STATE_NAMES = ("active", "done", "failed")
+
+
+cdef class FastRequest:
+    """A non-blocking collective started by the fast path (a repeat ``comm.iallreduce`` or
+    ``comm.ialltoall`` of a shape the MPI library's own collective runs).
+
+    It behaves as :class:`collectives.requests.Request` does: ``wait(timeout=None)``
+    returns the result, ``test()`` moves the collective on and says whether it is
+    complete, ``done``; a failure raises the blocking call's error and breaks the
+    Communicator; dropped in flight, it is waited for with a ``ResourceWarning``.
+    """
+    cdef Execution ex
+    cdef _Shape shape
+    cdef object owner
+    cdef object result
+    cdef object error
+    cdef int state
+    cdef readonly str collective
+
+    @property
+    def algorithm(self):
+        """The algorithm that runs the call (the MPI library's own collective)."""
+        return self.shape.label
+
+    @property
+    def done(self):
+        """True once the collective completed (without moving it on; see :meth:`test`)."""
+        return self.state == REQ_DONE
+
+    cdef _complete(self):
+        self.state = REQ_DONE
+        cdef Execution ex = self.ex
+        self.ex = None
+        ex.keep = None              # the pool must not keep the caller's buffers alive
+        if len(self.shape.pool) < POOL_DEPTH:
+            self.shape.pool.append(ex)
+
+    def _fail(self, res):
+        self.state = REQ_FAILED
+        LEFT_TO_MPI.append(self.ex)   # MPI may still write into its buffers
+        self.ex = None
+        try:
+            self.owner._check_result(res, self.collective, self.shape.label)
+            from .errors import RequestError
+
+            self.error = RequestError(f"{self.collective}: request failed: {res.get('message')}")
+            raise self.error
+        except BaseException as exc:
+            self.error = exc
+            raise
+
+    def test(self):
+        """Move the collective on without blocking; True once it is complete."""
+        if self.state == REQ_DONE:
+            return True
+        if self.state == REQ_FAILED:
+            raise self.error
+        cdef int st = cl_test(self.ex.ex, &self.ex.res)
+        if st == CL_OK:
+            self._complete()
+            return True
+        if st == CL_PENDING:
+            return False
+        self._fail(_result(&self.ex.res))
+
+    def wait(self, timeout=None):
+        """Wait until the collective completes and return its result (see
+        :meth:`collectives.requests.Request.wait`)."""
+        if self.state == REQ_DONE:
+            return self.result
+        if self.state == REQ_FAILED:
+            raise self.error
+        cdef double deadline = 0.0
+        if timeout is not None:
+            if (type(timeout) is float or type(timeout) is int) and timeout > 0:   # not NaN either
+                deadline = cl_now() + <double>timeout
+            else:
+                from .communicator import _check_timeout
+
+                deadline = cl_now() + _check_timeout(timeout)
+        cdef int st
+        cdef cl_execution *e = self.ex.ex
+        with nogil:
+            st = cl_wait(e, deadline, &self.ex.res)
+        if st == CL_OK:
+            self._complete()
+            return self.result
+        self._fail(_result(&self.ex.res))
+
+    # what collectives.requests.wait_all reads of a request
+    @property
+    def _state(self):
+        return _STATE_NAMES[self.state]
+
+    @property
+    def _execution(self):
+        return self.ex
+
+    @property
+    def _result(self):
+        return self.result
+
+    def _finish(self):
+        self._complete()
+
+    def _not_active(self, what):
+        if self.state == REQ_FAILED:
+            raise self.error
+
+    def __del__(self):
+        if self.state != REQ_ACTIVE or self.ex is None:
+            return
+        import sys
+
+        if sys.is_finalizing():
+            return
+        try:
+            import warnings
+
+            warnings.warn(f"a {self.collective} request was dropped while in flight: waiting for it "
+                          "(wait for every request you start)", ResourceWarning, stacklevel=2)
+            self.wait()
+        except Exception:
+            pass   # the error broke the Communicator: its next call says so
+
+    def __repr__(self):
+        return f"<collectives.Request {self.collective} ({self.shape.label}), {_STATE_NAMES[self.state]}>"
+
+
+# ---- the all-to-all-v fast path -------------------------------------------------------------
+#
+# An expert-parallel layer exchanges blocks of the same counts many times (the counts change
+# only when the routing does). A call whose x and out, counts and algorithm match a shape the
+# checked path ran (Communicator.alltoallv) is checked and run here in one compiled call; the
+# counts are compared by value with the remembered ones. Anything else returns FAST_MISS.
+
+cdef class _VShape:
+    cdef object descr, send_counts, recv_counts, entry
+    cdef str algorithm, label
+    cdef int out_kind, ndim, out_ndim
+    cdef cnp.npy_intp dims[FAST_MAX_DIMS]
+    cdef cnp.npy_intp out_dims[FAST_MAX_DIMS]
+    cdef tuple out_shape
+
+
+cdef inline bint _same_counts(object given, object kept):
+    """Counts equal to the remembered ones: an int array of the same dtype and bytes, or a
+    list/tuple of the same type and values."""
+    cdef cnp.ndarray g, k
+    if cnp.PyArray_CheckExact(given):
+        if not cnp.PyArray_CheckExact(kept):
+            return False
+        g = <cnp.ndarray>given
+        k = <cnp.ndarray>kept
+        if (<object>cnp.PyArray_DESCR(g) is not <object>cnp.PyArray_DESCR(k) or cnp.PyArray_NDIM(g) != 1
+                or cnp.PyArray_DIM(g, 0) != cnp.PyArray_DIM(k, 0)
+                or not cnp.PyArray_FLAGS(g) & cnp.NPY_ARRAY_C_CONTIGUOUS):
+            return False
+        return memcmp(cnp.PyArray_DATA(g), cnp.PyArray_DATA(k), cnp.PyArray_NBYTES(g)) == 0
+    if type(given) is not type(kept) or not (type(given) is list or type(given) is tuple):
+        return False
+    for v in given:
+        if type(v) is not int:   # 1.0 == 1, but the checked path refuses float counts
+            return False
+    return given == kept
+
+
+cdef class FastAlltoallv:
+    """Repeat ``Communicator.alltoallv`` calls with remembered counts (see above)."""
+    cdef MPI.Comm comm
+    cdef MPI.Comm notice
+    cdef list shapes
+
+    def __cinit__(self, MPI.Comm comm not None, MPI.Comm notice):
+        self.comm = comm
+        self.notice = notice
+        self.shapes = []
+
+    def remember(self, cnp.ndarray x not None, out, send_counts, recv_counts, str algorithm, entry):
+        """Keep the shape of a call the checked path just ran on plain numpy arrays; ``entry``
+        is its cached call (program, or counts for MPI_Ialltoallv)."""
+        if cnp.PyArray_NDIM(x) > FAST_MAX_DIMS:
+            return
+        cdef _VShape s = _VShape()
+        s.descr = <object>cnp.PyArray_DESCR(x)
+        s.ndim = cnp.PyArray_NDIM(x)
+        for i in range(s.ndim):
+            s.dims[i] = cnp.PyArray_DIMS(x)[i]
+        s.out_kind = OUT_NEW if out is None else OUT_SEPARATE
+        cdef cnp.ndarray o
+        if out is not None:
+            o = <cnp.ndarray>out
+            if cnp.PyArray_NDIM(o) > FAST_MAX_DIMS:
+                return
+            s.out_ndim = cnp.PyArray_NDIM(o)
+            for i in range(s.out_ndim):
+                s.out_dims[i] = cnp.PyArray_DIMS(o)[i]
+        # private copies: the caller may change its own counts in place later
+        s.send_counts = send_counts.copy() if type(send_counts) is not tuple else send_counts
+        s.recv_counts = recv_counts.copy() if type(recv_counts) is not tuple else recv_counts
+        s.algorithm, s.label, s.entry = algorithm, entry.algorithm, entry
+        rows = int(sum(int(c) for c in recv_counts))
+        s.out_shape = (rows,) + (<object>x).shape[1:]
+        self.shapes.insert(0, s)
+        del self.shapes[FAST_SHAPES:]
+
+    def forget(self):
+        """Drop every remembered shape (the communicator was freed or broke)."""
+        self.shapes = []
+
+    def __len__(self):
+        return len(self.shapes)
+
+    def call(self, owner, x, send_counts, recv_counts, out, algorithm, timeout):
+        """Run the call if its shape was remembered and its buffers pass; else FAST_MISS."""
+        if not self.shapes or not cnp.PyArray_CheckExact(x) or type(algorithm) is not str \
+                or recv_counts is None:
+            return FAST_MISS
+        cdef cnp.ndarray a = <cnp.ndarray>x
+        cdef cnp.ndarray o
+        cdef int kind = OUT_NEW if out is None else OUT_SEPARATE
+        cdef object descr = <object>cnp.PyArray_DESCR(a)
+        cdef _VShape s = None
+        for cand in self.shapes:
+            s = <_VShape>cand
+            if (s.descr is descr and s.out_kind == kind and _same_dims(a, s.ndim, s.dims)
+                    and (s.algorithm is algorithm or s.algorithm == algorithm)
+                    and _same_counts(send_counts, s.send_counts) and _same_counts(recv_counts, s.recv_counts)):
+                break
+            s = None
+        if s is None or (cnp.PyArray_FLAGS(a) & _READY) != _READY:
+            return FAST_MISS
+        cdef char *xp
+        cdef char *op_
+        if kind == OUT_SEPARATE:
+            if not cnp.PyArray_CheckExact(out):
+                return FAST_MISS
+            o = <cnp.ndarray>out
+            if ((cnp.PyArray_FLAGS(o) & (_READY | cnp.NPY_ARRAY_WRITEABLE)) != (_READY | cnp.NPY_ARRAY_WRITEABLE)
+                    or <object>cnp.PyArray_DESCR(o) is not descr or not _same_dims(o, s.out_ndim, s.out_dims)):
+                return FAST_MISS
+            xp = <char *>cnp.PyArray_DATA(a)
+            op_ = <char *>cnp.PyArray_DATA(o)
+            if (cnp.PyArray_NBYTES(a) and cnp.PyArray_NBYTES(o) and op_ < xp + cnp.PyArray_NBYTES(a)
+                    and xp < op_ + cnp.PyArray_NBYTES(o)):
+                return FAST_MISS   # overlapping buffers: the checked path says so
+        if owner._broken or owner._comm is None or owner.emulate:
+            return FAST_MISS
+        cdef double deadline
+        if timeout is None:
+            deadline = owner.timeout_or_zero
+        elif (type(timeout) is float or type(timeout) is int) and timeout > 0:
+            deadline = timeout
+        else:
+            return FAST_MISS
+        if kind == OUT_NEW:
+            o = _np.empty(s.out_shape, descr)
+        result = o if kind == OUT_NEW else out
+        entry = s.entry
+        cdef cl_result res
+        cdef int status
+        cdef const void *sp = _data(a)
+        cdef void *rp = _data(o)
+        cdef MPI_Comm nc = self.notice.ob_mpi if self.notice is not None else MPI_COMM_NULL
+        cdef cnp.ndarray counts, program, tmp, scratch
+        cdef const int *cp
+        cdef void *bufs[3]
+        cdef int dcode = entry.dcode
+        if entry.program is None:
+            counts = <cnp.ndarray>entry.counts
+            cp = <const int *>cnp.PyArray_DATA(counts)
+            with nogil:
+                status = cl_native(self.comm.ob_mpi, CL_NATIVE_ALLTOALLV, sp, rp, 0, cp, dcode, 0, 0,
+                                   deadline, nc, &res)
+        else:
+            program = <cnp.ndarray>entry.program
+            tmp = <cnp.ndarray>owner._tmp
+            scratch = <cnp.ndarray>owner._scratch
+            bufs[0] = <void *>sp
+            bufs[1] = rp
+            bufs[2] = _data(tmp)
+            status = _run_program(self.comm.ob_mpi, program, bufs, dcode, owner.segment_bytes,
+                                  owner.inflight, scratch, deadline, nc, &res)
+        if status != CL_OK:
+            owner._check_result(_result(&res), "alltoallv", s.label, entry.num_steps or None)
+        return result
+
+
+cdef int _run_program(MPI_Comm comm, cnp.ndarray program, void **bufs, int dcode, int64_t segment_bytes,
+                      int inflight, cnp.ndarray scratch, double deadline, MPI_Comm nc, cl_result *res):
+    cdef const cl_row *rows = <const cl_row *>cnp.PyArray_DATA(program)
+    cdef int64_t nrows = cnp.PyArray_DIM(program, 0)
+    cdef void *sp = cnp.PyArray_DATA(scratch)
+    cdef int64_t sb = cnp.PyArray_NBYTES(scratch)
+    cdef int status
+    with nogil:
+        status = cl_execute(comm, rows, nrows, bufs, dcode, 0, segment_bytes, inflight, sp, sb, deadline,
+                            0, NULL, nc, res)
+    return status

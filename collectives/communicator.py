@@ -119,6 +119,7 @@ _NATIVE = _core.NATIVE   # collective name -> the core's code for the MPI librar
 #: collectives whose repeat calls the compiled fast path takes (``_core.FastCalls``)
 _FAST_COLLECTIVES = ("allreduce", "alltoall")
 _FAST_MISS = _core.FAST_MISS
+_FAST_P2P_MISS = p2p._core.FAST_MISS
 
 
 #: duplicates of Communicators the garbage collector took, freed at the next safe point
@@ -237,6 +238,8 @@ class Communicator:
         self._p2p_pending: list = []
         self.rank = self._comm.Get_rank()
         self.size = self._comm.Get_size()
+        # repeat blocking sends and receives of plain arrays: checked and run in C
+        self._fast_p2p = p2p.fast_path(self)
         if self.size > 1:
             notices.register(self)
         self._broken: Optional[str] = None
@@ -246,6 +249,7 @@ class Communicator:
         self._fast_allreduce = self._fast["allreduce"]
         self._fast_alltoall = self._fast["alltoall"]
         self._vcalls: dict = {}   # alltoallv call shapes, by their counts
+        self._fast_alltoallv = _core.FastAlltoallv(self._comm, self._notice)
         self._count_memo: dict = {}   # alltoallv counts already checked
         self._ops: dict = {}
         self._scratch = np.empty(0, dtype=np.uint8)
@@ -299,9 +303,7 @@ class Communicator:
         done = self._fast_allreduce.call(self, x, out, op, algorithm, timeout)
         if done is not _FAST_MISS:
             return done
-        a = as_array(x, "x")
-        op_code = self._op(op, a.dtype)
-        o, result = self._output(x, a, out, a.shape)
+        a, o, result, op_code, _ = self._operands("allreduce", x, op, out)
         return self._run("allreduce", algorithm, a, o, result, op=op, op_code=op_code, timeout=timeout,
                          fast=(x, out))
 
@@ -314,14 +316,9 @@ class Communicator:
         done = self._fast_alltoall.call(self, x, out, "", algorithm, timeout)
         if done is not _FAST_MISS:
             return done
-        a = as_array(x, "x")
-        if a.ndim == 0 or a.shape[0] % self.size:
-            raise InvalidArgument(
-                f"alltoall: x must hold comm.size={self.size} equal blocks along axis 0, "
-                f"but its shape is {a.shape}")
-        o, result = self._output(x, a, out, a.shape)
-        if out is not None and o.size and np.may_share_memory(o, a):
-            a = a.copy()  # in place: the blocks still to be sent must not be overwritten
+        a, o, result, _, in_place = self._operands("alltoall", x, None, out)
+        if in_place:
+            a = a.copy()  # the blocks still to be sent must not be overwritten
         return self._run("alltoall", algorithm, a, o, result, timeout=timeout, fast=(x, out))
 
     def reduce_scatter(self, x: Any, op: str = "sum", *, out: Any = None, algorithm: str = "auto",
@@ -332,39 +329,20 @@ class Communicator:
         first n % size blocks one element longer); an N-D ``x`` must have a first
         axis divisible by ``size``.
         """
-        a = as_array(x, "x")
-        op_code = self._op(op, a.dtype)
-        if a.ndim == 0:
-            raise InvalidArgument("reduce_scatter: x must have at least one dimension")
-        if a.ndim > 1 and a.shape[0] % self.size:
-            raise InvalidArgument(
-                f"reduce_scatter: an N-D x needs its first axis divisible by comm.size={self.size}; "
-                f"shape is {a.shape} (flatten it for uneven blocks)")
-        sizes = block_sizes(a.size, self.size)
-        if a.ndim == 1:
-            shape = (int(sizes[self.rank]),)
-        else:
-            shape = (a.shape[0] // self.size,) + a.shape[1:]
-        o, result = self._output(x, a, out, shape, same_as_input=False)
+        a, o, result, op_code, _ = self._operands("reduce_scatter", x, op, out)
         return self._run("reduce_scatter", algorithm, a, o, result, op=op, op_code=op_code,
                          timeout=timeout)
 
     def allgather(self, x: Any, *, out: Any = None, algorithm: str = "auto",
                   timeout: float | None = None) -> Any:
         """Every rank's ``x`` (same shape on all), concatenated along axis 0 in rank order."""
-        a = as_array(x, "x")
-        shape = (self.size,) if a.ndim == 0 else (self.size * a.shape[0],) + a.shape[1:]
-        o, result = self._output(x, a, out, shape, same_as_input=False)
+        a, o, result, _, _ = self._operands("allgather", x, None, out)
         return self._run("allgather", algorithm, a, o, result, timeout=timeout)
 
     def broadcast(self, x: Any, root: int = 0, *, algorithm: str = "auto",
                   timeout: float | None = None) -> Any:
         """Copy ``root``'s ``x`` into ``x`` on every rank, in place; returns ``x``."""
-        a = as_array(x, "x", writable=True)
-        if isinstance(root, bool) or not isinstance(root, (int, np.integer)):
-            raise InvalidType(f"broadcast: root must be an int rank, got {root!r}")
-        if not 0 <= int(root) < self.size:
-            raise InvalidArgument(f"broadcast: root={root} is out of range: ranks are 0..{self.size - 1}")
+        a, _, _, _, _ = self._operands("broadcast", x, None, None, root)
         self._run("broadcast", algorithm, a, a, x, root=int(root), timeout=timeout)
         return x
 
@@ -706,6 +684,8 @@ class Communicator:
         else the Communicator's), :class:`~collectives.errors.PeerFailure` when
         ``dest`` left.
         """
+        if self._fast_p2p.send(self, x, dest, tag, timeout) is True:
+            return None
         if timeout is not None:
             _check_timeout(timeout)
         a = as_array(x, "x")
@@ -725,6 +705,9 @@ class Communicator:
             ``source``, ``tag`` and ``count`` (elements received; a message may
             be shorter than ``out``). ``int(status)`` is the source rank.
         """
+        done = self._fast_p2p.recv(self, out, source, tag, timeout)
+        if done is not _FAST_P2P_MISS:
+            return done
         if timeout is not None:
             _check_timeout(timeout)
         o = as_array(out, "out", writable=True)
@@ -787,6 +770,9 @@ class Communicator:
         array
             ``out``, or a new array.
         """
+        done = self._fast_alltoallv.call(self, x, send_counts, recv_counts, out, algorithm, timeout)
+        if done is not _FAST_MISS:
+            return done
         from . import algorithms as _alg
 
         a = as_array(x, "x")
@@ -857,6 +843,11 @@ class Communicator:
                 self._judge_emulation(preempted_before)
         if res is not None:
             self._check_result(res, "alltoallv", entry.algorithm, entry.num_steps or None)
+        if (recv_counts is not None and a is x and type(x) is np.ndarray and type(algorithm) is str
+                and not self.emulate and (out is None or (o is out and type(out) is np.ndarray))
+                and _plain_counts(send_counts) and _plain_counts(recv_counts)):
+            # later calls with these counts are checked and run in C
+            self._fast_alltoallv.remember(x, out, send_counts, recv_counts, algorithm, entry)
         return result
 
     def _alltoallv_entry(self, name, send_elems, recv_elems, everyone, dtype) -> _Call:
@@ -931,12 +922,18 @@ class Communicator:
         and ``out`` must not be touched until the request completes. Every rank
         must start collectives on this Communicator in the same order.
         """
+        started = self._fast_allreduce.start(self, x, out, op, algorithm)
+        if started is not _FAST_MISS:
+            return started
         from .requests import Request
 
         return Request(self, "allreduce", x, op=op, out=out, algorithm=algorithm)
 
     def ialltoall(self, x: Any, *, out: Any = None, algorithm: str = "auto") -> "Request":
         """Start :meth:`alltoall`; returns a :class:`~collectives.requests.Request`."""
+        started = self._fast_alltoall.start(self, x, out, "", algorithm)
+        if started is not _FAST_MISS:
+            return started
         from .requests import Request
 
         return Request(self, "alltoall", x, out=out, algorithm=algorithm)
@@ -1004,6 +1001,55 @@ class Communicator:
         return PersistentRequest(self, "broadcast", x, root=root, algorithm=algorithm)
 
     # ---- internals -------------------------------------------------------------------------
+
+    def _operands(self, collective, x, op=None, out=None, root=0):
+        """Every argument check of a collective call, before any message: the blocking calls
+        and the requests (``collectives.requests``) share it, so they refuse alike.
+
+        Returns ``(a, o, result, op_code, in_place)``: the numpy input and output the core
+        works on, what the call returns, the op's code (reducing collectives) and, for an
+        all-to-all whose ``out`` shares x's memory, True (its blocks still to be sent must
+        be copied first).
+        """
+        if collective == "broadcast":
+            a = as_array(x, "x", writable=True)
+            if isinstance(root, bool) or not isinstance(root, (int, np.integer)):
+                raise InvalidType(f"broadcast: root must be an int rank, got {root!r}")
+            if not 0 <= int(root) < self.size:
+                raise InvalidArgument(f"broadcast: root={root} is out of range: ranks are 0..{self.size - 1}")
+            return a, a, x, 0, False
+        a = as_array(x, "x")
+        op_code = 0
+        in_place = False
+        if collective == "allreduce":
+            op_code = self._op(op, a.dtype)
+            o, result = self._output(x, a, out, a.shape)
+        elif collective == "alltoall":
+            if a.ndim == 0 or a.shape[0] % self.size:
+                raise InvalidArgument(
+                    f"alltoall: x must hold comm.size={self.size} equal blocks along axis 0, "
+                    f"but its shape is {a.shape}")
+            o, result = self._output(x, a, out, a.shape)
+            in_place = out is not None and bool(o.size) and np.may_share_memory(o, a)
+        elif collective == "reduce_scatter":
+            op_code = self._op(op, a.dtype)
+            if a.ndim == 0:
+                raise InvalidArgument("reduce_scatter: x must have at least one dimension")
+            if a.ndim > 1 and a.shape[0] % self.size:
+                raise InvalidArgument(
+                    f"reduce_scatter: an N-D x needs its first axis divisible by comm.size={self.size}; "
+                    f"shape is {a.shape} (flatten it for uneven blocks)")
+            if a.ndim == 1:
+                shape = (int(block_sizes(a.size, self.size)[self.rank]),)
+            else:
+                shape = (a.shape[0] // self.size,) + a.shape[1:]
+            o, result = self._output(x, a, out, shape, same_as_input=False)
+        elif collective == "allgather":
+            shape = (self.size,) if a.ndim == 0 else (self.size * a.shape[0],) + a.shape[1:]
+            o, result = self._output(x, a, out, shape, same_as_input=False)
+        else:
+            raise InvalidArgument(f"unknown collective {collective!r}")
+        return a, o, result, op_code, in_place
 
     def _op(self, op, dtype):
         if type(op) is not str:
@@ -1454,6 +1500,14 @@ def _machine_name() -> str:
         if text:
             return text
     return MPI.Get_processor_name()
+
+
+def _plain_counts(counts) -> bool:
+    """Counts the all-to-all-v fast path can compare by value: a 1-D integer array, or a
+    list or tuple of ints."""
+    if type(counts) is np.ndarray:
+        return counts.ndim == 1 and counts.dtype.kind in "iu" and counts.flags.c_contiguous
+    return type(counts) in (list, tuple) and all(type(v) is int for v in counts)
 
 
 def block_sizes(count: int, nranks: int) -> np.ndarray:

@@ -267,6 +267,11 @@ def send(comm, a, dest: int, tag: int, timeout) -> None:
                         comm._notice if comm.size > 1 else None)
     if failed is None:
         return
+    send_failed(comm, a, dest, tag, failed)
+
+
+def send_failed(comm, a, dest: int, tag: int, failed) -> None:
+    """Raise what a failed blocking send in the core means (``failed``: what the core returned)."""
     req = Request(comm, "send", a, dest, tag, a.dtype.itemsize)
     req._mpi = failed[4]
     if req._mpi is not None:   # still in flight: keep its buffer alive as long as the Communicator
@@ -283,6 +288,12 @@ def recv(comm, o, source: int, tag: int, timeout) -> RecvStatus:
                      comm._notice if comm.size > 1 else None)
     if out[0] == _core.OK and out[7] is None:
         return RecvStatus(out[1], out[2], out[3] // o.dtype.itemsize)
+    return recv_rest(comm, o, source, tag, timeout, out)
+
+
+def recv_rest(comm, o, source: int, tag: int, timeout, out) -> RecvStatus:
+    """A blocking receive the core did not complete (``out``: what ``_core.recv`` returned):
+    a receive still under way is waited for, a failure raised."""
     req = Request(comm, "recv", o, source, tag, o.dtype.itemsize)
     if out[8] and out[7] is not None and out[0] != _core.LARGE:   # matched, still under way
         comm.__dict__.setdefault("_p2p_stranded", []).append(req)
@@ -365,6 +376,15 @@ def _withdraw(comm, req: Request) -> None:
         comm._p2p_pending.remove(req)
     except ValueError:
         pass
+
+
+def fast_path(comm) -> "_core.FastP2P":
+    """The compiled fast path of ``comm``'s blocking send/recv (``Communicator.send``)."""
+    import sys
+
+    from .buffers import _KNOWN
+
+    return _core.FastP2P(comm.size, _KNOWN, RecvStatus, sys.modules[__name__])
 
 
 def set_polls_before_yield(polls: int) -> None:

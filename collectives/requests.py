@@ -32,6 +32,7 @@ hang on a peer, never memory freed under a message.
 
 from __future__ import annotations
 
+import abc
 import atexit
 import sys
 import warnings
@@ -44,7 +45,7 @@ from . import dtypes as _dt
 from ._constants import BUF_TMP
 from ._mpicheck import load_core
 from .buffers import as_array
-from .communicator import _check_timeout, _preemptions, _tag_upper, block_sizes
+from .communicator import _check_timeout, _preemptions, _tag_upper
 from .errors import CommunicationError, InvalidArgument, InvalidType, RequestError
 
 _core = load_core()
@@ -52,58 +53,6 @@ _TAGS = int(_core.TAGS_PER_EXECUTION)
 
 #: native executions that failed while MPI may still use their buffers: kept alive for good
 _LEFT_TO_MPI: list = []
-
-
-# ---- arguments: the blocking calls' checks, for a call that is started now ------------
-
-def operands(comm, collective: str, x: Any, op: str = "sum", out: Any = None, root: int = 0):
-    """``(a, o, result, op_code, stage)`` for a call, every check of the blocking call done.
-
-    ``a``/``o`` are the numpy input and output the core works on, ``result`` what
-    the request returns, ``stage`` a copy (source, destination) to make before
-    every start (an in-place all-to-all sends from a copy), or None.
-    """
-    comm._ensure_usable()
-    stage = None
-    op_code = 0
-    if collective == "broadcast":
-        a = as_array(x, "x", writable=True)
-        if isinstance(root, bool) or not isinstance(root, (int, np.integer)):
-            raise InvalidType(f"broadcast: root must be an int rank, got {root!r}")
-        if not 0 <= int(root) < comm.size:
-            raise InvalidArgument(f"broadcast: root={root} is out of range: ranks are 0..{comm.size - 1}")
-        return a, a, x, 0, None
-    a = as_array(x, "x")
-    if collective in ("allreduce", "reduce_scatter"):
-        op_code = comm._op(op, a.dtype)
-    if collective == "allreduce":
-        o, result = comm._output(x, a, out, a.shape)
-    elif collective == "alltoall":
-        if a.ndim == 0 or a.shape[0] % comm.size:
-            raise InvalidArgument(
-                f"alltoall: x must hold comm.size={comm.size} equal blocks along axis 0, "
-                f"but its shape is {a.shape}")
-        o, result = comm._output(x, a, out, a.shape)
-        if out is not None and o.size and np.may_share_memory(o, a):
-            staged = np.empty_like(a)   # in place: the blocks still to be sent must not be overwritten
-            stage = (a, staged)
-            a = staged
-    elif collective == "reduce_scatter":
-        if a.ndim == 0:
-            raise InvalidArgument("reduce_scatter: x must have at least one dimension")
-        if a.ndim > 1 and a.shape[0] % comm.size:
-            raise InvalidArgument(
-                f"reduce_scatter: an N-D x needs its first axis divisible by comm.size={comm.size}; "
-                f"shape is {a.shape} (flatten it for uneven blocks)")
-        sizes = block_sizes(a.size, comm.size)
-        shape = (int(sizes[comm.rank]),) if a.ndim == 1 else (a.shape[0] // comm.size,) + a.shape[1:]
-        o, result = comm._output(x, a, out, shape, same_as_input=False)
-    elif collective == "allgather":
-        shape = (comm.size,) if a.ndim == 0 else (comm.size * a.shape[0],) + a.shape[1:]
-        o, result = comm._output(x, a, out, shape, same_as_input=False)
-    else:
-        raise InvalidArgument(f"unknown collective {collective!r}")
-    return a, o, result, op_code, stage
 
 
 def _buffer_state(obj) -> tuple:
@@ -164,13 +113,17 @@ def _tag_base(comm, persistent: bool) -> tuple:
 
 # ---- requests -----------------------------------------------------------------------
 
-class Request:
+class Request(metaclass=abc.ABCMeta):
     """A collective started by ``comm.iallreduce`` and friends.
 
     ``wait()`` returns the result (the output array, or ``x`` for a broadcast,
     None for a barrier); ``test()`` moves the collective on and says whether it
     is complete. A request that fails raises the blocking call's error from
     ``wait``/``test`` and breaks its Communicator.
+
+    A repeat ``iallreduce``/``ialltoall`` of a shape the MPI library's own
+    collective runs returns the compiled fast path's request instead
+    (``isinstance(req, Request)`` holds for it too), with the same methods.
     """
 
     _persistent = False
@@ -193,7 +146,13 @@ class Request:
     def _setup(self, x, op, out, root, algorithm):
         comm = self._comm
         collective = self.collective
-        a, o, result, op_code, stage = operands(comm, collective, x, op, out, root)
+        comm._ensure_usable()
+        a, o, result, op_code, in_place = comm._operands(collective, x, op, out, root)
+        stage = None
+        if in_place:
+            staged = np.empty_like(a)   # in place: the blocks still to be sent must not be overwritten
+            stage = (a, staged)
+            a = staged
         if not isinstance(algorithm, str):
             raise InvalidType(f"algorithm must be a string, got {algorithm!r}")
         self._result = result
@@ -224,6 +183,11 @@ class Request:
             if isinstance(made, dict):
                 comm._check_result(made, collective, entry.algorithm)
             self._execution = made
+            if (not self._persistent and stage is None and not self._avg and not comm.validate
+                    and collective in comm._fast):
+                # later calls of this shape start in compiled code (comm.iallreduce, ...)
+                comm._remember(collective, algorithm, self._bound, a, o,
+                               op if collective == "allreduce" else None, op_code, int(root), entry)
         else:
             scratch, tmp = _program_sizes(comm, entry, a.dtype.itemsize)
             self._slot, tag_base = _tag_base(comm, self._persistent)
@@ -460,6 +424,10 @@ class PersistentRequest(Request):
                 pass
         self.free()
         return False
+
+
+# the compiled fast path's request (collectives._executor.FastRequest) is a Request to callers
+Request.register(_core.FastRequest)
 
 
 #: persistent requests still bound: released at exit while MPI is still initialised

@@ -1363,3 +1363,14 @@ cl_execution *cl_create_native(MPI_Comm comm, int which, const void *sendbuf, vo
 }
 
 int cl_is_persistent(const cl_execution *e) { return e->persistent; }
+
+int cl_rebind_native(cl_execution *e, const void *sendbuf, void *recvbuf)
+{
+    /* a persistent request is bound to its buffers by MPI; a run in flight, or a failed
+     * one, may still have MPI reading and writing the old ones */
+    if (!e->native || e->persistent || (e->phase != PHASE_IDLE && e->phase != PHASE_DONE))
+        return CL_BAD_PROGRAM;
+    e->sendbuf = sendbuf;
+    e->recvbuf = recvbuf;
+    return CL_OK;
+}

@@ -137,6 +137,11 @@ int cl_wait_all(cl_execution **es, int n, double deadline, int *failed, cl_resul
 /* 1 when the last run completed. */
 int cl_done(const cl_execution *e);
 
+/* Point an idle (never started, or completed) non-persistent native execution at new
+ * buffers of the same shape, so that one execution serves many calls of that shape.
+ * CL_BAD_PROGRAM (nothing changed) for any other execution. */
+int cl_rebind_native(cl_execution *e, const void *sendbuf, void *recvbuf);
+
 /* 1 when a native execution holds an MPI-4 persistent request. */
 int cl_is_persistent(const cl_execution *e);
 

@@ -48,11 +48,26 @@ def persistent_bucket(comm, steps=100):
     return reduced
 
 
+def small_flags(comm, steps=1000):
+    """Many small all-reduces in flight beside the work: repeats of one shape start in C."""
+    flags = np.zeros(2, dtype=np.int64)
+    seen = np.empty_like(flags)
+    for step in range(steps):
+        flags[:] = (step % 3 == 0, comm.rank)
+        req = comm.iallreduce(flags, out=seen, op="max", algorithm="mpi")
+        # ... work of this step ...
+        req.wait()
+        assert seen[0] == (step % 3 == 0) and seen[1] == comm.size - 1
+    assert isinstance(req, cl.Request)          # a fast-path request is a Request too
+    return seen
+
+
 if __name__ == "__main__":
     comm = cl.Communicator(MPI.COMM_WORLD)
     overlap(comm)
     several(comm)
     persistent_bucket(comm)
+    small_flags(comm)
     if comm.rank == 0:
         print("nonblocking examples: ok")
     comm.free()

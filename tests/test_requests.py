@@ -279,3 +279,4 @@ def test_the_guide_examples_run(comm):
     examples.overlap(comm)
     examples.several(comm)
     examples.persistent_bucket(comm, steps=20)
+    examples.small_flags(comm, steps=50)
