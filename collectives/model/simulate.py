@@ -102,33 +102,36 @@ __all__ = ["DEFAULTS", "HOST_TERMS_OFF", "EMULATION_CALL_OVERHEAD", "copy_time",
 #: Model constants and their defaults (override any of them with keyword arguments).
 #: The host terms (overhead, call_overhead, reduce_bandwidth, copy_bandwidth,
 #: cache_copy_bandwidth, cache_bytes, memory_bandwidth, segment_bytes, cores) are on by default
-#: where a real host pays them; :data:`HOST_TERMS_OFF` switches them all off. The host figures are
-#: what ``collectives calibrate`` measured on the development VM (a 2-core Intel Xeon, 2 MiB of
-#: L2 per core, MPICH, quiet): see each comment.
+#: where a real host pays them; :data:`HOST_TERMS_OFF` switches them all off. The new host figures
+#: are what ``mpiexec -n 2 collectives calibrate`` measured on the development VM (a 2-core Intel
+#: Xeon, 2 MiB of L2 per core, MPICH) in eight runs while other work loaded it (load 3-7): the
+#: best of the runs (the highest rate, the lowest cost: other load only makes them worse).
 DEFAULTS = {
     "overhead": 1.0e-6,           # s per message (software: MPI call, matching, completion)
     # s per collective call on every rank, before its first message: the Python call, the plan
-    # lookup, the executor's start and finish. calibrate: a one-element all-reduce on a live
-    # Communicator less its modelled price, 2 ranks: 8-11 us
-    "call_overhead": 9.0e-6,
+    # lookup, the executor's start and finish. calibrate: a one-element ring all-reduce on a live
+    # Communicator (12-13 us) less its modelled price: 4.8-5.6 us
+    "call_overhead": 5.0e-6,
     "reduce_bandwidth": 8.0e9,    # bytes/s one core reduces (the gamma term); inf leaves it out
     "switch_latency": 0.0,        # s per traversal of a switch or router, added to node latency
     "routing": None,              # "ecmp" | "minimal" | "valiant"; None: family default
     "max_samples": 16,            # repetitions priced in a group whose pattern varies
     # bytes/s one core copies a working set larger than its cache (calibrate: an 8 MiB copy,
-    # 5.2-6.4 GB/s); inf leaves copies out
+    # 5.0-6.7 GB/s; 5.2-6.4 GB/s in the earlier quiet runs); inf leaves copies out
     "copy_bandwidth": 6.0e9,
-    # bytes/s one core copies what fits in its cache (calibrate: a copy of a quarter of
-    # cache_bytes, 11-22 GB/s)
-    "cache_copy_bandwidth": 12.0e9,
+    # bytes/s one core copies what fits in its cache (calibrate: the median rate of the copies
+    # from 64 KiB to cache_bytes, 20-26 GB/s)
+    "cache_copy_bandwidth": 26.0e9,
     # bytes of cache one core's copies run in: of a rank's copies in one step, the first
     # cache_bytes go at cache_copy_bandwidth, the rest at copy_bandwidth (calibrate: the largest
-    # copy still faster than the geometric mean of the two rates: 1 MiB here)
+    # copy still faster than the geometric mean of the fastest and the 16 MiB rates: 1 MiB in 6
+    # runs of 8, 512 KiB and 2 MiB in the others)
     "cache_bytes": 1 << 20,
     # bytes/s of one machine's memory, shared by its ranks that copy or reduce at once (apart from
     # one core's copy_bandwidth: a machine has more memory bandwidth than one core uses). calibrate:
-    # every rank of the node copying 8 MiB at once, 2 ranks: 11-14 GB/s; inf: not shared
-    "memory_bandwidth": 12.0e9,
+    # both ranks of the node copying 8 MiB at once, 15.8 GB/s at best (3-13 GB/s under load);
+    # inf: not shared
+    "memory_bandwidth": 15.8e9,
     # bytes per segment of the executor (Communicator's segment_bytes): a received message of
     # several segments is reduced while its later segments are still arriving; inf: no pipelining
     "segment_bytes": 1 << 20,
@@ -141,10 +144,10 @@ DEFAULTS = {
 
 #: What an emulated call (``Communicator(emulate=True)``) pays per call on top of
 #: ``call_overhead``: computing and checking its holds, stamping every message. calibrate: a
-#: one-element all-reduce on an emulated Communicator of (almost) free links, less its modelled
-#: price and ``call_overhead``, 2 ranks: 8-12 us. Price an emulated run with
-#: ``call_overhead=DEFAULTS["call_overhead"] + EMULATION_CALL_OVERHEAD``.
-EMULATION_CALL_OVERHEAD = 9.0e-6
+#: one-element ring all-reduce on an emulated Communicator of (almost) free links (27-130 us,
+#: 27 at best) less its modelled price and ``call_overhead``: 20 us at best. Price an emulated
+#: run with ``call_overhead=DEFAULTS["call_overhead"] + EMULATION_CALL_OVERHEAD``.
+EMULATION_CALL_OVERHEAD = 20.0e-6
 
 #: Every host term switched off: the network alone (path latency and bytes over the fair rate),
 #: the alpha-beta model. Add ``overhead=`` and ``reduce_bandwidth=`` back for alpha-beta-gamma.
