@@ -506,3 +506,20 @@ def test_bad_cache_and_memory_constants_are_refused():
         predict("alltoall", "bruck", 1024, star(2), cache_copy_bandwidth=-5)
     with pytest.raises(cl.InvalidArgument, match="call_overhead"):
         predict("alltoall", "bruck", 1024, star(2), call_overhead=-1e-6)
+
+
+def test_copies_sampled_on_ranks_match_the_closed_form(monkeypatch):
+    # a group without a closed form for its copies (here Bruck's, with it taken away) counts them
+    # by building the programs of sampled ranks above a rank count: the same price as the form
+    import dataclasses
+    import sys
+
+    sim = sys.modules["collectives.model.simulate"]
+    kw = {**OFF, "copy_bandwidth": 1e9}
+    p, n = 128, 128 * 4 * 8
+    s = build_schedule("alltoall", "bruck", p, n // 4)
+    exact = simulate(s, star(p), **kw).time
+    built = dataclasses.replace(s, groups=[dataclasses.replace(g, copies=None) for g in s.groups])
+    assert simulate(built, star(p), **kw).time == pytest.approx(exact, rel=1e-12)
+    monkeypatch.setattr(sim, "_COPY_EXACT_RANKS", 16)
+    assert simulate(built, star(p), **kw).time == pytest.approx(exact, rel=1e-12)
