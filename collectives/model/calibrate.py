@@ -466,7 +466,9 @@ def measure_call_overhead(comm, profile, groups, cores=None, iters=200):
     out = np.empty_like(x)
     topo, params = two_level_model(groups, profile)
     params = {**params, "call_overhead": 0.0}
-    live = Communicator(comm)
+    # on the profile's own two-level topology: the live call runs on the real links all the same,
+    # and the Communicator does not read COLLECTIVES_PROFILE (perhaps the file being written)
+    live = Communicator(comm, topology=topo)
     try:
         measured = _time_calls(comm, lambda: live.allreduce(x, out=out, algorithm="ring"), iters)
     finally:
