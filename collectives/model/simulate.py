@@ -104,13 +104,15 @@ __all__ = ["DEFAULTS", "HOST_TERMS_OFF", "EMULATION_CALL_OVERHEAD", "copy_time",
 #: cache_copy_bandwidth, cache_bytes, memory_bandwidth, segment_bytes, cores) are on by default
 #: where a real host pays them; :data:`HOST_TERMS_OFF` switches them all off. The new host figures
 #: are what ``mpiexec -n 2 collectives calibrate`` measured on the development VM (a 2-core Intel
-#: Xeon, 2 MiB of L2 per core, MPICH) in eight runs while other work loaded it (load 3-7): the
-#: best of the runs (the highest rate, the lowest cost: other load only makes them worse).
+#: Xeon, 2 MiB of L2 per core, MPICH) in nine runs while other work loaded it (load 3-8): the
+#: best of the runs where one figure stands out (other load only lowers a rate or raises a cost),
+#: else the typical one.
 DEFAULTS = {
     "overhead": 1.0e-6,           # s per message (software: MPI call, matching, completion)
     # s per collective call on every rank, before its first message: the Python call, the plan
     # lookup, the executor's start and finish. calibrate: a one-element ring all-reduce on a live
-    # Communicator (12-13 us) less its modelled price: 4.8-5.6 us
+    # Communicator (12-13 us) less its modelled price: 4.3-6.7 us in 7 of 9 runs (0 and 38-47 us
+    # in two whose ping-pong or calls other work disturbed)
     "call_overhead": 5.0e-6,
     "reduce_bandwidth": 8.0e9,    # bytes/s one core reduces (the gamma term); inf leaves it out
     "switch_latency": 0.0,        # s per traversal of a switch or router, added to node latency
@@ -125,11 +127,11 @@ DEFAULTS = {
     # bytes of cache one core's copies run in: of a rank's copies in one step, the first
     # cache_bytes go at cache_copy_bandwidth, the rest at copy_bandwidth (calibrate: the largest
     # copy still faster than the geometric mean of the fastest and the 16 MiB rates: 1 MiB in 6
-    # runs of 8, 512 KiB and 2 MiB in the others)
+    # runs of 9, 512 KiB in 2, 2 MiB in 1)
     "cache_bytes": 1 << 20,
     # bytes/s of one machine's memory, shared by its ranks that copy or reduce at once (apart from
     # one core's copy_bandwidth: a machine has more memory bandwidth than one core uses). calibrate:
-    # both ranks of the node copying 8 MiB at once, 15.8 GB/s at best (3-13 GB/s under load);
+    # both ranks of the node copying 8 MiB at once, 15.8 GB/s at best (2-13 GB/s under load);
     # inf: not shared
     "memory_bandwidth": 15.8e9,
     # bytes per segment of the executor (Communicator's segment_bytes): a received message of
@@ -144,8 +146,9 @@ DEFAULTS = {
 
 #: What an emulated call (``Communicator(emulate=True)``) pays per call on top of
 #: ``call_overhead``: computing and checking its holds, stamping every message. calibrate: a
-#: one-element ring all-reduce on an emulated Communicator of (almost) free links (27-130 us,
-#: 27 at best) less its modelled price and ``call_overhead``: 20 us at best. Price an emulated
+#: one-element ring all-reduce on an emulated Communicator of (almost) free links less its
+#: modelled price and ``call_overhead``: 20 us at best of nine runs (36-38 us typical under load,
+#: which the 2-rank emulation agreement's 64 KiB cases do not show: they fit 20). Price an emulated
 #: run with ``call_overhead=DEFAULTS["call_overhead"] + EMULATION_CALL_OVERHEAD``.
 EMULATION_CALL_OVERHEAD = 20.0e-6
 
