@@ -148,7 +148,7 @@ DEFAULTS = {
 #: ``call_overhead``: computing and checking its holds, stamping every message. calibrate: a
 #: one-element ring all-reduce on an emulated Communicator of (almost) free links less its
 #: modelled price and ``call_overhead``: 20 us at best of nine runs (36-38 us typical under load,
-#: which the 2-rank emulation agreement's 64 KiB cases do not show: they fit 20). Price an emulated
+#: while the quiet 2-rank emulated 64 KiB calls agree with the best figure). Price an emulated
 #: run with ``call_overhead=DEFAULTS["call_overhead"] + EMULATION_CALL_OVERHEAD``.
 EMULATION_CALL_OVERHEAD = 20.0e-6
 
