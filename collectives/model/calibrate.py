@@ -455,7 +455,8 @@ def measure_call_overhead(comm, profile, groups, cores=None, iters=200):
     ``call_overhead``; the emulated call less its price on the star (the
     model's per-message overhead, every rank on this machine and its cores,
     ``call_overhead=0``) and less ``call_overhead`` is what emulation adds.
-    Both are clipped at 0.
+    Both are clipped at 0, and divided by the core share ``max(1, ranks of a
+    node / cores)`` they were measured at (the model multiplies them by it).
     """
     from ..communicator import Communicator
     from ..topology import star
@@ -474,7 +475,6 @@ def measure_call_overhead(comm, profile, groups, cores=None, iters=200):
     finally:
         live.free()
     modelled = predict("allreduce", "ring", x.nbytes, topo, ranks=p, **params)
-    call = max(measured - modelled, 0.0)
     free = star(p, link_bandwidth=10e12, link_latency=1e-9)
     import warnings
 
@@ -492,9 +492,15 @@ def measure_call_overhead(comm, profile, groups, cores=None, iters=200):
     if cores is not None:
         emu_params["cores"] = float(cores)
     emu_modelled = predict("allreduce", "ring", x.nbytes, free, ranks=p, **emu_params)
-    extra = max(emulated - emu_modelled - call, 0.0)
+    # the model takes s = ranks per core times a per-call cost on a machine with more ranks than
+    # cores, so the figures are per core: what was measured over the share it was measured at
+    node_size = int(np.bincount(np.asarray(groups, dtype=np.int64)).max())
+    share = max(1.0, node_size / float(cores)) if cores else 1.0
+    call = max(measured - modelled, 0.0) / share
+    extra = max(emulated - emu_modelled, 0.0) / share - call
+    extra = max(extra, 0.0)
     raw = {"live_s": measured, "live_modelled_s": modelled, "emulated_s": emulated,
-           "emulated_modelled_s": emu_modelled}
+           "emulated_modelled_s": emu_modelled, "core_share": share}
     return call, extra, raw
 
 
