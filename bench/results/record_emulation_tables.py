@@ -23,6 +23,10 @@ args = sys.argv[1:]
 out_dir = args.pop(0) if args and args[0] not in ("accuracy", "designs") else str(R)
 which = args or ["accuracy", "designs"]
 work = tempfile.mkdtemp()
+PROVENANCE = ("Measured with the command below (RANKS and SPEC as in each row) by "
+              "bench/results/record_emulation_tables.py on this development machine while it was shared with "
+              "other work; predicted is Communicator.predict on the emulated links: this machine's host terms "
+              "(its ranks share its cores and memory) and the emulated per-call cost.")
 
 
 def run(ranks, spec, colls, sizes):
@@ -51,6 +55,7 @@ if "accuracy" in which:
             rows.append({"ranks": ranks, "topology": spec, "algorithms": "ring, rhd, tree, hierarchical", "bytes": nb,
                          "ratio_min": round(min(rs), 2), "ratio_max": round(max(rs), 2)})
     doc.update(provenance(doc["command"]))
+    doc["provenance"] = PROVENANCE
     doc["rows"] = rows
     doc["commit_note"] = (f"Measured with the command below at this commit, RANKS and SPEC as in each row; "
                           f"{before} before, {load()} after (the machine was shared with other work).")
@@ -72,6 +77,7 @@ if "designs" in which:
                              "time_s": r["time_us"] * 1e-6, "measured_over_predicted": round(r["measured_over_predicted"], 2),
                              "native_real_links_s": native[0] * 1e-6 if native else None})
     doc.update(provenance(doc["command"]))
+    doc["provenance"] = PROVENANCE
     doc["rows"] = rows
     doc["commit_note"] = (f"Measured with the command below at this commit (4 ranks on this 2-core machine); "
                           f"{before} before, {load()} after (the machine was shared with other work).")
