@@ -15,7 +15,7 @@ from collectives import topology as T
 from collectives.model import predict
 
 CASES = [("allreduce", "ring", 256 << 20), ("allreduce", "rhd", 256 << 20),
-         ("alltoall", "pairwise", None)]
+         ("alltoall", "pairwise", None), ("alltoall", "bruck", None)]
 TOPOS = {"dragonfly:a=16,p=8,h=8": lambda: T.dragonfly(16, 8, 8),
          "fat-tree:k=34": lambda: T.fat_tree(34)}
 

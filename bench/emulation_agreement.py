@@ -12,7 +12,8 @@ machine holds one batch back, not all of them). The parent then prices the
 same cases with :func:`collectives.model.predict`, host terms included: the
 ranks all run on this one machine, so they share its cores and its memory
 bandwidth (``machines=`` every rank on machine 0, ``cores=`` the cores this
-process may use). It writes ``bench/results/emulation-agreement.json``, the
+process may use), and each call pays the emulation's own per-call cost
+(``call_overhead=`` the model's plus ``cl.model.EMULATION_CALL_OVERHEAD``). It writes ``bench/results/emulation-agreement.json``, the
 table of the documentation's results page, and prints the worst ratio.
 
 Nothing is compared inside the MPI job: the workers only measure, so a
@@ -113,10 +114,17 @@ def measure(ranks: int, args) -> list:
 
 
 def host_terms(ranks: int, cores: int) -> dict:
-    """The model constants that describe this machine for an emulation: every rank on it."""
+    """The model constants that describe this machine for an emulation: every rank on it.
+
+    An emulated call also pays its holds' bookkeeping once per call
+    (``cl.model.EMULATION_CALL_OVERHEAD`` on top of ``call_overhead``).
+    """
     import numpy as np
 
-    return {"machines": np.zeros(ranks, dtype=np.int64), "cores": cores}
+    import collectives as cl
+
+    return {"machines": np.zeros(ranks, dtype=np.int64), "cores": cores,
+            "call_overhead": cl.model.DEFAULTS["call_overhead"] + cl.model.EMULATION_CALL_OVERHEAD}
 
 
 def price(rows: list, cores: int) -> list:

@@ -369,7 +369,10 @@ class Communicator:
 
         Uses the same schedule parameters a call would (this communicator's
         groups for an algorithm that needs them, the planner's parameters for
-        "auto") and the same placement. Needs a topology.
+        "auto") and the same placement. Needs a topology. On emulated links
+        the call is priced as it runs here: with this machine's host terms
+        (its ranks share its cores and memory) and the emulation's own
+        per-call cost (``cl.model.EMULATION_CALL_OVERHEAD``).
         """
         if self.topology is None:
             raise InvalidArgument("predict needs a Communicator created with topology=")
@@ -380,11 +383,16 @@ class Communicator:
         params = {}
         if algorithm == "auto":
             plan = planner.choose(collective, nbytes, self)
-            if plan.predicted_time is not None:
+            if plan.predicted_time is not None and not self.emulate:
                 return float(plan.predicted_time)
             algorithm = plan.algorithm
+            if self.emulate:
+                params.update(plan.params)      # the planner's choice, priced as emulated below
         if "groups" in _alg.get(collective, algorithm).needs:
             params["groups"] = self.groups
+        if self.emulate:
+            params.update(getattr(self, "_emulated_host", {}))
+            params["call_overhead"] = _model.DEFAULTS["call_overhead"] + _model.EMULATION_CALL_OVERHEAD
         return float(_model.predict(collective, algorithm, int(nbytes), self.topology, ranks=self.size,
                                     placement=self.placement, **params))
 

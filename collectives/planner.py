@@ -20,8 +20,9 @@ calibration profile (``COLLECTIVES_PROFILE``) or
 For a live Communicator (not emulating links), a latency-bound call goes to
 the MPI library's own collective ("mpi"): one whose fastest schedule the model
 prices at no more than :data:`LATENCY_BOUND` times the same schedule's price
-for one element per rank, so that fixed per-message costs, not bytes, make
-its time. There a library call that pays them once beats any schedule the
+for one element per rank (both without the per-call cost, ``call_overhead``,
+which either pays), so that fixed per-message costs, not bytes, make its
+time. There a library call that pays them once beats any schedule the
 executor runs step by step (measured on MPICH and Open MPI, see
 docs/guide/benchmarking.md, "Small messages").
 """
@@ -295,13 +296,17 @@ def _latency_rule(plan, collective, topology, ranks, cache, params) -> Plan:
 
     itemsize = resolve_call(topology, ranks, params)[4]
     floor = _priced(collective, itemsize * ranks, topology, ranks, cache, params)
-    fixed = floor.predicted_time
-    if not fixed or plan.predicted_time > LATENCY_BOUND * fixed:
+    # the per-call cost (call_overhead) is paid whichever runs the call, so the rule compares
+    # the schedules' times without it
+    call = floor.choice.breakdown.get("call", 0.0) if floor.choice is not None else 0.0
+    fixed = floor.predicted_time - call
+    mine = plan.predicted_time - (plan.choice.breakdown.get("call", 0.0) if plan.choice is not None else 0.0)
+    if not fixed > 0 or mine > LATENCY_BOUND * fixed:
         return plan
     note = "the MPI library's own collective, one library call (the model does not price it)"
     mpi = Candidate("mpi", "mpi", {}, None, True, note)
     reason = (f"latency-bound: the fastest schedule, {plan.label} ({format_time(plan.predicted_time)}), "
-              f"costs {plan.predicted_time / fixed:.2f}x its price for one element per rank "
+              f"costs {mine / fixed:.2f}x its price for one element per rank "
               f"({format_time(fixed)}; the rule is <= {LATENCY_BOUND:g}x), so fixed per-message "
               "costs make its time; the MPI library's own collective pays them in one library call, "
               "without the executor's per-step cost (the predicted time is that schedule's)")

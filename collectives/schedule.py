@@ -150,6 +150,10 @@ class StepGroup:
     #: copies are O(p) per rank (Bruck's rotations, hierarchical packing) stays
     #: cheap to price at large p.
     messages: Callable[[int, np.ndarray], Ops] | None = None
+    #: optional: the elements each of ``ranks`` copies locally in repetition ``i`` (the sum of
+    #: ``build``'s COPY rows per rank), without building them: the model prices a group's
+    #: copies from it in O(p) where building them is O(p) per rank.
+    copies: Callable[[int, np.ndarray], np.ndarray] | None = None
 
     def flows(self, i: int, nranks: int, itemsize: int = 1):
         """Every message of repetition ``i``, all ranks at once: ``(src, dst, nbytes, reduce_bytes)``.

@@ -146,3 +146,22 @@ def test_emulation_needs_a_topology_with_enough_hosts(comm):
     if comm.size > 1:
         with pytest.raises(cl.InvalidArgument, match="fewer than"):
             cl.Communicator(MPI.COMM_WORLD, topology="star:n=1", emulate=True)
+
+
+def test_predict_on_emulated_links_prices_this_machine_and_the_emulated_call(comm):
+    # an emulated Communicator's predict is what an emulated call costs here: its ranks share
+    # this machine (its cores and memory) and each call pays the emulation's own per-call cost
+    from mpi4py import MPI
+
+    topo = cl.topology.resolve(f"star:n={comm.size},{SLOW}")
+    emu = cl.Communicator(MPI.COMM_WORLD, topology=topo, emulate=True, timeout=60)
+    try:
+        host = emu._emulated_host
+        want = cl.model.predict("alltoall", "bruck", 1 << 20, topo, ranks=comm.size, **host,
+                                call_overhead=cl.model.DEFAULTS["call_overhead"]
+                                + cl.model.EMULATION_CALL_OVERHEAD)
+        assert emu.predict("alltoall", "bruck", 1 << 20) == pytest.approx(want, rel=1e-12)
+        plain = cl.model.predict("alltoall", "bruck", 1 << 20, topo, ranks=comm.size)
+        assert emu.predict("alltoall", "bruck", 1 << 20) > plain
+    finally:
+        emu.free()

@@ -34,8 +34,10 @@ def _row(ranks, collective="allreduce", algorithm="ring", nbytes=1 << 20, measur
 def test_every_rank_shares_one_machine_and_its_cores(agreement):
     row = agreement.price([_row(4)], cores=2)[0]
     one = np.zeros(4, dtype=np.int64)
+    # and each call pays the emulation's per-call cost on top of the model's
+    call = cl.model.DEFAULTS["call_overhead"] + cl.model.EMULATION_CALL_OVERHEAD
     want = cl.model.predict("allreduce", "ring", 1 << 20, row["topology"], ranks=4,
-                            machines=one, cores=2)
+                            machines=one, cores=2, call_overhead=call)
     assert row["predicted_s"] == pytest.approx(want, rel=1e-12)
     assert row["ratio"] == pytest.approx(1e-3 / want, rel=1e-12)
     # the network alone is the other column

@@ -138,8 +138,8 @@ def test_copies_cost_bytes_over_copy_bandwidth_shared_on_a_host():
     # one step of copies only: ranks 0 and 1 copy c bytes each at C bytes/s.
     c, C = 1 << 20, 5e9
     s = hand_schedule(2, [[("copy", 0, c // 4), ("copy", 1, c // 4)]])
-    # on two hosts: each rank copies alone, c/C
-    on = {**OFF, "copy_bandwidth": C}
+    # on two hosts: each rank copies alone, c/C (a machine of memory bandwidth C: one core fills it)
+    on = {**OFF, "copy_bandwidth": C, "memory_bandwidth": C}
     assert simulate(s, star(2), **on).time == pytest.approx(c / C, rel=1e-12)
     # both ranks on host 0: they share its memory bandwidth, 2c/C
     both = np.array([0, 0])
@@ -185,7 +185,10 @@ def test_host_cost_constants_are_in_defaults():
     for k in ("overhead", "reduce_bandwidth", "copy_bandwidth", "segment_bytes"):
         assert 0 < d[k] < INF
     assert d["cores"] == INF                # a core per rank unless told otherwise
-    assert set(HOST_TERMS_OFF) == {"overhead", "reduce_bandwidth", "copy_bandwidth",
+    for k in ("call_overhead", "cache_copy_bandwidth", "cache_bytes", "memory_bandwidth"):
+        assert 0 < d[k] < INF
+    assert set(HOST_TERMS_OFF) == {"overhead", "call_overhead", "reduce_bandwidth", "copy_bandwidth",
+                                   "cache_copy_bandwidth", "cache_bytes", "memory_bandwidth",
                                    "segment_bytes", "cores"}
 
 
@@ -214,12 +217,12 @@ def test_reductions_on_one_machine_share_its_memory_bandwidth():
     n, G, C = 1 << 20, 8e9, 8e9
     s = hand_schedule(4, [[("reduce", 0, 1, n // 4), ("reduce", 2, 3, n // 4)]])
     T = L + n / B
-    on = {**OFF, "reduce_bandwidth": G, "copy_bandwidth": C}
+    on = {**OFF, "reduce_bandwidth": G, "memory_bandwidth": C}
     assert simulate(s, star(4), **on).time == pytest.approx(T + n / G, rel=1e-12)
     machines = np.array([0, 1, 2, 1])
     assert simulate(s, star(4), machines=machines, **on).time == pytest.approx(T + 2 * n / C, rel=1e-12)
-    # the copy bandwidth switched off leaves the reduce bandwidth alone
-    off = {**on, "copy_bandwidth": INF}
+    # the memory bandwidth switched off leaves the reduce bandwidth alone
+    off = {**on, "memory_bandwidth": INF}
     assert simulate(s, star(4), machines=machines, **off).time == pytest.approx(T + n / G, rel=1e-12)
 
 
@@ -374,3 +377,149 @@ def test_copies_counted_on_a_sample_of_ranks_match_every_rank(monkeypatch):
     exact = predict("alltoall", "bruck", 128 * 4 * 8, star(128), **kw)
     monkeypatch.setattr(sim, "_COPY_EXACT_RANKS", 16)
     assert predict("alltoall", "bruck", 128 * 4 * 8, star(128), **kw) == pytest.approx(exact, rel=1e-12)
+
+
+# ---------------------------------------------------------------------- per call, cache, memory
+def test_call_overhead_is_paid_once_per_call_on_every_rank():
+    # two steps 0 -> 1 then 1 -> 0 of m bytes: the call cost X comes once, before the first
+    # message, not once per step or message: 2 (L + m/B) + X
+    m, X = 1 << 16, 7e-6
+    s = hand_schedule(2, [[("send", 0, 1, m // 4)], [("send", 1, 0, m // 4)]])
+    base = 2 * (L + m / B)
+    r = simulate(s, star(2), **{**OFF, "call_overhead": X})
+    assert r.time == pytest.approx(base + X, rel=1e-12)
+    assert r.breakdown["call"] == pytest.approx(X, rel=1e-12)
+    assert sum(float(t.sum()) for t in r.step_times) == pytest.approx(r.time, rel=1e-12)
+    assert simulate(s, star(2), **OFF).breakdown["call"] == 0.0
+    # 4 ranks on one machine of 2 cores: each rank gets half a core, so the call takes 2X
+    s4 = hand_schedule(4, [[("send", 0, 1, m // 4)], [("send", 1, 0, m // 4)]])
+    one = np.zeros(4, dtype=np.int64)
+    shared = simulate(s4, star(4), machines=one, **{**OFF, "call_overhead": X, "cores": 2})
+    assert shared.time == pytest.approx(base + 2 * X, rel=1e-12)
+
+
+def test_copies_that_fit_in_cache_run_at_cache_speed():
+    # one rank copies c = 3 MiB; the first cache_bytes = 1 MiB go at Cc, the other 2 MiB at C
+    c, cache, Cc, C = 3 << 20, 1 << 20, 20e9, 5e9
+    s = hand_schedule(2, [[("copy", 0, c // 4)]])
+    on = {**OFF, "copy_bandwidth": C, "cache_copy_bandwidth": Cc, "cache_bytes": cache}
+    assert simulate(s, star(2), **on).time == pytest.approx(cache / Cc + (c - cache) / C, rel=1e-12)
+    # a copy smaller than the cache runs at cache speed alone
+    small = hand_schedule(2, [[("copy", 0, (cache // 2) // 4)]])
+    assert simulate(small, star(2), **on).time == pytest.approx(cache / 2 / Cc, rel=1e-12)
+    # no cache (HOST_TERMS_OFF's cache_bytes=0): everything at the core's copy bandwidth
+    assert simulate(s, star(2), **{**on, "cache_bytes": 0}).time == pytest.approx(c / C, rel=1e-12)
+
+
+def test_the_machines_memory_bandwidth_is_shared_apart_from_one_cores_copy_bandwidth():
+    # ranks 0 and 1 on one machine copy c bytes each (no cache). One core copies at C; the machine's
+    # memory gives M in all. M = 1.5 C: the two share it, M/2 each; M = 4 C: each copies at its
+    # core's C, as if alone
+    c, C = 1 << 20, 5e9
+    s = hand_schedule(2, [[("copy", 0, c // 4), ("copy", 1, c // 4)]])
+    one = np.array([0, 0])
+    for M, rate in ((1.5 * C, 0.75 * C), (4 * C, C)):
+        on = {**OFF, "copy_bandwidth": C, "memory_bandwidth": M}
+        assert simulate(s, star(2), machines=one, **on).time == pytest.approx(c / rate, rel=1e-12)
+    # the same ranks on two machines do not share
+    on = {**OFF, "copy_bandwidth": C, "memory_bandwidth": 1.5 * C}
+    assert simulate(s, star(2), **on).time == pytest.approx(c / C, rel=1e-12)
+
+
+def test_ranks_sharing_a_core_share_its_time_and_its_cache():
+    # 4 ranks on one machine of 2 cores each copy c = 1 MiB: s = 2, so a rank's cache share is
+    # cache/2 = 256 KiB at Cc/2, and the other 768 KiB at max(2/C, 4/M) seconds per byte
+    c, cache, Cc, C, M = 1 << 20, 512 << 10, 20e9, 5e9, 12e9
+    s = hand_schedule(4, [[("copy", r, c // 4) for r in range(4)]])
+    one = np.zeros(4, dtype=np.int64)
+    on = {**OFF, "copy_bandwidth": C, "cache_copy_bandwidth": Cc, "cache_bytes": cache,
+          "memory_bandwidth": M, "cores": 2}
+    hot = cache / 2
+    want = 2 * hot / Cc + (c - hot) * max(2 / C, 4 / M)
+    assert simulate(s, star(4), machines=one, **on).time == pytest.approx(want, rel=1e-12)
+    assert cl.model.copy_time(np.array([c]), np.array([4]), np.array([2.0]), on)[0] == \
+        pytest.approx(want, rel=1e-12)
+
+
+def test_bruck_counts_its_copies_without_building_them():
+    # the model prices Bruck's copies from the group's closed form: it must be what build copies
+    for p in range(2, 13):
+        s = build_schedule("alltoall", "bruck", p, p * 3)
+        for g in s.groups:
+            ops = g.build(0, np.arange(p))
+            built = np.bincount(ops.rank, weights=np.where(ops.kind == cl.schedule.COPY, ops.count, 0),
+                                minlength=p)
+            np.testing.assert_array_equal(g.copies(0, np.arange(p)), built)
+
+
+def test_two_level_model_shares_copies_per_node():
+    # ranks 0, 1 on node 0 and 2, 3 on node 1: each node's two ranks share its memory bandwidth
+    groups = np.array([0, 0, 1, 1])
+    topo, params = two_level_model(groups)
+    np.testing.assert_array_equal(params["machines"], groups)
+    c, C, M = 4 << 20, 5e9, 6e9
+    s = hand_schedule(4, [[("copy", r, c // 4) for r in range(4)]])
+    on = {**OFF, "copy_bandwidth": C, "memory_bandwidth": M}
+    shared = simulate(s, topo, machines=params["machines"], **on).time
+    assert shared == pytest.approx(c / (M / 2), rel=1e-12)
+    assert simulate(s, topo, **on).time == pytest.approx(c / C, rel=1e-12)
+
+
+def test_new_host_constants_are_saved_and_loaded_and_given_to_the_model(tmp_path):
+    host = {"cache_copy_bandwidth": 2e10, "cache_bytes": float(1 << 20), "memory_bandwidth": 1.2e10,
+            "call_overhead": 9e-6, "emulated_call_overhead": 8e-6}
+    prof = Profile(Link(1e-6, 5e9), None, 8e9, 0.0, {}, 6e9, host)
+    save_profile(prof, tmp_path / "p.json")
+    back = load_profile(tmp_path / "p.json")
+    assert back.host == pytest.approx(host)
+    _, params = two_level_model(np.array([0, 0]), back)
+    for k in ("cache_copy_bandwidth", "cache_bytes", "memory_bandwidth", "call_overhead"):
+        assert params[k] == pytest.approx(host[k])
+    assert "emulated_call_overhead" not in params      # not a constant of a live communicator
+    # an older profile has none of them: the model's defaults stay
+    old = prof.to_dict()
+    for k in host:
+        old.pop(k)
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    assert load_profile(tmp_path / "old.json").host == {}
+    bad = dict(old, memory_bandwidth=0)
+    (tmp_path / "bad.json").write_text(json.dumps(bad))
+    with pytest.raises(cl.ModelError, match="memory_bandwidth"):
+        load_profile(tmp_path / "bad.json")
+
+
+def test_copy_sweep_finds_a_cache_size_among_the_sizes_it_measured():
+    from collectives.model.calibrate import measure_copy_sweep
+
+    sizes = [32 << 10, 128 << 10, 512 << 10, 2 << 20]
+    cache, rate, rates = measure_copy_sweep(sizes, repeat=1)
+    assert cache in sizes and set(rates) == set(sizes)
+    assert math.isfinite(rate) and rate > 0
+
+
+def test_bad_cache_and_memory_constants_are_refused():
+    with pytest.raises(cl.InvalidArgument, match="cache_bytes"):
+        predict("alltoall", "bruck", 1024, star(2), cache_bytes=-1)
+    with pytest.raises(cl.InvalidArgument, match="memory_bandwidth"):
+        predict("alltoall", "bruck", 1024, star(2), memory_bandwidth=0)
+    with pytest.raises(cl.InvalidArgument, match="cache_copy_bandwidth"):
+        predict("alltoall", "bruck", 1024, star(2), cache_copy_bandwidth=-5)
+    with pytest.raises(cl.InvalidArgument, match="call_overhead"):
+        predict("alltoall", "bruck", 1024, star(2), call_overhead=-1e-6)
+
+
+def test_copies_sampled_on_ranks_match_the_closed_form(monkeypatch):
+    # a group without a closed form for its copies (here Bruck's, with it taken away) counts them
+    # by building the programs of sampled ranks above a rank count: the same price as the form
+    import dataclasses
+    import sys
+
+    sim = sys.modules["collectives.model.simulate"]
+    kw = {**OFF, "copy_bandwidth": 1e9}
+    p, n = 128, 128 * 4 * 8
+    s = build_schedule("alltoall", "bruck", p, n // 4)
+    exact = simulate(s, star(p), **kw).time
+    built = dataclasses.replace(s, groups=[dataclasses.replace(g, copies=None) for g in s.groups])
+    assert simulate(built, star(p), **kw).time == pytest.approx(exact, rel=1e-12)
+    monkeypatch.setattr(sim, "_COPY_EXACT_RANKS", 16)
+    assert simulate(built, star(p), **kw).time == pytest.approx(exact, rel=1e-12)

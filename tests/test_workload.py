@@ -249,10 +249,11 @@ def test_priced_traffic_is_the_traffic_of_the_step():
 
 # ---------------------------------------------------------------------- reduction to predict
 def _predict(coll, alg, nbytes, topo, ranks):
-    # a training step's collectives run on accelerators: their local copies and the host's
-    # segment pipelining are not priced (workload.simulate's docstring), so neither is here
+    # a training step's collectives run on accelerators: their local copies, the host's
+    # segment pipelining and a CPU call's cost are not priced (workload.simulate's docstring),
+    # so neither is here
     return cl.model.predict(coll, alg, nbytes, topo, ranks=ranks, itemsize=BF16,
-                            copy_bandwidth=float("inf"), segment_bytes=float("inf"))
+                            copy_bandwidth=float("inf"), segment_bytes=float("inf"), call_overhead=0.0)
 
 
 @pytest.mark.parametrize("sp", [False, True])

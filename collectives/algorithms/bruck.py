@@ -89,7 +89,16 @@ def alltoall(nranks: int, count: int) -> Schedule:
         return Ops.concat([unpack(ranks, K - 1),
                            Ops.copy(r, BUF_TMP, w * B, BUF_OUT, ((r - w) % p) * B, B)])
 
-    groups = [StepGroup(1, round_build(k), f"bruck round {k}", lambda i, ranks, k=k: messages(k, ranks))
+    packed = [int(_runs(p, k)[1].sum()) * B for k in range(K)]
+
+    def copies(k):
+        # every rank copies alike: the rotation (p blocks) or the last round's unpacking, then the
+        # packing of this round (or, after the last round, its unpacking and the inverse rotation)
+        n = (p * B if k == 0 else packed[k - 1]) + (packed[k] if k < K else p * B)
+        return lambda i, ranks: np.full(len(ranks), n, dtype=I64)
+
+    groups = [StepGroup(1, round_build(k), f"bruck round {k}", lambda i, ranks, k=k: messages(k, ranks),
+                        copies(k))
               for k in range(K)]
-    groups.append(StepGroup(1, final, "bruck inverse rotation", lambda i, ranks: Ops.empty()))
+    groups.append(StepGroup(1, final, "bruck inverse rotation", lambda i, ranks: Ops.empty(), copies(K)))
     return Schedule("alltoall", "bruck", p, count, count, groups, tmp_count=p * B + 2 * maxn * B)

@@ -8,9 +8,21 @@
   by 1/t, so the small sizes are not drowned by the large ones);
 - the reduce bandwidth of this machine's kernel
   (``collectives._kernels.reduce_into`` on float32 sum);
-- the copy bandwidth of one core (a numpy copy of a few MiB between two
+- the copy bandwidth of one core (a numpy copy of 8 MiB between two
   buffers, best of a few): the model's ``copy_bandwidth``, what local copies
-  such as Bruck's rotations cost;
+  such as Bruck's rotations cost when they do not fit in cache;
+- copies of 32 KiB to 16 MiB (:func:`measure_copy_sweep`): the cache size
+  (``cache_bytes``, the largest copy still faster than the geometric mean of
+  the fastest rate and the 16 MiB rate) and the in-cache rate
+  (``cache_copy_bandwidth``, the median rate of the copies from 64 KiB up to
+  that size);
+- every rank of rank 0's node copying 8 MiB at once
+  (:func:`measure_memory_bandwidth`): the machine's ``memory_bandwidth``,
+  shared by its ranks that copy at once;
+- a one-element all-reduce (ring) on a Communicator, live and on emulated
+  links of (almost) no cost (:func:`measure_call_overhead`): what it takes
+  beyond its modelled price with these constants is ``call_overhead``, and
+  what the emulated one takes beyond that is ``emulated_call_overhead``;
 
 and rank 0 writes a JSON profile::
 
@@ -18,11 +30,13 @@ and rank 0 writes a JSON profile::
      "intra": {"latency": s, "bandwidth": B/s},
      "inter": {"latency": s, "bandwidth": B/s} or null,
      "reduce_bandwidth": B/s, "overhead": s, "copy_bandwidth": B/s,
+     "cache_copy_bandwidth": B/s, "cache_bytes": B, "memory_bandwidth": B/s,
+     "call_overhead": s, "emulated_call_overhead": s,
      "measured": {...raw samples...}}
 
-A profile written before ``copy_bandwidth`` was measured still loads: its
-``copy_bandwidth`` is ``inf`` (not measured) and the planner prices copies
-at the model's default (``cl.model.DEFAULTS["copy_bandwidth"]``).
+A profile written before a constant was measured still loads: the missing
+(or null) ones are not measured and the planner prices them at the model's
+default (``cl.model.DEFAULTS``).
 
 A profile turns into a model with :func:`two_level_topology`: ranks that
 share memory hang off one node switch, node switches off one network switch;
@@ -47,8 +61,16 @@ import numpy as np
 
 from ..errors import InvalidArgument, ModelError, TopologyFileError
 
-__all__ = ["Profile", "load_profile", "save_profile", "two_level_topology", "fit_alpha_beta",
-           "calibrate", "measure_copy_bandwidth", "DEFAULT_SIZES"]
+__all__ = ["Profile", "load_profile", "save_profile", "two_level_topology", "two_level_model",
+           "fit_alpha_beta", "calibrate", "measure_copy_bandwidth", "measure_copy_sweep",
+           "measure_memory_bandwidth", "measure_call_overhead", "DEFAULT_SIZES", "HOST_CONSTANTS"]
+
+#: The host constants a profile may hold beyond the links and the reduce and copy bandwidths, and
+#: their units; each is a model constant of the same name (``emulated_call_overhead`` is what an
+#: emulated call pays beyond ``call_overhead``, cl.model.EMULATION_CALL_OVERHEAD).
+HOST_CONSTANTS = {"cache_copy_bandwidth": "bytes/s", "cache_bytes": "bytes",
+                  "memory_bandwidth": "bytes/s", "call_overhead": "s",
+                  "emulated_call_overhead": "s"}
 
 FORMAT = "collectives-profile"
 DEFAULT_SIZES = [8, 64, 512, 4096, 32768, 262144, 1 << 20, 4 << 20]
@@ -68,6 +90,8 @@ class Profile:
     overhead: float = 0.0
     measured: dict = field(default_factory=dict)
     copy_bandwidth: float = math.inf
+    #: measured host constants (names of :data:`HOST_CONSTANTS`); a missing one was not measured
+    host: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return {"format": FORMAT, "version": 1,
@@ -78,6 +102,7 @@ class Profile:
                 # JSON has no infinity: null stands for "not measured" (copies left out)
                 "copy_bandwidth": (self.copy_bandwidth if math.isfinite(self.copy_bandwidth)
                                    else None),
+                **{k: self.host.get(k) for k in HOST_CONSTANTS},
                 "measured": self.measured}
 
 
@@ -134,7 +159,15 @@ def load_profile(path) -> Profile:
         if cb <= 0:
             raise ModelError(f"profile {p!r}: copy_bandwidth must be a finite number > 0 "
                              f"(or null: not measured), got {d['copy_bandwidth']!r}")
-    return Profile(intra, inter, rb, ov, d.get("measured") or {}, cb)
+    host = {}
+    for k in HOST_CONSTANTS:
+        if d.get(k) is not None:
+            v = _positive(d, k, "", p)
+            if v <= 0 and k != "call_overhead" and k != "emulated_call_overhead":
+                raise ModelError(f"profile {p!r}: {k} must be a finite number > 0 "
+                                 f"(or null: not measured), got {d[k]!r}")
+            host[k] = v
+    return Profile(intra, inter, rb, ov, d.get("measured") or {}, cb, host)
 
 
 def save_profile(profile: Profile, path):
@@ -172,20 +205,27 @@ def two_level_model(groups, profile=None):
     Returns
     -------
     (Topology, dict)
-        :func:`two_level_topology` and the ``overhead``,
-        ``reduce_bandwidth`` and (when the profile measured it)
-        ``copy_bandwidth`` to price on it.
+        :func:`two_level_topology` and the model constants to price on it:
+        ``overhead``, ``reduce_bandwidth``, the host constants the profile
+        measured (``copy_bandwidth``, ``cache_copy_bandwidth``,
+        ``cache_bytes``, ``memory_bandwidth``, ``call_overhead``) and
+        ``machines=`` the groups: the ranks of one node share its memory
+        bandwidth, as ranks of one host do on a topology.
     """
     if profile is not None and not isinstance(profile, Profile):
         profile = load_profile(profile)
     topo = two_level_topology(groups, profile)
+    # every rank is its own host here, so the node it runs on is said with machines=
+    machines = np.unique(np.asarray(groups, dtype=np.int64), return_inverse=True)[1].reshape(-1)
     if profile is None:
         return topo, {"overhead": DEFAULT_TWO_LEVEL["overhead"],
-                      "reduce_bandwidth": DEFAULT_TWO_LEVEL["reduce_bandwidth"]}
-    params = {"overhead": profile.overhead, "reduce_bandwidth": profile.reduce_bandwidth}
+                      "reduce_bandwidth": DEFAULT_TWO_LEVEL["reduce_bandwidth"], "machines": machines}
+    params = {"overhead": profile.overhead, "reduce_bandwidth": profile.reduce_bandwidth,
+              "machines": machines}
     if math.isfinite(profile.copy_bandwidth):
         # a profile from before copies were measured leaves the model's default in place
         params["copy_bandwidth"] = profile.copy_bandwidth
+    params.update({k: v for k, v in profile.host.items() if k != "emulated_call_overhead"})
     return topo, params
 
 
@@ -323,6 +363,147 @@ def measure_copy_bandwidth(nbytes=8 << 20, repeat=5) -> float:
     return src.nbytes / max(best, 1e-12)
 
 
+def _copy_rate(nbytes, repeat=5, budget=32 << 20) -> float:
+    """Bytes/s of one ``numpy.copyto`` of ``nbytes``: best of ``repeat`` loops of about ``budget`` bytes."""
+    src = np.ones(max(int(nbytes), 1), dtype=np.uint8)
+    dst = np.empty_like(src)
+    np.copyto(dst, src)
+    loops = max(1, int(budget) // src.nbytes)
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        for _ in range(loops):
+            np.copyto(dst, src)
+        best = min(best, (time.perf_counter() - t0) / loops)
+    return src.nbytes / max(best, 1e-12)
+
+
+def measure_copy_sweep(sizes=None, repeat=5):
+    """The cache of one core's copies: ``(cache_bytes, cache_copy_bandwidth, rates)``.
+
+    Copies of each size (default 32 KiB to 16 MiB, doubling) are timed, best
+    of ``repeat``. ``cache_bytes`` is the largest size whose rate is still
+    above the geometric mean of the fastest rate and the largest size's rate
+    (where the copy falls out of cache); ``cache_copy_bandwidth`` is the
+    median rate of the sizes from 64 KiB to ``cache_bytes`` (the first-level
+    cache is too small to hold a schedule's copies).
+
+    Returns
+    -------
+    (int, float, dict)
+        Bytes, bytes/s and ``{size: bytes/s}`` of every size measured.
+    """
+    sizes = sorted(sizes or [32 << 10 << i for i in range(10)])
+    rates = {int(n): _copy_rate(n, repeat) for n in sizes}
+    fast, slow = max(rates.values()), rates[sizes[-1]]
+    knee = math.sqrt(fast * slow)
+    cache = max([n for n, r in rates.items() if r >= knee] or [sizes[0]])
+    inside = [r for n, r in rates.items() if min(64 << 10, cache) <= n <= cache]
+    return cache, float(np.median(inside)), rates
+
+
+def measure_memory_bandwidth(node_comm, nbytes=8 << 20, repeat=5) -> float:
+    """Bytes/s of a machine's memory when every rank of ``node_comm`` copies ``nbytes`` at once.
+
+    Collective over ``node_comm`` (the ranks of one machine): each round
+    starts at a barrier and lasts until the slowest rank is done; the figure
+    is every rank's bytes over the shortest round.
+    """
+    src = np.ones(max(int(nbytes), 1), dtype=np.uint8)
+    dst = np.empty_like(src)
+    np.copyto(dst, src)
+    loops = 4
+    best = float("inf")
+    for _ in range(repeat):
+        node_comm.Barrier()
+        t0 = time.perf_counter()
+        for _ in range(loops):
+            np.copyto(dst, src)
+        mine = time.perf_counter() - t0
+        best = min(best, node_comm.allreduce(mine, op=_mpi_max()))
+    return node_comm.Get_size() * src.nbytes * loops / max(best, 1e-12)
+
+
+def _mpi_max():
+    from mpi4py import MPI
+
+    return MPI.MAX
+
+
+def _time_calls(comm, call, iters=200, batches=5) -> float:
+    """Seconds per call of ``call()``: the shortest batch mean, the slowest rank's (collective)."""
+    for _ in range(10):
+        call()
+    best = float("inf")
+    for _ in range(batches):
+        comm.Barrier()
+        t0 = time.perf_counter()
+        for _ in range(iters):
+            call()
+        mine = (time.perf_counter() - t0) / iters
+        best = min(best, comm.allreduce(mine, op=_mpi_max()))
+    return best
+
+
+def measure_call_overhead(comm, profile, groups, cores=None, iters=200):
+    """The per-call costs: ``(call_overhead, emulated_call_overhead, raw)`` in seconds.
+
+    Collective over ``comm``. A one-element-per-rank all-reduce (ring) is
+    timed on a live Communicator and on one of emulated links of (almost) no
+    cost (a star of 10 TB/s, 1 ns links). The live call less its price on
+    the profile's links (the profile's constants, ``call_overhead=0``) is
+    ``call_overhead``; the emulated call less its price on the star (the
+    model's per-message overhead, every rank on this machine and its cores,
+    ``call_overhead=0``) and less ``call_overhead`` is what emulation adds.
+    Both are clipped at 0, and divided by the core share ``max(1, ranks of a
+    node / cores)`` they were measured at (the model multiplies them by it).
+    """
+    from ..communicator import Communicator
+    from ..topology import star
+    from .simulate import predict
+
+    p = comm.Get_size()
+    x = np.ones(p, dtype=np.float32)
+    out = np.empty_like(x)
+    topo, params = two_level_model(groups, profile)
+    params = {**params, "call_overhead": 0.0}
+    # on the profile's own two-level topology: the live call runs on the real links all the same,
+    # and the Communicator does not read COLLECTIVES_PROFILE (perhaps the file being written)
+    live = Communicator(comm, topology=topo)
+    try:
+        measured = _time_calls(comm, lambda: live.allreduce(x, out=out, algorithm="ring"), iters)
+    finally:
+        live.free()
+    modelled = predict("allreduce", "ring", x.nbytes, topo, ranks=p, **params)
+    free = star(p, link_bandwidth=10e12, link_latency=1e-9)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")      # more ranks than cores: said in the figure's cores
+        emu = Communicator(comm, topology=free, emulate=True)
+    try:
+        emulated = _time_calls(comm, lambda: emu.allreduce(x, out=out, algorithm="ring"), iters)
+        host = dict(getattr(emu, "_emulated_host", {}))
+    finally:
+        emu.free()
+    # priced as an emulated run is (bench/emulation_agreement.py): the model's own per-message
+    # overhead, this machine's ranks and cores
+    emu_params = {"call_overhead": 0.0, **host}
+    if cores is not None:
+        emu_params["cores"] = float(cores)
+    emu_modelled = predict("allreduce", "ring", x.nbytes, free, ranks=p, **emu_params)
+    # the model takes s = ranks per core times a per-call cost on a machine with more ranks than
+    # cores, so the figures are per core: what was measured over the share it was measured at
+    node_size = int(np.bincount(np.asarray(groups, dtype=np.int64)).max())
+    share = max(1.0, node_size / float(cores)) if cores else 1.0
+    call = max(measured - modelled, 0.0) / share
+    extra = max(emulated - emu_modelled, 0.0) / share - call
+    extra = max(extra, 0.0)
+    raw = {"live_s": measured, "live_modelled_s": modelled, "emulated_s": emulated,
+           "emulated_modelled_s": emu_modelled, "core_share": share}
+    return call, extra, raw
+
+
 def calibrate(comm=None, sizes=None, iters=20):
     """Measure and fit a :class:`Profile` (collective over ``comm``; every rank returns it).
 
@@ -350,10 +531,16 @@ def calibrate(comm=None, sizes=None, iters=20):
     measured = {"sizes": sizes}
     intra_t = _pingpong_with(comm, same[0] if same else None, sizes, iters)
     inter_t = _pingpong_with(comm, other[0] if other else None, sizes, iters)
+    node = comm.Split(0 if node_of[rank] == node_of[0] else 1, rank)
+    try:
+        memory_bw = measure_memory_bandwidth(node)
+    finally:
+        node.Free()
     prof = None
     if rank == 0:
         gamma = measure_reduce_bandwidth()
         copy_bw = measure_copy_bandwidth()
+        cache, cache_bw, rates = measure_copy_sweep()
         if intra_t is None:           # every node has one rank: use the inter link for both
             intra_t = inter_t
         a, b = fit_alpha_beta(sizes, intra_t)
@@ -365,13 +552,28 @@ def calibrate(comm=None, sizes=None, iters=20):
         measured["intra_times"] = intra_t
         measured["ranks"] = comm.Get_size()
         measured["nodes"] = len(leader) - leader.count(-1)
-        prof = Profile(Link(a, b), inter, gamma, 0.0, measured, copy_bw)
-    return comm.bcast(prof, root=0)
+        measured["copy_rates"] = {str(k): v for k, v in rates.items()}
+        measured["memory_ranks"] = len(same) + 1
+        host = {"cache_copy_bandwidth": cache_bw, "cache_bytes": float(cache),
+                "memory_bandwidth": memory_bw}
+        prof = Profile(Link(a, b), inter, gamma, 0.0, measured, copy_bw, host)
+    prof = comm.bcast(prof, root=0)
+    # the per-call cost is priced with everything else measured: what is left of a call's time
+    groups = np.unique(np.asarray(node_of), return_inverse=True)[1].reshape(-1)
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    call, extra, raw = measure_call_overhead(comm, prof, groups, cores=cores)
+    prof.host["call_overhead"] = call
+    prof.host["emulated_call_overhead"] = extra
+    prof.measured["call"] = raw
+    return prof
 
 
 def main(args) -> int:
     """``collectives calibrate``: measure, fit, write the profile (rank 0), print a summary."""
-    from ..units import format_bandwidth, format_time, parse_size_range
+    from ..units import format_bandwidth, format_bytes, format_time, parse_size_range
 
     sizes = parse_size_range(args.sizes) if args.sizes else None
     try:
@@ -393,6 +595,12 @@ def main(args) -> int:
         else:
             print("inter-node: not measured (every rank shares memory)")
         print(f"reduce bandwidth: {format_bandwidth(prof.reduce_bandwidth)}")
-        print(f"copy bandwidth: {format_bandwidth(prof.copy_bandwidth)}")
+        print(f"copy bandwidth: {format_bandwidth(prof.copy_bandwidth)} (out of cache), "
+              f"{format_bandwidth(prof.host['cache_copy_bandwidth'])} in the first "
+              f"{format_bytes(int(prof.host['cache_bytes']))} (cache); memory "
+              f"{format_bandwidth(prof.host['memory_bandwidth'])} shared by the "
+              f"{prof.measured['memory_ranks']} rank(s) of a node")
+        print(f"per call: {format_time(prof.host['call_overhead'])}, emulated links "
+              f"{format_time(prof.host['emulated_call_overhead'])} more")
         print(f"profile written to {args.output}; use it with COLLECTIVES_PROFILE={args.output}")
     return 0

@@ -107,12 +107,17 @@ def joint_message_times(parts, topology, part: int = 0, rank: int = 0, **params)
     collectives.errors.InvalidArgument
         No parts, an unknown parameter, or ``part``/``rank`` out of range.
     """
-    mp, itemsize, net, hosts, machines, offsets, total = _prepare(parts, topology, params)
+    return _message_times(parts, topology, part, rank, "joint_message_times", params)
+
+
+def _message_times(parts, topology, part, rank, where, params) -> np.ndarray:
+    """:func:`joint_message_times` (and, with one part, ``message_times``); errors name ``where``."""
+    mp, itemsize, net, hosts, machines, offsets, total = _prepare(parts, topology, params, where)
     if not 0 <= int(part) < len(parts):
-        raise InvalidArgument(f"joint_message_times: part {part} out of range 0..{len(parts) - 1}")
+        raise InvalidArgument(f"{where}: part {part} out of range 0..{len(parts) - 1}")
     sched = parts[int(part)][0]
     if not 0 <= int(rank) < sched.nranks:
-        raise InvalidArgument(f"joint_message_times: rank {rank} out of range 0..{sched.nranks - 1}")
+        raise InvalidArgument(f"{where}: rank {rank} out of range 0..{sched.nranks - 1}")
     wheres = [_steps_of(s) for s, _ in parts]
     prog = sched.program(int(rank))
     out = np.zeros(len(prog))

@@ -15,13 +15,19 @@ Host terms, each a constant of :data:`DEFAULTS`, on by default where a real
 host pays them (the formulas are per rank and step; "machine" is where the
 rank runs, its host unless ``machines=`` says otherwise):
 
+* the call: every rank pays ``call_overhead`` once per collective call
+  before its first message (the Python call, the plan lookup, the
+  executor's start and finish); an emulated call pays
+  :data:`EMULATION_CALL_OVERHEAD` more (its holds);
 * copies: a rank's local copies (Bruck's rotations, hierarchical packing, an
-  out-of-place input copy) take ``copy_bytes * k / copy_bandwidth``, where k
-  ranks of its machine copy in the same step and share its memory bandwidth
-  (one core copies at ``copy_bandwidth``: fewer cores do not copy faster).
-  The executor runs a step's copies before it posts the step's messages, so
-  they delay its messages;
-* reductions: ``reduce_bytes * max(s / reduce_bandwidth, k / copy_bandwidth)``
+  out-of-place input copy) of ``c`` bytes in one step take (:func:`copy_time`)
+  ``h / cache_copy_bandwidth + (c - h) * max(1 / copy_bandwidth, k /
+  memory_bandwidth)`` with ``h = min(c, cache_bytes)``: what fits in the
+  core's cache copies at cache speed, the rest at one core's copy speed, or
+  at the machine's memory bandwidth split over the k ranks of its machine
+  that copy in the same step when that is less. The executor runs a step's
+  copies before it posts the step's messages, so they delay its messages;
+* reductions: ``reduce_bytes * max(s / reduce_bandwidth, k / memory_bandwidth)``
   (the core's speed, or the machine's memory bandwidth shared by the k ranks
   that reduce in the step), of which only the part not hidden behind the
   transfer counts: a message of S segments (``segment_bytes``, the
@@ -29,11 +35,13 @@ rank runs, its host unless ``machines=`` says otherwise):
   behind a transfer T adds ``max(0, R - T) + min(T, R) / S`` after the last
   byte (:func:`reduction_tail`; S = 1 leaves all of R: the gamma term);
 * shared cores: ranks of one machine beyond its ``cores`` take turns, so the
-  CPU work of a rank (its overheads and reductions) takes s = ``max(1, k /
-  cores)`` times longer, k the ranks of its machine busy in the step
-  (:func:`host_shares`);
-* ``HOST_TERMS_OFF`` switches them all off (overhead 0, reduce and copy
-  bandwidth and segment size infinite, a core per rank): the network alone.
+  CPU work of a rank (its overheads, copies and reductions) takes s = ``max(1,
+  k / cores)`` times longer, k the ranks of its machine busy in the step
+  (:func:`host_shares`); a rank that shares a core also gets ``1/s`` of its
+  cache;
+* ``HOST_TERMS_OFF`` switches them all off (overheads 0, no cache, reduce,
+  copy and memory bandwidths and segment size infinite, a core per rank):
+  the network alone.
   ``SimulationResult.breakdown`` says how much of a time each part is.
 
 Per-rank critical path (``critical_path=True``, the default): the schedule
@@ -86,38 +94,69 @@ from ..schedule import COPY, RECV, RECV_REDUCE, SEND
 from .maxmin import incidence, maxmin
 from .network import Network, VirtualFullMesh, network_for
 
-__all__ = ["DEFAULTS", "HOST_TERMS_OFF", "HOST_PARTS", "simulate", "predict", "message_times",
+__all__ = ["DEFAULTS", "HOST_TERMS_OFF", "EMULATION_CALL_OVERHEAD", "copy_time", "HOST_PARTS",
+           "simulate", "predict", "message_times",
            "SimulationResult", "machines_of", "host_shares", "reduction_tail",
            "resolve_topology", "placement_of", "model_params", "priced_nbytes", "COLLECTIVES"]
 
 #: Model constants and their defaults (override any of them with keyword arguments).
-#: The host terms (overhead, reduce_bandwidth, copy_bandwidth, segment_bytes, cores) are on
-#: by default where a real host pays them; :data:`HOST_TERMS_OFF` switches them all off.
+#: The host terms (overhead, call_overhead, reduce_bandwidth, copy_bandwidth,
+#: cache_copy_bandwidth, cache_bytes, memory_bandwidth, segment_bytes, cores) are on by default
+#: where a real host pays them; :data:`HOST_TERMS_OFF` switches them all off. The new host figures
+#: are what ``mpiexec -n 2 collectives calibrate`` measured on the development VM (a 2-core Intel
+#: Xeon, 2 MiB of L2 per core, MPICH) in nine runs while other work loaded it (load 3-8): the
+#: best of the runs where one figure stands out (other load only lowers a rate or raises a cost),
+#: else the typical one.
 DEFAULTS = {
     "overhead": 1.0e-6,           # s per message (software: MPI call, matching, completion)
+    # s per collective call on every rank, before its first message: the Python call, the plan
+    # lookup, the executor's start and finish. calibrate: a one-element ring all-reduce on a live
+    # Communicator (12-13 us) less its modelled price: 4.3-6.7 us in 7 of 9 runs (0 and 38-47 us
+    # in two whose ping-pong or calls other work disturbed)
+    "call_overhead": 5.0e-6,
     "reduce_bandwidth": 8.0e9,    # bytes/s one core reduces (the gamma term); inf leaves it out
     "switch_latency": 0.0,        # s per traversal of a switch or router, added to node latency
     "routing": None,              # "ecmp" | "minimal" | "valiant"; None: family default
     "max_samples": 16,            # repetitions priced in a group whose pattern varies
-    # bytes/s of one machine's local copies (memory bandwidth), shared by the ranks on that
-    # machine that copy at once; reductions stream through the same bandwidth. What
-    # ``collectives calibrate`` measured (an 8 MiB copy) on the development VM, a 2-core Intel
-    # Xeon: 5.2-6.4 GB/s; inf leaves copies out
+    # bytes/s one core copies a working set larger than its cache (calibrate: an 8 MiB copy,
+    # 5.0-6.7 GB/s; 5.2-6.4 GB/s in the earlier quiet runs); inf leaves copies out
     "copy_bandwidth": 6.0e9,
+    # bytes/s one core copies what fits in its cache (calibrate: the median rate of the copies
+    # from 64 KiB to cache_bytes, 20-26 GB/s)
+    "cache_copy_bandwidth": 26.0e9,
+    # bytes of cache one core's copies run in: of a rank's copies in one step, the first
+    # cache_bytes go at cache_copy_bandwidth, the rest at copy_bandwidth (calibrate: the largest
+    # copy still faster than the geometric mean of the fastest and the 16 MiB rates: 1 MiB in 6
+    # runs of 9, 512 KiB in 2, 2 MiB in 1)
+    "cache_bytes": 1 << 20,
+    # bytes/s of one machine's memory, shared by its ranks that copy or reduce at once (apart from
+    # one core's copy_bandwidth: a machine has more memory bandwidth than one core uses). calibrate:
+    # both ranks of the node copying 8 MiB at once, 15.8 GB/s at best (2-13 GB/s under load);
+    # inf: not shared
+    "memory_bandwidth": 15.8e9,
     # bytes per segment of the executor (Communicator's segment_bytes): a received message of
     # several segments is reduced while its later segments are still arriving; inf: no pipelining
     "segment_bytes": 1 << 20,
     # cores of one machine: ranks of a machine beyond its cores share them, so their CPU work
-    # (overhead, reductions) takes proportionally longer; inf: a core per rank
+    # (overheads, copies, reductions) takes proportionally longer; inf: a core per rank
     "cores": math.inf,
     "critical_path": True,        # per-rank DAG (True) or every step at its slowest rank (False)
     "transient": 64,              # repetitions of one pattern followed rank by rank before lockstep
 }
 
+#: What an emulated call (``Communicator(emulate=True)``) pays per call on top of
+#: ``call_overhead``: computing and checking its holds, stamping every message. calibrate: a
+#: one-element ring all-reduce on an emulated Communicator of (almost) free links less its
+#: modelled price and ``call_overhead``: 20 us at best of nine runs (36-38 us typical under load,
+#: while the quiet 2-rank emulated 64 KiB calls agree with the best figure). Price an emulated
+#: run with ``call_overhead=DEFAULTS["call_overhead"] + EMULATION_CALL_OVERHEAD``.
+EMULATION_CALL_OVERHEAD = 20.0e-6
+
 #: Every host term switched off: the network alone (path latency and bytes over the fair rate),
 #: the alpha-beta model. Add ``overhead=`` and ``reduce_bandwidth=`` back for alpha-beta-gamma.
-HOST_TERMS_OFF = {"overhead": 0.0, "reduce_bandwidth": math.inf, "copy_bandwidth": math.inf,
-                  "segment_bytes": math.inf, "cores": math.inf}
+HOST_TERMS_OFF = {"overhead": 0.0, "call_overhead": 0.0, "reduce_bandwidth": math.inf,
+                  "copy_bandwidth": math.inf, "cache_copy_bandwidth": math.inf, "cache_bytes": 0,
+                  "memory_bandwidth": math.inf, "segment_bytes": math.inf, "cores": math.inf}
 
 _MODEL_KEYS = set(DEFAULTS) | {"placement", "machines", "dtype", "itemsize"}
 
@@ -148,8 +187,8 @@ class SimulationResult:
     breakdown : dict
         ``time`` split into :data:`HOST_PARTS`: ``network`` (path latency
         and bytes over the fair rate), ``copies``, ``reductions`` (what is not
-        hidden behind the transfer) and ``overhead`` (per-message software
-        cost). Each step's share is its slowest rank's split, scaled to what
+        hidden behind the transfer), ``overhead`` (per-message software
+        cost) and ``call`` (the per-call cost, ``call_overhead``). Each step's share is its slowest rank's split, scaled to what
         the step adds to ``time``; the parts add up to ``time``.
 
     Notes
@@ -216,7 +255,7 @@ def model_params(params: dict) -> dict:
     for k in DEFAULTS:
         if k in params and params[k] is not None:
             out[k] = params[k]
-    for k in ("overhead", "switch_latency"):
+    for k in ("overhead", "call_overhead", "switch_latency"):
         v = out[k]
         if isinstance(v, str):
             from ..units import parse_time
@@ -224,7 +263,8 @@ def model_params(params: dict) -> dict:
         if isinstance(v, bool) or not isinstance(v, Real) or not math.isfinite(v) or v < 0:
             raise InvalidArgument(f"{k} must be seconds >= 0, got {params.get(k)!r}")
         out[k] = float(v)
-    for k, what in (("reduce_bandwidth", "reduction"), ("copy_bandwidth", "local copy")):
+    for k, what in (("reduce_bandwidth", "reduction"), ("copy_bandwidth", "local copy"),
+                    ("cache_copy_bandwidth", "in-cache copy"), ("memory_bandwidth", "memory sharing")):
         g = out[k]
         if isinstance(g, str):
             from ..units import parse_bandwidth
@@ -233,6 +273,14 @@ def model_params(params: dict) -> dict:
             raise InvalidArgument(f"{k} must be bytes/s > 0 (inf leaves {what} cost out), "
                                   f"got {params.get(k)!r}")
         out[k] = float(g)
+    cache = out["cache_bytes"]
+    if isinstance(cache, str):
+        from ..units import parse_size
+        cache = parse_size(cache, name="cache_bytes")
+    if isinstance(cache, bool) or not isinstance(cache, Real) or not cache >= 0:
+        raise InvalidArgument(f"cache_bytes must be bytes >= 0 (0: no copy runs in cache), "
+                              f"got {params.get('cache_bytes')!r}")
+    out["cache_bytes"] = float(cache)
     seg = out["segment_bytes"]
     if isinstance(seg, str):
         from ..units import parse_size
@@ -402,8 +450,8 @@ class _Step:
 
 #: How :attr:`SimulationResult.breakdown` splits the time: the network (path latency and bytes
 #: over the fair rate), local copies, reductions (the part not hidden behind the transfer) and
-#: the per-message software overhead (posting, matching).
-HOST_PARTS = ("network", "copies", "reductions", "overhead")
+#: the per-message software overhead (posting, matching) and the per-call cost (``call_overhead``).
+HOST_PARTS = ("network", "copies", "reductions", "overhead", "call")
 
 
 def host_shares(ranks_busy, machines, cores):
@@ -435,11 +483,50 @@ def reduction_tail(reduce_time, transfer_time, segments):
     return np.maximum(0.0, r - t) + np.minimum(t, r) / np.maximum(segments, 1)
 
 
+def copy_time(copy_bytes, sharers, share, params) -> np.ndarray:
+    """Seconds each rank's local copies of one step take (``params`` as :data:`DEFAULTS`).
+
+    Of the ``c`` bytes a rank copies, the first ``cache_bytes / s`` run in
+    its core's cache at ``cache_copy_bandwidth``, the rest stream through
+    memory at one core's ``copy_bandwidth``, or at the machine's
+    ``memory_bandwidth`` split over the ``k`` ranks that copy at once when
+    that is less::
+
+        h = min(c, cache_bytes / s)
+        t = s * h / cache_copy_bandwidth + (c - h) * max(s / copy_bandwidth, k / memory_bandwidth)
+
+    ``s`` (``share``) is how many ranks take turns on each core
+    (:func:`host_shares`): they get a part of the core's time and of its cache.
+
+    Parameters
+    ----------
+    copy_bytes, sharers, share : array_like
+        Per rank: bytes copied, ranks of its machine that copy in the step, core share.
+    params : dict
+        ``copy_bandwidth``, ``cache_copy_bandwidth``, ``cache_bytes`` and ``memory_bandwidth``.
+
+    Returns
+    -------
+    numpy.ndarray
+    """
+    c = np.asarray(copy_bytes, dtype=float)
+    s = np.asarray(share, dtype=float)
+    k = np.asarray(sharers, dtype=float)
+    hot = np.minimum(c, params["cache_bytes"] / s)
+    cold = c - hot
+    cold_per_byte = np.maximum(s / params["copy_bandwidth"], k / params["memory_bandwidth"])
+    t = cold * cold_per_byte
+    if math.isfinite(params["cache_copy_bandwidth"]):
+        t = t + s * hot / params["cache_copy_bandwidth"]
+    return t
+
+
 def _price(net, hosts, src, dst, nbytes, reduce_bytes, nranks, mp, copy_bytes=None,
            machines=None) -> _Step:
     """Price one step: flow times from max-min, then each rank's host terms (module docstring)."""
     machines = hosts if machines is None else machines
     C, gamma, seg = mp["copy_bandwidth"], mp["reduce_bandwidth"], mp["segment_bytes"]
+    M = mp["memory_bandwidth"]
     reducing = reduce_bytes > 0
     copying = (copy_bytes > 0) if copy_bytes is not None and math.isfinite(C) else np.zeros(nranks, bool)
     busy = reducing | copying
@@ -449,17 +536,16 @@ def _price(net, hosts, src, dst, nbytes, reduce_bytes, nranks, mp, copy_bytes=No
     nm = int(machines.max()) + 1 if nranks else 1
     pre = np.zeros(nranks)
     if copying.any():
-        # the ranks of one machine that copy in this step share its memory bandwidth (one core
-        # copies at copy_bandwidth: the memory, not the cores, is what they share)
+        # the ranks of one machine that copy in this step share its memory bandwidth
         sharers = np.bincount(machines[copying], minlength=nm)[machines]
-        pre = copy_bytes * np.maximum(sharers, share) / C
+        pre = copy_time(copy_bytes, sharers, share, mp)
     reduce_t = np.zeros(nranks)
     if reducing.any() and math.isfinite(gamma):      # reduce_bandwidth=inf leaves reductions out
         per_byte = share / gamma
-        if math.isfinite(C):
+        if math.isfinite(M):
             # a reduction streams its data through memory as a copy does, on the same shared bandwidth
             sharers = np.bincount(machines[reducing], minlength=nm)[machines]
-            per_byte = np.maximum(per_byte, sharers / C)
+            per_byte = np.maximum(per_byte, sharers / M)
         reduce_t = reduce_bytes * per_byte
     if len(src) == 0:
         extra = reduce_t
@@ -508,7 +594,7 @@ def _parts(rank_t, copies, wire, reductions, overhead):
     if not len(rank_t):
         return out
     r = int(np.argmax(rank_t))
-    out[:] = wire[r], copies[r], reductions[r], overhead[r]
+    out[:4] = wire[r], copies[r], reductions[r], overhead[r]
     total = out.sum()
     if total > 0:
         out *= rank_t[r] / total
@@ -583,6 +669,10 @@ def _step_flows(g, i, nranks, itemsize, with_copies):
                                    minlength=nranks).astype(np.int64)
         return (sends.rank, sends.peer, sends.count * itemsize, reduce_bytes,
                 _copy_bytes(ops, nranks, itemsize))
+    if g.copies is not None:
+        # the group counts its copies without building them
+        cb = np.asarray(g.copies(i, np.arange(nranks, dtype=np.int64)), dtype=np.int64) * itemsize
+        return (*g.flows(i, nranks, itemsize), cb)
     # the group keeps its copies out of its cheap message view because they are O(p) per rank:
     # count them on every rank when p is small, else on evenly spaced ranks (nearest stands in)
     if nranks <= _COPY_EXACT_RANKS:
@@ -677,7 +767,8 @@ def simulate(schedule, topology, placement=None, **params) -> SimulationResult:
         (``"round-robin"``, ``"random"``) or host list for ``topology.place``.
     **params
         Model constants (see :data:`DEFAULTS`): ``overhead``,
-        ``reduce_bandwidth``, ``copy_bandwidth``, ``segment_bytes``,
+        ``call_overhead``, ``reduce_bandwidth``, ``copy_bandwidth``,
+        ``cache_copy_bandwidth``, ``cache_bytes``, ``memory_bandwidth``, ``segment_bytes``,
         ``cores``, ``critical_path``, ``switch_latency``, ``routing``,
         ``max_samples``, ``transient``; ``machines`` (the machine of each
         rank, default its host: see :func:`machines_of`); ``itemsize`` or
@@ -702,8 +793,16 @@ def simulate(schedule, topology, placement=None, **params) -> SimulationResult:
     hosts = placement_of(topo, nranks, placement)
     machines = machines_of(hosts, params.get("machines"))
     with_copies = math.isfinite(mp["copy_bandwidth"])
-    ready = np.zeros(nranks)
+    # every rank pays the per-call cost before its first message (on a shared core, its share)
+    call = 0.0
+    if mp["call_overhead"] > 0 and schedule.groups and nranks:
+        call_t = mp["call_overhead"] * host_shares(np.ones(nranks, bool), machines, mp["cores"])
+        call = float(call_t.max())
+        ready = call_t
+    else:
+        ready = np.zeros(nranks)
     parts = np.zeros(len(HOST_PARTS))
+    parts[HOST_PARTS.index("call")] = call
     step_times, names = [], []
     all_ids, all_bytes = [], []
     exact_all = True
@@ -759,6 +858,8 @@ def simulate(schedule, topology, placement=None, **params) -> SimulationResult:
         added = float(arr.sum())
         if split.sum() > 0:
             parts += split * (added / split.sum())
+    if call and step_times and len(step_times[0]):
+        step_times[0][0] += call          # the step times add up to ``time``, the call included
     if all_ids:
         ids = np.concatenate(all_ids)
         b = np.concatenate(all_bytes)
@@ -921,8 +1022,9 @@ def predict(collective, algorithm, nbytes, topology, ranks=None, **params) -> fl
     ranks : int, optional
         Number of ranks (default: every host of the topology).
     **params
-        Model constants (``overhead=``, ``reduce_bandwidth=``,
-        ``copy_bandwidth=``, ``segment_bytes=``, ``cores=``, ``machines=``,
+        Model constants (``overhead=``, ``call_overhead=``, ``reduce_bandwidth=``,
+        ``copy_bandwidth=``, ``cache_copy_bandwidth=``, ``cache_bytes=``,
+        ``memory_bandwidth=``, ``segment_bytes=``, ``cores=``, ``machines=``,
         ``critical_path=``, ``transient=``,
         ``switch_latency=``, ``routing=``, ``placement=``, ``dtype=``/
         ``itemsize=``, ``max_samples=``); anything else goes to the algorithm
@@ -970,24 +1072,13 @@ def message_times(schedule, topology, placement=None, rank=0, **params) -> np.nd
     in its step (the step's other flows, of every rank, included), counted
     from the start of the sender's step. Sends and copies get 0.
 
-    Returns a float64 array aligned with ``schedule.program(rank)``.
+    Returns a float64 array aligned with ``schedule.program(rank)``. It is
+    the one-part case of :func:`collectives.model.joint.joint_message_times`
+    (one code path: the schedule priced alone).
     """
-    unknown = set(params) - _MODEL_KEYS
-    if unknown:
-        raise InvalidArgument(f"message_times: unknown parameter(s) {', '.join(sorted(unknown))}")
-    mp = model_params(params)
-    itemsize = _itemsize(params)
-    topo = resolve_topology(topology)
-    net = network_for(topo, mp["routing"], mp["switch_latency"])
-    nranks = schedule.nranks
-    if not 0 <= int(rank) < nranks:
-        raise InvalidArgument(f"rank {rank} out of range 0..{nranks - 1}")
-    hosts = placement_of(topo, nranks, placement)
-    machines = machines_of(hosts, params.get("machines"))
-    prog = schedule.program(int(rank))
-    out = np.zeros(len(prog))
-    if not len(prog):
-        return out
+    from .joint import _message_times
+
+    return _message_times([(schedule, placement)], topology, 0, rank, "message_times", params)
     # step index -> (group, repetition)
     where = []
     for gi, g in enumerate(schedule.groups):

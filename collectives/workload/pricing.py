@@ -13,9 +13,9 @@ its all-reduce at the same moment, and they share the links. A step's time
 is its slowest rank's, as in :func:`collectives.model.simulate`. Of the
 model's host terms a training step prices the per-message overhead and the
 reduction (at the accelerator's reduce bandwidth, after the transfer); the
-host's local copies and segment pipelining are left out, as they are an
-accelerator's, not a CPU's (``predict(..., copy_bandwidth=inf,
-segment_bytes=inf)`` prices a collective the same way).
+host's local copies, segment pipelining and per-call cost are left out, as
+they are an accelerator's, not a CPU's (``predict(..., copy_bandwidth=inf,
+segment_bytes=inf, call_overhead=0)`` prices a collective the same way).
 
 Timeline (1F1B, Narayanan et al. 2021):
 
