@@ -118,6 +118,14 @@ def recv(MPI.Comm comm not None, cnp.ndarray o, int source, int tag, bint wait, 
     with nogil:
         status = cl_p2p_recv(comm.ob_mpi, buf, capacity, itemsize, source, tag, wait, once, timeout,
                              nc, &req, &msg, &res)
+    if status == CL_P2P_OK and req == MPI_REQUEST_NULL:
+        return (status, res.source, res.tag, res.nbytes, res.elapsed, -1, None, None, True)
+    return _recv_outcome(status, req, msg, &res)
+
+
+cdef tuple _recv_outcome(int status, MPI_Request req, MPI_Message msg, cl_p2p_result *res):
+    """A receive that did not simply complete, as ``recv`` reports it: the request of a matched
+    receive still under way, or the matched message of a LARGE one, beside the result."""
     cdef object handle = None
     cdef MPI.Request r
     cdef MPI.Message m
@@ -129,8 +137,6 @@ def recv(MPI.Comm comm not None, cnp.ndarray o, int source, int tag, bint wait, 
         m = MPI.Message()
         m.ob_mpi = msg
         handle = m
-    if status == CL_P2P_OK and handle is None:
-        return (status, res.source, res.tag, res.nbytes, res.elapsed, -1, None, None, True)
     return (status, res.source, res.tag, res.nbytes, res.elapsed, res.notice_from,
             res.message.decode("utf-8", "replace"), handle, bool(res.matched))
 
@@ -261,17 +267,4 @@ cdef class FastP2P:
         if status == CL_P2P_OK and req == MPI_REQUEST_NULL:
             return _tuple_new(self.status_type, (res.source, res.tag, res.nbytes // itemsize))
         # anything but a completed receive: the checked path's handling, from the same result
-        cdef object handle = None
-        cdef MPI.Request r
-        cdef MPI.Message m
-        if req != MPI_REQUEST_NULL:
-            r = MPI.Request()
-            r.ob_mpi = req
-            handle = r
-        elif status == CL_P2P_LARGE:
-            m = MPI.Message()
-            m.ob_mpi = msg
-            handle = m
-        done = (status, res.source, res.tag, res.nbytes, res.elapsed, res.notice_from,
-                res.message.decode("utf-8", "replace"), handle, bool(res.matched))
-        return self.finish.recv_rest(owner, o, src, tag, timeout, done)
+        return self.finish.recv_rest(owner, o, src, tag, timeout, _recv_outcome(status, req, msg, &res))
