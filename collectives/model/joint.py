@@ -8,6 +8,8 @@ share links. :func:`joint_message_times` prices such calls together: each
 priced with step ``i`` of every other part as one max-min problem (the parts
 start together, as SPMD ranks do; a part with fewer steps adds nothing to the
 later steps). With a single part it is :func:`~collectives.model.message_times`.
+:func:`joint_call_times` sums those holds into each part's duration: what an
+emulated run of the concurrent calls is measured against.
 
 Emulated sub-communicators use it for their holds (see the "Emulation" guide),
 so a message is held to the time of the concurrent traffic, not of its
@@ -24,7 +26,7 @@ from .network import network_for
 from .simulate import (_MODEL_KEYS, _digest, _itemsize, _price, machines_of, model_params, placement_of,
                        resolve_topology)
 
-__all__ = ["joint_message_times", "joint_step_times"]
+__all__ = ["joint_message_times", "joint_step_times", "joint_call_times"]
 
 
 def _steps_of(schedule) -> list:
@@ -40,6 +42,9 @@ def _joint_flows(parts, wheres, offsets, step, itemsize):
     src, dst, nb, rb = [], [], [], []
     for (sched, _), where, off in zip(parts, wheres, offsets):
         if step >= len(where):
+            # a part with fewer steps sends nothing now, but its ranks still count (their
+            # reduction bytes are zero), so every per-rank array spans all parts' ranks
+            rb.append(np.zeros(sched.nranks))
             continue
         gi, i = where[step]
         s, d, b, r = sched.groups[gi].flows(i, sched.nranks, itemsize)
@@ -50,7 +55,7 @@ def _joint_flows(parts, wheres, offsets, step, itemsize):
         rb.append(rr)
     if not src:
         z = np.zeros(0)
-        return np.zeros(0, np.int64), np.zeros(0, np.int64), z, z
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), z, np.concatenate(rb)
     return np.concatenate(src), np.concatenate(dst), np.concatenate(nb), np.concatenate(rb)
 
 
@@ -157,4 +162,56 @@ def joint_step_times(parts, topology, **params) -> np.ndarray:
     for step in range(nsteps):
         src, dst, nb, rb = _joint_flows(parts, wheres, offsets, step, itemsize)
         out[step] = _price(net, hosts, src, dst, nb, rb, total, mp, None, machines).time
+    return out
+
+
+def joint_call_times(parts, topology, **params) -> np.ndarray:
+    """Seconds each part takes when all parts start together, each going on at its own pace.
+
+    Every part runs its steps back to back, a step lasting as long as the
+    longest message of any of its ranks in that step, that message priced by
+    :func:`joint_message_times` (step ``i`` of every part together). This is
+    what emulated links hold concurrent calls to: each Communicator's next
+    step starts when its own messages are released, not when the other
+    parts' are. The concurrent calls end at ``joint_call_times(...).max()``;
+    the same calls one after the other take the sum of each part priced
+    alone, ``sum(joint_call_times([p], ...)[0] for p in parts)``.
+
+    Parameters
+    ----------
+    parts : sequence of (Schedule, placement)
+        As for :func:`joint_message_times`.
+    topology : Topology or spec string
+        The network they share.
+    **params
+        Model constants as :func:`joint_message_times` takes them.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 seconds, one per part.
+
+    Raises
+    ------
+    collectives.errors.InvalidArgument
+        No parts or an unknown parameter.
+
+    Examples
+    --------
+    >>> from collectives.algorithms import build_schedule
+    >>> ring = build_schedule("allreduce", "ring", 2, 1 << 18)
+    >>> pairwise = build_schedule("alltoall", "pairwise", 2, 1 << 18)
+    >>> both = [(ring, [0, 1]), (pairwise, [0, 1])]
+    >>> joint_call_times(both, "star:n=2,bw=1GB/s,lat=20us", itemsize=4)   # doctest: +SKIP
+    array([0.00229..., 0.00109...])
+    """
+    _prepare(parts, topology, params, "joint_call_times")   # the checks, before any pricing
+    out = np.zeros(len(parts))
+    for k, (sched, _) in enumerate(parts):
+        longest = np.zeros(sched.num_steps)
+        for rank in range(sched.nranks):
+            holds = joint_message_times(parts, topology, k, rank, **params)
+            if len(holds):
+                np.maximum.at(longest, sched.program(rank)["step"], holds)
+        out[k] = float(longest.sum())
     return out
