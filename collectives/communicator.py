@@ -580,11 +580,23 @@ class Communicator:
             params["root"] = 0
         return _alg.build_schedule(collective, name, self.size, count, **params)
 
-    def _forget_holds(self) -> None:
-        """Drop cached call shapes whose holds were priced for other concurrent traffic."""
-        if self.emulate:
-            self._calls.clear()
-            self._vcalls.clear()
+    def _price_for(self, context) -> None:
+        """Emulated links: use the call shapes priced for ``context``, the calls declared
+        beside this one (:meth:`Mesh.overlap`; None: its sibling groups only).
+
+        Holds depend on the concurrent traffic, so each context keeps its own cached
+        shapes: a training loop that enters the same overlap block every step prices
+        its calls once, not at every entry.
+        """
+        if not self.emulate:
+            return
+        store = self.__dict__.setdefault("_priced_contexts", {})
+        current = getattr(self, "_pricing_context", None)
+        store[current] = (self._calls, self._vcalls)
+        if context not in store and len(store) > 64:
+            store.clear()
+        self._calls, self._vcalls = store.pop(context, None) or ({}, {})
+        self._pricing_context = context
 
     def _child(self, sub: MPI.Comm, members: list) -> "Communicator":
         """A Communicator on ``sub`` (whose rank i is this one's ``members[i]``), with our settings."""
@@ -1557,15 +1569,16 @@ class Mesh:
             raise InvalidArgument("overlap: declare the calls of at least two dimensions, e.g. "
                                   "overlap(dp=('allreduce', nbytes), tp=('allreduce', nbytes))")
         comms = {dim: self[dim] for dim in declared}
+        context = tuple(sorted((dim, c, n, str(dt), str(alg)) for dim, (c, n, dt, alg) in declared.items()))
         for dim, comm in comms.items():
             comm._overlap = [(comms[o], declared[o]) for o in declared if o != dim]
-            comm._forget_holds()
+            comm._price_for((dim, context))
         try:
             yield self
         finally:
             for comm in comms.values():
                 comm._overlap = None
-                comm._forget_holds()
+                comm._price_for(None)
 
     def __repr__(self):
         return f"<collectives.Mesh {self.layout!r}, coords {self.coords}>"
