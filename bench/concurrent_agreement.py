@@ -461,8 +461,8 @@ def main(argv=None) -> int:
     started = time.time()
     if args.source:
         old = json.loads(Path(args.source).read_text(encoding="utf-8"))
-        keep = ("case", "mode", "bytes", "seq_len", "measured_s", "fastest_s", "sequential_s", "ranks", "late_share",
-                "topology", "cores", "segment_bytes")
+        keep = ("case", "mode", "bytes", "seq_len", "measured_s", "fastest_s", "sequential_s", "ranks",
+                "late_share", "topology", "cores", "segment_bytes")
         rows = [{k: r[k] for k in keep if k in r} for r in old["rows"]]
         load = old.get("load", "unknown").split(". The machine was busy")[0] + " (re-priced)"
         busy = old.get("load_1min", 0.0)

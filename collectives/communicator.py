@@ -1524,7 +1524,10 @@ class Mesh:
         so each message is held to the time of the concurrent traffic. Outside,
         a dimension's call is priced with its own sibling groups only. Every
         rank must declare the same calls (SPMD); the calls themselves run as
-        usual, typically one per Python thread (the executor releases the GIL).
+        usual: as non-blocking requests completed by ``cl.wait_all`` (a request
+        is priced when it starts, so start it inside the block; it may be waited
+        for after), or one per Python thread (the executor releases the GIL).
+        Entering a block with the same declarations again reuses what it priced.
         Without emulation this changes nothing.
 
         Parameters
@@ -1542,6 +1545,8 @@ class Mesh:
 
         Examples
         --------
+        >>> with mesh.overlap(dp=("allreduce", g.nbytes), ep=("alltoall", t.nbytes)):
+        ...     g, t = cl.wait_all([mesh["dp"].iallreduce(g), mesh["ep"].ialltoall(t)])
         >>> with mesh.overlap(dp=("allreduce", 8 << 20), tp=("allreduce", 2 << 20)):
         ...     threads = [threading.Thread(target=mesh["dp"].allreduce, args=(g,)),
         ...                threading.Thread(target=mesh["tp"].allreduce, args=(a,))]

@@ -223,7 +223,8 @@ def _pair(comm, nbytes):
     mesh = emu.layout(dp=2, ep=2)
     g = np.full(nbytes // 4, comm.rank + 1.0, dtype=np.float32)
     a = np.arange(nbytes // 4, dtype=np.float32) + 1000.0 * comm.rank
-    declared = dict(dp=("allreduce", g.nbytes, "float32", "ring"), ep=("alltoall", a.nbytes, "float32", "pairwise"))
+    declared = dict(dp=("allreduce", g.nbytes, "float32", "ring"),
+                    ep=("alltoall", a.nbytes, "float32", "pairwise"))
     return emu, mesh, g, a, declared
 
 
