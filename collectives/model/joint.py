@@ -198,12 +198,14 @@ def joint_call_times(parts, topology, **params) -> np.ndarray:
 
     Examples
     --------
+    >>> import numpy as np
     >>> from collectives.algorithms import build_schedule
     >>> ring = build_schedule("allreduce", "ring", 2, 1 << 18)
     >>> pairwise = build_schedule("alltoall", "pairwise", 2, 1 << 18)
-    >>> both = [(ring, [0, 1]), (pairwise, [0, 1])]
-    >>> joint_call_times(both, "star:n=2,bw=1GB/s,lat=20us", itemsize=4)   # doctest: +SKIP
-    array([0.00229..., 0.00109...])
+    >>> hosts = np.arange(2)                     # host indices: both calls on the same pair
+    >>> both = [(ring, hosts), (pairwise, hosts)]
+    >>> (joint_call_times(both, "star:n=2,bw=1GB/s,lat=20us", itemsize=4) * 1e3).round(2)   # ms
+    array([1.74, 1.09])
     """
     _prepare(parts, topology, params, "joint_call_times")   # the checks, before any pricing
     out = np.zeros(len(parts))
