@@ -1574,7 +1574,7 @@ class Mesh:
             raise InvalidArgument("overlap: declare the calls of at least two dimensions, e.g. "
                                   "overlap(dp=('allreduce', nbytes), tp=('allreduce', nbytes))")
         comms = {dim: self[dim] for dim in declared}
-        context = tuple(sorted((dim, c, n, str(dt), str(alg)) for dim, (c, n, dt, alg) in declared.items()))
+        context = tuple(sorted((dim, c, n, dt, str(alg)) for dim, (c, n, dt, alg) in declared.items()))
         for dim, comm in comms.items():
             comm._overlap = [(comms[o], declared[o]) for o in declared if o != dim]
             comm._price_for((dim, context))
