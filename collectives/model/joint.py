@@ -23,8 +23,8 @@ import numpy as np
 from ..errors import InvalidArgument, ModelError
 from ..schedule import RECV, RECV_REDUCE
 from .network import network_for
-from .simulate import (_MODEL_KEYS, _digest, _itemsize, _price, machines_of, model_params, placement_of,
-                       resolve_topology)
+from .simulate import (_MODEL_KEYS, _digest, _itemsize, _price, _step_flows, machines_of, model_params,
+                       placement_of, resolve_topology)
 
 __all__ = ["joint_message_times", "joint_step_times", "joint_call_times"]
 
@@ -168,12 +168,15 @@ def joint_step_times(parts, topology, **params) -> np.ndarray:
 def joint_call_times(parts, topology, **params) -> np.ndarray:
     """Seconds each part takes when all parts start together, each going on at its own pace.
 
-    Every part runs its steps back to back, a step lasting as long as the
-    longest message of any of its ranks in that step, that message priced by
-    :func:`joint_message_times` (step ``i`` of every part together). This is
-    what emulated links hold concurrent calls to: each Communicator's next
-    step starts when its own messages are released, not when the other
-    parts' are. The concurrent calls end at ``joint_call_times(...).max()``;
+    Every part runs its steps back to back, a step lasting as long as its
+    slowest rank's: that rank's local copies (done before it posts), its
+    messages priced as :func:`joint_message_times` prices them (step ``i`` of
+    every part in one max-min problem), its posting overheads and what its
+    reduction adds after the last byte. This is what an emulated run of the
+    calls takes: the holds, plus the copies and posting the host does outside
+    them; each Communicator's next step starts when its own messages are
+    released, not when the other parts' are. With one part and host terms on
+    it is :func:`~collectives.model.predict`'s step-by-step (lockstep) time. The concurrent calls end at ``joint_call_times(...).max()``;
     the same calls one after the other take the sum of each part priced
     alone, ``sum(joint_call_times([p], ...)[0] for p in parts)``.
 
@@ -205,15 +208,30 @@ def joint_call_times(parts, topology, **params) -> np.ndarray:
     >>> hosts = np.arange(2)                     # host indices: both calls on the same pair
     >>> both = [(ring, hosts), (pairwise, hosts)]
     >>> (joint_call_times(both, "star:n=2,bw=1GB/s,lat=20us", itemsize=4) * 1e3).round(2)   # ms
-    array([1.74, 1.09])
+    array([2.09, 1.26])
     """
-    _prepare(parts, topology, params, "joint_call_times")   # the checks, before any pricing
+    mp, itemsize, net, hosts, machines, offsets, total = _prepare(parts, topology, params,
+                                                                  "joint_call_times")
+    wheres = [_steps_of(s) for s, _ in parts]
     out = np.zeros(len(parts))
-    for k, (sched, _) in enumerate(parts):
-        longest = np.zeros(sched.num_steps)
-        for rank in range(sched.nranks):
-            holds = joint_message_times(parts, topology, k, rank, **params)
-            if len(holds):
-                np.maximum.at(longest, sched.program(rank)["step"], holds)
-        out[k] = float(longest.sum())
+    for step in range(max(len(w) for w in wheres)):
+        src, dst, nb, rb, cb = [], [], [], [], []
+        for (sched, _), where, off in zip(parts, wheres, offsets):
+            if step >= len(where):
+                rb.append(np.zeros(sched.nranks))
+                cb.append(np.zeros(sched.nranks))
+                continue
+            gi, i = where[step]
+            s_, d_, b_, r_, c_ = _step_flows(sched.groups[gi], i, sched.nranks, itemsize, True)
+            src.append(np.asarray(s_, dtype=np.int64) + off)
+            dst.append(np.asarray(d_, dtype=np.int64) + off)
+            nb.append(np.asarray(b_, dtype=np.float64))
+            rb.append(np.zeros(sched.nranks) if r_ is None else np.asarray(r_, dtype=np.float64))
+            cb.append(np.asarray(c_, dtype=np.float64))
+        cat = (lambda xs, dt: np.concatenate(xs).astype(dt) if xs else np.zeros(0, dt))
+        st = _price(net, hosts, cat(src, np.int64), cat(dst, np.int64), cat(nb, np.float64),
+                    np.concatenate(rb), total, mp, np.concatenate(cb), machines)
+        for k, ((sched, _), where, off) in enumerate(zip(parts, wheres, offsets)):
+            if step < len(where):
+                out[k] += float(st.rank_time[off:off + sched.nranks].max())
     return out
