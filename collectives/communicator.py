@@ -566,11 +566,23 @@ class Communicator:
             params["root"] = 0
         return _alg.build_schedule(collective, name, self.size, count, **params)
 
-    def _forget_holds(self) -> None:
-        """Drop cached call shapes whose holds were priced for other concurrent traffic."""
-        if self.emulate:
-            self._calls.clear()
-            self._vcalls.clear()
+    def _price_for(self, context) -> None:
+        """Emulated links: use the call shapes priced for ``context``, the calls declared
+        beside this one (:meth:`Mesh.overlap`; None: its sibling groups only).
+
+        Holds depend on the concurrent traffic, so each context keeps its own cached
+        shapes: a training loop that enters the same overlap block every step prices
+        its calls once, not at every entry.
+        """
+        if not self.emulate:
+            return
+        store = self.__dict__.setdefault("_priced_contexts", {})
+        current = getattr(self, "_pricing_context", None)
+        store[current] = (self._calls, self._vcalls)
+        if context not in store and len(store) > 64:
+            store.clear()
+        self._calls, self._vcalls = store.pop(context, None) or ({}, {})
+        self._pricing_context = context
 
     def _child(self, sub: MPI.Comm, members: list) -> "Communicator":
         """A Communicator on ``sub`` (whose rank i is this one's ``members[i]``), with our settings."""
@@ -1574,7 +1586,10 @@ class Mesh:
         so each message is held to the time of the concurrent traffic. Outside,
         a dimension's call is priced with its own sibling groups only. Every
         rank must declare the same calls (SPMD); the calls themselves run as
-        usual, typically one per Python thread (the executor releases the GIL).
+        usual: as non-blocking requests completed by ``cl.wait_all`` (a request
+        is priced when it starts, so start it inside the block; it may be waited
+        for after), or one per Python thread (the executor releases the GIL).
+        Entering a block with the same declarations again reuses what it priced.
         Without emulation this changes nothing.
 
         Parameters
@@ -1592,6 +1607,8 @@ class Mesh:
 
         Examples
         --------
+        >>> with mesh.overlap(dp=("allreduce", g.nbytes), ep=("alltoall", t.nbytes)):
+        ...     g, t = cl.wait_all([mesh["dp"].iallreduce(g), mesh["ep"].ialltoall(t)])
         >>> with mesh.overlap(dp=("allreduce", 8 << 20), tp=("allreduce", 2 << 20)):
         ...     threads = [threading.Thread(target=mesh["dp"].allreduce, args=(g,)),
         ...                threading.Thread(target=mesh["tp"].allreduce, args=(a,))]
@@ -1619,15 +1636,16 @@ class Mesh:
             raise InvalidArgument("overlap: declare the calls of at least two dimensions, e.g. "
                                   "overlap(dp=('allreduce', nbytes), tp=('allreduce', nbytes))")
         comms = {dim: self[dim] for dim in declared}
+        context = tuple(sorted((dim, c, n, dt, str(alg)) for dim, (c, n, dt, alg) in declared.items()))
         for dim, comm in comms.items():
             comm._overlap = [(comms[o], declared[o]) for o in declared if o != dim]
-            comm._forget_holds()
+            comm._price_for((dim, context))
         try:
             yield self
         finally:
             for comm in comms.values():
                 comm._overlap = None
-                comm._forget_holds()
+                comm._price_for(None)
 
     def __repr__(self):
         return f"<collectives.Mesh {self.layout!r}, coords {self.coords}>"

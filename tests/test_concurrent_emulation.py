@@ -7,7 +7,9 @@ and compare holds exactly (no wall-clock), and check that results stay right whe
 both dimensions run at once in two threads.
 """
 
+import os
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -15,7 +17,7 @@ import pytest
 import collectives as cl
 from collectives import InvalidArgument
 from collectives.algorithms import build_schedule
-from collectives.model.joint import joint_message_times, joint_step_times
+from collectives.model.joint import joint_call_times, joint_message_times, joint_step_times
 
 # one 2-host leaf per tp group: tp traffic stays in a leaf, dp traffic crosses the spine,
 # and both share the hosts' links
@@ -160,3 +162,206 @@ def test_declared_overlap_prices_both_dimensions_jointly(comm):
             pass
     mesh.free()
     emu.free()
+
+
+# ---- two busy dimensions on 2 ranks: data-parallel and expert-parallel on the same pair ------
+
+PAIR = "star:n=2,bw=1GB/s,lat=20us"
+
+
+def test_parts_with_fewer_steps_add_nothing_to_later_steps():
+    """A ring all-reduce (2 steps) beside a pairwise all-to-all (1 step) on the same two hosts:
+    step 0 is priced with both, step 1 with the all-reduce alone."""
+    ring = build_schedule("allreduce", "ring", 2, 1 << 16)
+    pairwise = build_schedule("alltoall", "pairwise", 2, 1 << 16)
+    hosts = np.arange(2)
+    both = [(ring, hosts), (pairwise, hosts)]
+    machines = {"machines": np.zeros(4, dtype=np.int64), "cores": 2.0}
+    alone = {"machines": np.zeros(2, dtype=np.int64), "cores": 2.0}
+    prog = ring.program(0)
+    recv = joint_message_times([(ring, hosts)], PAIR, 0, 0, itemsize=4, **alone) > 0
+    together = joint_message_times(both, PAIR, 0, 0, itemsize=4, **machines)
+    by_itself = joint_message_times([(ring, hosts)], PAIR, 0, 0, itemsize=4, **alone)
+    first, last = recv & (prog["step"] == 0), recv & (prog["step"] == 1)
+    assert first.any() and last.any()
+    assert (together[first] > 1.5 * by_itself[first]).all()      # the two calls share the links
+    np.testing.assert_array_equal(together[last], by_itself[last])
+    steps = joint_step_times(both, PAIR, itemsize=4, **machines)
+    assert len(steps) == 2 and steps[0] > steps[1] > 0
+
+
+def test_joint_call_times_of_one_part_is_predict():
+    ring = build_schedule("allreduce", "ring", 2, 1 << 18)
+    pairwise = build_schedule("alltoall", "pairwise", 2, 1 << 18)
+    hosts = np.arange(2)
+    # one part: its steps priced alone, host terms included, as predict prices a call in lockstep
+    one = {"machines": np.zeros(2, dtype=np.int64), "cores": 2.0}
+    for name, sched in (("ring", ring), ("pairwise", pairwise)):
+        collective = "allreduce" if name == "ring" else "alltoall"
+        want = cl.model.predict(collective, name, 1 << 20, PAIR, ranks=2, critical_path=False, **one)
+        got = joint_call_times([(sched, hosts)], PAIR, itemsize=4, **one)[0]
+        assert got == pytest.approx(want, rel=1e-12)
+    # without host terms a step lasts as long as its longest message
+    off = cl.model.HOST_TERMS_OFF
+    held = [cl.model.message_times(ring, PAIR, hosts, r, itemsize=4, **off) for r in range(2)]
+    longest = sum(max(h[ring.program(r)["step"] == step].max(initial=0.0) for r, h in enumerate(held))
+                  for step in range(ring.num_steps))
+    assert joint_call_times([(ring, hosts)], PAIR, itemsize=4, **off)[0] == pytest.approx(longest, rel=1e-12)
+    # two parts on the same pair of hosts: each slower than alone, since they share the links
+    both = joint_call_times([(ring, hosts), (pairwise, hosts)], PAIR, itemsize=4)
+    alone = [joint_call_times([p], PAIR, itemsize=4)[0] for p in ((ring, hosts), (pairwise, hosts))]
+    assert both[0] > alone[0] and both[1] > alone[1]
+    assert max(alone) < both.max()
+    # on disjoint hosts of a non-blocking switch they do not slow each other
+    star = "star:n=4,bw=1GB/s,lat=20us"
+    apart = joint_call_times([(ring, np.array([0, 1])), (pairwise, np.array([2, 3]))], star, itemsize=4)
+    np.testing.assert_allclose(apart, [joint_call_times([(ring, np.array([0, 1]))], star, itemsize=4)[0],
+                                       joint_call_times([(pairwise, np.array([2, 3]))], star, itemsize=4)[0]])
+    with pytest.raises(InvalidArgument):
+        joint_call_times([], PAIR)
+    with pytest.raises(InvalidArgument):
+        joint_call_times([(ring, hosts)], PAIR, bogus=1)
+
+
+def _pair(comm, nbytes):
+    from mpi4py import MPI
+
+    emu = cl.Communicator(MPI.COMM_WORLD, topology=PAIR, emulate=True, timeout=60)
+    mesh = emu.layout(dp=2, ep=2)
+    g = np.full(nbytes // 4, comm.rank + 1.0, dtype=np.float32)
+    a = np.arange(nbytes // 4, dtype=np.float32) + 1000.0 * comm.rank
+    declared = dict(dp=("allreduce", g.nbytes, "float32", "ring"),
+                    ep=("alltoall", a.nbytes, "float32", "pairwise"))
+    return emu, mesh, g, a, declared
+
+
+def _pair_parts(g, a):
+    hosts = np.arange(2)
+    return [(build_schedule("allreduce", "ring", 2, g.size), hosts),
+            (build_schedule("alltoall", "pairwise", 2, a.size), hosts)]
+
+
+@pytest.mark.mpi(ranks=[2])
+def test_requests_inside_overlap_are_held_to_the_joint_pricing(comm):
+    """dp=2 x ep=2 on 2 ranks: both groups are the same pair, so an all-reduce and an all-to-all
+    started together as requests share every link; their holds are the joint pricing's."""
+    emu, mesh, g, a, declared = _pair(comm, 1 << 18)
+    dp, ep = mesh["dp"], mesh["ep"]
+    assert mesh.layout.groups("dp").tolist() == mesh.layout.groups("ep").tolist() == [[0, 1]]
+    want_a = np.empty_like(a)
+    comm.mpi_comm.Alltoall(a, want_a)
+    with mesh.overlap(**declared):
+        r_dp, r_ep = dp.iallreduce(g, algorithm="ring"), ep.ialltoall(a, algorithm="pairwise")
+        held_dp, held_ep = r_dp._entry.holds.copy(), r_ep._entry.holds.copy()
+        got_g, got_a = cl.wait_all([r_dp, r_ep])
+    np.testing.assert_array_equal(got_g, np.full(g.size, 3.0, dtype=np.float32))
+    np.testing.assert_array_equal(got_a, want_a)
+    parts = _pair_parts(g, a)
+    host = _host(dp, parts)
+    np.testing.assert_array_equal(held_dp, joint_message_times(parts, emu.topology, 0, dp.rank, itemsize=4,
+                                                               **host))
+    np.testing.assert_array_equal(held_ep, joint_message_times(parts[::-1], emu.topology, 0, ep.rank,
+                                                               itemsize=4, **host))
+    # entering the same block again reuses what it priced (a training loop enters it every step)
+    with mesh.overlap(**declared):
+        again = dp.iallreduce(g, algorithm="ring"), ep.ialltoall(a, algorithm="pairwise")
+        assert again[0]._entry is r_dp._entry and again[1]._entry is r_ep._entry
+        cl.wait_all(again)
+    # outside the block each is priced alone again, and that is faster
+    dp.allreduce(g, algorithm="ring")
+    alone = _held(dp, "allreduce", g, "ring")
+    recv = alone > 0
+    assert recv.any() and (held_dp[recv] >= alone[recv]).all() and (held_dp[recv] > alone[recv]).any()
+    mesh.free()
+    emu.free()
+
+
+def _cores():
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _best_of_three(fn, iters=11):
+    """Lowest of three medians of the slowest rank: a burst of other load holds one batch back."""
+    from mpi4py import MPI
+
+    world = MPI.COMM_WORLD
+    fn()
+    fn()
+    best = float("inf")
+    for _ in range(3):
+        times = np.empty(iters)
+        for i in range(iters):
+            world.Barrier()
+            t0 = time.perf_counter()
+            fn()
+            times[i] = time.perf_counter() - t0
+        worst = np.empty_like(times)
+        world.Allreduce(times, worst, op=MPI.MAX)
+        best = min(best, float(np.median(worst)))
+    return best
+
+
+def _health_of(*comms):
+    """Late share and preemptions per call over several Communicators of this rank, worst rank."""
+    from mpi4py import MPI
+
+    held = late = calls = 0
+    preempted = 0.0
+    for c in comms:
+        h = c.emulation_health()
+        held, late, calls = held + h["held_steps"], late + h["late_steps"], calls + h["calls"]
+        preempted += h["preempted_per_call"] * h["calls"]
+    world = MPI.COMM_WORLD
+    return (world.allreduce(late / max(held, 1), op=MPI.MAX),
+            world.allreduce(preempted / max(calls, 1), op=MPI.MAX))
+
+
+@pytest.mark.mpi(ranks=[2])
+@pytest.mark.parametrize("mode", ["requests", "threads"])
+def test_concurrent_step_follows_the_joint_model(comm, mode):
+    """The measured time of the concurrent dp all-reduce and ep all-to-all is within 20% of the
+    joint model's, where the machine can keep to the model (else a skip that says why)."""
+    cores = _cores()
+    if comm.size > cores:
+        pytest.skip(f"{comm.size} ranks share {cores} core(s): emulated times include waiting "
+                    "for a core, so accuracy against the model cannot be measured here")
+    checks = []
+    # from 1 MiB the held time dominates what starting two requests and an overlap block costs
+    # in Python (about 0.1-0.3 ms here, more than the whole modelled pair at 64 KiB)
+    for nbytes in (1 << 20, 4 << 20):
+        emu, mesh, g, a, declared = _pair(comm, nbytes)
+        emu.emulation_health()     # held steps of earlier calls in this process are not this test's
+        dp, ep = mesh["dp"], mesh["ep"]
+        go, ao = np.empty_like(g), np.empty_like(a)
+
+        def requests():
+            with mesh.overlap(**declared):
+                cl.wait_all([dp.iallreduce(g, out=go, algorithm="ring"),
+                              ep.ialltoall(a, out=ao, algorithm="pairwise")])
+
+        def threads():
+            with mesh.overlap(**declared):
+                th = threading.Thread(target=dp.allreduce, args=(g,), kwargs=dict(out=go, algorithm="ring"))
+                th.start()
+                ep.alltoall(a, out=ao, algorithm="pairwise")
+                th.join()
+
+        measured = _best_of_three(requests if mode == "requests" else threads)
+        assert (go == 3.0).all()
+        parts = _pair_parts(g, a)
+        predicted = joint_call_times(parts, emu.topology, itemsize=4, **_host(dp, parts)).max()
+        late, preempted = _health_of(dp, ep)
+        checks.append((nbytes, measured, predicted, late, preempted))
+        mesh.free()
+        emu.free()
+    for nbytes, measured, predicted, late, preempted in checks:
+        if late > 0.1 or preempted > 0.5:
+            pytest.skip(f"emulation could not keep to the model on this machine ({late:.0%} of one "
+                        f"rank's steps ended more than 50 us late; a rank lost its core {preempted:.1f} "
+                        "times per call): it is loaded, so accuracy cannot be measured now")
+    for nbytes, measured, predicted, _, _ in checks:
+        assert 0.8 <= measured / predicted <= 1.2, \
+            f"{mode} {nbytes} B: measured {measured:.6f} s, joint model {predicted:.6f} s"

@@ -8,6 +8,8 @@ share links. :func:`joint_message_times` prices such calls together: each
 priced with step ``i`` of every other part as one max-min problem (the parts
 start together, as SPMD ranks do; a part with fewer steps adds nothing to the
 later steps). With a single part it is :func:`~collectives.model.message_times`.
+:func:`joint_call_times` sums those holds into each part's duration: what an
+emulated run of the concurrent calls is measured against.
 
 Emulated sub-communicators use it for their holds (see the "Emulation" guide),
 so a message is held to the time of the concurrent traffic, not of its
@@ -21,10 +23,10 @@ import numpy as np
 from ..errors import InvalidArgument, ModelError
 from ..schedule import RECV, RECV_REDUCE
 from .network import network_for
-from .simulate import (_MODEL_KEYS, _digest, _itemsize, _price, machines_of, model_params, placement_of,
-                       resolve_topology)
+from .simulate import (_MODEL_KEYS, _digest, _itemsize, _price, _step_flows, machines_of, model_params,
+                       placement_of, resolve_topology)
 
-__all__ = ["joint_message_times", "joint_step_times"]
+__all__ = ["joint_message_times", "joint_step_times", "joint_call_times"]
 
 
 def _steps_of(schedule) -> list:
@@ -40,6 +42,9 @@ def _joint_flows(parts, wheres, offsets, step, itemsize):
     src, dst, nb, rb = [], [], [], []
     for (sched, _), where, off in zip(parts, wheres, offsets):
         if step >= len(where):
+            # a part with fewer steps sends nothing now, but its ranks still count (their
+            # reduction bytes are zero), so every per-rank array spans all parts' ranks
+            rb.append(np.zeros(sched.nranks))
             continue
         gi, i = where[step]
         s, d, b, r = sched.groups[gi].flows(i, sched.nranks, itemsize)
@@ -50,7 +55,7 @@ def _joint_flows(parts, wheres, offsets, step, itemsize):
         rb.append(rr)
     if not src:
         z = np.zeros(0)
-        return np.zeros(0, np.int64), np.zeros(0, np.int64), z, z
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), z, np.concatenate(rb)
     return np.concatenate(src), np.concatenate(dst), np.concatenate(nb), np.concatenate(rb)
 
 
@@ -162,4 +167,76 @@ def joint_step_times(parts, topology, **params) -> np.ndarray:
     for step in range(nsteps):
         src, dst, nb, rb = _joint_flows(parts, wheres, offsets, step, itemsize)
         out[step] = _price(net, hosts, src, dst, nb, rb, total, mp, None, machines).time
+    return out
+
+
+def joint_call_times(parts, topology, **params) -> np.ndarray:
+    """Seconds each part takes when all parts start together, each going on at its own pace.
+
+    Every part runs its steps back to back, a step lasting as long as its
+    slowest rank's: that rank's local copies (done before it posts), its
+    messages priced as :func:`joint_message_times` prices them (step ``i`` of
+    every part in one max-min problem), its posting overheads and what its
+    reduction adds after the last byte. This is what an emulated run of the
+    calls takes: the holds, plus the copies and posting the host does outside
+    them; each Communicator's next step starts when its own messages are
+    released, not when the other parts' are. With one part and host terms on
+    it is :func:`~collectives.model.predict`'s step-by-step (lockstep) time. The concurrent calls end at ``joint_call_times(...).max()``;
+    the same calls one after the other take the sum of each part priced
+    alone, ``sum(joint_call_times([p], ...)[0] for p in parts)``.
+
+    Parameters
+    ----------
+    parts : sequence of (Schedule, placement)
+        As for :func:`joint_message_times`.
+    topology : Topology or spec string
+        The network they share.
+    **params
+        Model constants as :func:`joint_message_times` takes them.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 seconds, one per part.
+
+    Raises
+    ------
+    collectives.errors.InvalidArgument
+        No parts or an unknown parameter.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from collectives.algorithms import build_schedule
+    >>> ring = build_schedule("allreduce", "ring", 2, 1 << 18)
+    >>> pairwise = build_schedule("alltoall", "pairwise", 2, 1 << 18)
+    >>> hosts = np.arange(2)                     # host indices: both calls on the same pair
+    >>> both = [(ring, hosts), (pairwise, hosts)]
+    >>> (joint_call_times(both, "star:n=2,bw=1GB/s,lat=20us", itemsize=4) * 1e3).round(2)   # ms
+    array([2.09, 1.26])
+    """
+    mp, itemsize, net, hosts, machines, offsets, total = _prepare(parts, topology, params,
+                                                                  "joint_call_times")
+    wheres = [_steps_of(s) for s, _ in parts]
+    out = np.zeros(len(parts))
+    for step in range(max(len(w) for w in wheres)):
+        src, dst, nb, rb, cb = [], [], [], [], []
+        for (sched, _), where, off in zip(parts, wheres, offsets):
+            if step >= len(where):
+                rb.append(np.zeros(sched.nranks))
+                cb.append(np.zeros(sched.nranks))
+                continue
+            gi, i = where[step]
+            s_, d_, b_, r_, c_ = _step_flows(sched.groups[gi], i, sched.nranks, itemsize, True)
+            src.append(np.asarray(s_, dtype=np.int64) + off)
+            dst.append(np.asarray(d_, dtype=np.int64) + off)
+            nb.append(np.asarray(b_, dtype=np.float64))
+            rb.append(np.zeros(sched.nranks) if r_ is None else np.asarray(r_, dtype=np.float64))
+            cb.append(np.asarray(c_, dtype=np.float64))
+        cat = (lambda xs, dt: np.concatenate(xs).astype(dt) if xs else np.zeros(0, dt))
+        st = _price(net, hosts, cat(src, np.int64), cat(dst, np.int64), cat(nb, np.float64),
+                    np.concatenate(rb), total, mp, np.concatenate(cb), machines)
+        for k, ((sched, _), where, off) in enumerate(zip(parts, wheres, offsets)):
+            if step < len(where):
+                out[k] += float(st.rank_time[off:off + sched.nranks].max())
     return out
