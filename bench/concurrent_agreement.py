@@ -284,6 +284,13 @@ def worker(args) -> int:
     return 0
 
 
+
+def _emulated_call() -> float:
+    """What one emulated call costs the host beyond its messages, as emulation_agreement prices it."""
+    import collectives as cl
+
+    return cl.model.DEFAULTS["call_overhead"] + cl.model.EMULATION_CALL_OVERHEAD
+
 # ---------------------------------------------------------------------- parent
 def measure(args) -> list:
     path = Path(tempfile.mkdtemp()) / "rows.jsonl"
@@ -310,7 +317,7 @@ def pair_prediction(row) -> dict:
 
     def host(n):   # every rank of every part on this one machine, as the emulation prices them
         return {"machines": np.zeros(n, dtype=np.int64), "cores": row["cores"],
-                "segment_bytes": row["segment_bytes"]}
+                "segment_bytes": row["segment_bytes"], "call_overhead": _emulated_call()}
 
     joint = joint_call_times(parts, row["topology"], itemsize=4, **host(2 * p))
     alone = [float(joint_call_times([part], row["topology"], itemsize=4, **host(p))[0]) for part in parts]
@@ -337,7 +344,7 @@ def replay_holds(step, row, concurrent: bool = True) -> float:
 
     def price(calls):
         machines = {"machines": np.zeros(p * len(calls), dtype=np.int64), "cores": row["cores"],
-                    "segment_bytes": row["segment_bytes"]}
+                    "segment_bytes": row["segment_bytes"], "call_overhead": _emulated_call()}
         return joint_call_times([part(c) for c in calls], row["topology"], itemsize=4, **machines)
 
     forward, backward = step.forward_program(0), step.backward_program(0)

@@ -35,7 +35,9 @@ def _row(case, nbytes, measured=1e-3):
 
 
 def _host(n):
-    return {"machines": np.zeros(n, dtype=np.int64), "cores": 2.0, "segment_bytes": 1 << 20}
+    """This machine's host terms as an emulated call pays them (its call cost included)."""
+    return {"machines": np.zeros(n, dtype=np.int64), "cores": 2.0, "segment_bytes": 1 << 20,
+            "call_overhead": cl.model.DEFAULTS["call_overhead"] + cl.model.EMULATION_CALL_OVERHEAD}
 
 
 def test_a_pair_is_priced_by_the_joint_model_with_this_machines_host_terms(agreement):

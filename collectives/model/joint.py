@@ -23,8 +23,8 @@ import numpy as np
 from ..errors import InvalidArgument, ModelError
 from ..schedule import RECV, RECV_REDUCE
 from .network import network_for
-from .simulate import (_MODEL_KEYS, _digest, _itemsize, _price, _step_flows, machines_of, model_params,
-                       placement_of, resolve_topology)
+from .simulate import (_MODEL_KEYS, _digest, _itemsize, _price, _step_flows, host_shares, machines_of,
+                       model_params, placement_of, resolve_topology)
 
 __all__ = ["joint_message_times", "joint_step_times", "joint_call_times"]
 
@@ -213,12 +213,18 @@ def joint_call_times(parts, topology, **params) -> np.ndarray:
     >>> hosts = np.arange(2)                     # host indices: both calls on the same pair
     >>> both = [(ring, hosts), (pairwise, hosts)]
     >>> (joint_call_times(both, "star:n=2,bw=1GB/s,lat=20us", itemsize=4) * 1e3).round(2)   # ms
-    array([2.09, 1.26])
+    array([1.77, 1.11])
     """
     mp, itemsize, net, hosts, machines, offsets, total = _prepare(parts, topology, params,
                                                                   "joint_call_times")
     wheres = [_steps_of(s) for s, _ in parts]
     out = np.zeros(len(parts))
+    if mp["call_overhead"] > 0:
+        # every rank of every part pays the per-call cost first, on cores all the parts share
+        call_t = mp["call_overhead"] * host_shares(np.ones(total, bool), machines, mp["cores"])
+        for k, ((sched, _), off) in enumerate(zip(parts, offsets)):
+            if sched.groups and sched.nranks:
+                out[k] = float(call_t[off:off + sched.nranks].max())
     for step in range(max(len(w) for w in wheres)):
         src, dst, nb, rb, cb = [], [], [], [], []
         for (sched, _), where, off in zip(parts, wheres, offsets):
