@@ -144,8 +144,11 @@ def test_two_level_defaults_live_beside_the_two_level_model(monkeypatch):
     from collectives.model.calibrate import DEFAULT_TWO_LEVEL, two_level_model
 
     topo, params = two_level_model([0, 0, 1, 1])
+    machines = params.pop("machines")
     assert params == {"overhead": DEFAULT_TWO_LEVEL["overhead"],
                       "reduce_bandwidth": DEFAULT_TWO_LEVEL["reduce_bandwidth"]}
+    # the ranks of one node share its machine (its memory and cores)
+    assert machines.tolist() == [0, 0, 1, 1]
     assert len(topo.hosts) == 4
 
 
