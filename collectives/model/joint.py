@@ -223,7 +223,7 @@ def joint_call_times(parts, topology, **params) -> np.ndarray:
         # every rank of every part pays the per-call cost first, on cores all the parts share
         call_t = mp["call_overhead"] * host_shares(np.ones(total, bool), machines, mp["cores"])
         for k, ((sched, _), off) in enumerate(zip(parts, offsets)):
-            if sched.groups and sched.nranks:
+            if sched.groups and sched.nranks and sched.count > 0:
                 out[k] = float(call_t[off:off + sched.nranks].max())
     for step in range(max(len(w) for w in wheres)):
         src, dst, nb, rb, cb = [], [], [], [], []

@@ -793,9 +793,10 @@ def simulate(schedule, topology, placement=None, **params) -> SimulationResult:
     hosts = placement_of(topo, nranks, placement)
     machines = machines_of(hosts, params.get("machines"))
     with_copies = math.isfinite(mp["copy_bandwidth"])
-    # every rank pays the per-call cost before its first message (on a shared core, its share)
+    # every rank pays the per-call cost before its first message (on a shared core, its share);
+    # a call of no elements moves nothing and is priced as nothing, as before this term
     call = 0.0
-    if mp["call_overhead"] > 0 and schedule.groups and nranks:
+    if mp["call_overhead"] > 0 and schedule.groups and nranks and schedule.count > 0:
         call_t = mp["call_overhead"] * host_shares(np.ones(nranks, bool), machines, mp["cores"])
         call = float(call_t.max())
         ready = call_t
