@@ -655,23 +655,29 @@ cdef class FastRequest:
             raise self.error
 
     def __del__(self):
-        if self.state != REQ_ACTIVE or self.ex is None:
-            return
-        import sys
-
-        if sys.is_finalizing():
-            return
-        try:
-            import warnings
-
-            warnings.warn(f"a {self.collective} request was dropped while in flight: waiting for it "
-                          "(wait for every request you start)", ResourceWarning, stacklevel=2)
-            self.wait()
-        except Exception:
-            pass   # the error broke the Communicator: its next call says so
+        if self.state == REQ_ACTIVE and self.ex is not None:
+            wait_dropped(self)
 
     def __repr__(self):
         return f"<collectives.Request {self.collective} ({self.shape.label}), {_STATE_NAMES[self.state]}>"
+
+
+def wait_dropped(request):
+    """A request garbage-collected while in flight (its owner's ``__del__``): warn and wait for
+    it, so its buffers are not freed under MPI; an error broke the Communicator, whose next
+    call says so. Nothing at interpreter exit, when MPI may be gone."""
+    import sys
+
+    if sys.is_finalizing():
+        return
+    try:
+        import warnings
+
+        warnings.warn(f"a {request.collective} request was dropped while in flight: waiting for it "
+                      "(wait for every request you start)", ResourceWarning, stacklevel=3)
+        request.wait()
+    except Exception:
+        pass
 
 
 # ---- the all-to-all-v fast path -------------------------------------------------------------

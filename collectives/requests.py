@@ -34,8 +34,6 @@ from __future__ import annotations
 
 import abc
 import atexit
-import sys
-import warnings
 import weakref
 from typing import Any, Iterable, Optional
 
@@ -341,14 +339,8 @@ class Request(metaclass=abc.ABCMeta):
         return self._state == "done"
 
     def __del__(self):
-        if getattr(self, "_state", None) != "active" or sys.is_finalizing():
-            return
-        try:
-            warnings.warn(f"a {self.collective} request was dropped while in flight: waiting for it "
-                          "(wait for every request you start)", ResourceWarning, stacklevel=2)
-            self.wait()
-        except Exception:
-            pass   # the error broke the Communicator: its next call says so
+        if getattr(self, "_state", None) == "active":
+            _core.wait_dropped(self)
 
     def __repr__(self):
         return f"<collectives.{type(self).__name__} {self.collective} ({getattr(self, 'algorithm', '?')}), " \
