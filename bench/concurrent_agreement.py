@@ -50,6 +50,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
+# the single-call agreement's machine facts and emulated host terms, shared with it
+sys.path.insert(0, str(HERE))
+from emulation_agreement import _cores, _load, _spec, host_terms  # noqa: E402
 DEFAULT_LINKS = "bw=1GB/s,lat=20us"
 TARGET = 0.20
 PAIR_MODES = ("requests", "threads")
@@ -59,15 +62,6 @@ PAIR_MODES = ("requests", "threads")
 HIDDEN, EXPERTS, TOP_K, ITEMSIZE = 256, 2, 2, 2
 
 
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
-def _spec(ranks: int, links: str) -> str:
-    return f"star:n={ranks},{links}"
 
 
 def toy_step(nbytes: int):
@@ -285,12 +279,6 @@ def worker(args) -> int:
 
 
 
-def _emulated_call() -> float:
-    """What one emulated call costs the host beyond its messages, as emulation_agreement prices it."""
-    import collectives as cl
-
-    return cl.model.DEFAULTS["call_overhead"] + cl.model.EMULATION_CALL_OVERHEAD
-
 # ---------------------------------------------------------------------- parent
 def measure(args) -> list:
     path = Path(tempfile.mkdtemp()) / "rows.jsonl"
@@ -316,8 +304,7 @@ def pair_prediction(row) -> dict:
              (build_schedule("alltoall", "pairwise", p, count), hosts)]
 
     def host(n):   # every rank of every part on this one machine, as the emulation prices them
-        return {"machines": np.zeros(n, dtype=np.int64), "cores": row["cores"],
-                "segment_bytes": row["segment_bytes"], "call_overhead": _emulated_call()}
+        return {**host_terms(n, row["cores"]), "segment_bytes": row["segment_bytes"]}
 
     joint = joint_call_times(parts, row["topology"], itemsize=4, **host(2 * p))
     alone = [float(joint_call_times([part], row["topology"], itemsize=4, **host(p))[0]) for part in parts]
@@ -343,8 +330,7 @@ def replay_holds(step, row, concurrent: bool = True) -> float:
         return build_schedule(c.collective, DEFAULT_ALGORITHMS[c.collective], p, c.nbytes // 4), hosts
 
     def price(calls):
-        machines = {"machines": np.zeros(p * len(calls), dtype=np.int64), "cores": row["cores"],
-                    "segment_bytes": row["segment_bytes"], "call_overhead": _emulated_call()}
+        machines = {**host_terms(p * len(calls), row["cores"]), "segment_bytes": row["segment_bytes"]}
         return joint_call_times([part(c) for c in calls], row["topology"], itemsize=4, **machines)
 
     forward, backward = step.forward_program(0), step.backward_program(0)
@@ -453,14 +439,6 @@ def document(rows: list, command: str, cores: int, load: str, busy: float) -> di
                   f"{TARGET:.0%} of simulate. Load while measuring: {load}."),
         **facts, "target": TARGET, "within": within, "cases": len(rows), "within_simulate": within_sim,
         "columns": columns, "rows": rows}
-
-
-def _load() -> str:
-    try:
-        one, five, _ = os.getloadavg()
-        return f"load average {one:.1f} (1 min), {five:.1f} (5 min) on {os.cpu_count()} CPUs"
-    except OSError:
-        return "unknown"
 
 
 def main(argv=None) -> int:
