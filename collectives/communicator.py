@@ -405,17 +405,18 @@ class Communicator:
 
         A freed Communicator no longer tells its peers when this process exits.
         """
+        self._hand_over_duplicates()
         _free_deferred()
+
+    def _hand_over_duplicates(self) -> None:
+        """Forget the fast paths' shapes and move this Communicator's MPI duplicates to the
+        deferred frees (freed by :func:`_free_deferred`: at once by free(), later for __del__)."""
         for fast in getattr(self, "_fast", {}).values():
             fast.forget()
         for name in ("_comm", "_notice", "_p2p"):
             dup = getattr(self, name, None)
             if dup is not None and dup != MPI.COMM_NULL:
-                try:
-                    if not MPI.Is_finalized():
-                        dup.Free()
-                except MPI.Exception:
-                    pass
+                _DEFERRED_FREES.append(dup)
             setattr(self, name, None)
 
     def _announce(self, text: str) -> None:
@@ -429,13 +430,7 @@ class Communicator:
         # calls hold locks that MPI_Comm_free's attribute callbacks take): hand the duplicates
         # to the next safe point instead of freeing them here.
         try:
-            for fast in getattr(self, "_fast", {}).values():
-                fast.forget()
-            for name in ("_comm", "_notice", "_p2p"):
-                dup = getattr(self, name, None)
-                if dup is not None and dup != MPI.COMM_NULL:
-                    _DEFERRED_FREES.append(dup)
-                setattr(self, name, None)
+            self._hand_over_duplicates()
         except Exception:
             pass
 
