@@ -273,22 +273,15 @@ def model_params(params: dict) -> dict:
             raise InvalidArgument(f"{k} must be bytes/s > 0 (inf leaves {what} cost out), "
                                   f"got {params.get(k)!r}")
         out[k] = float(g)
-    cache = out["cache_bytes"]
-    if isinstance(cache, str):
-        from ..units import parse_size
-        cache = parse_size(cache, name="cache_bytes")
-    if isinstance(cache, bool) or not isinstance(cache, Real) or not cache >= 0:
-        raise InvalidArgument(f"cache_bytes must be bytes >= 0 (0: no copy runs in cache), "
-                              f"got {params.get('cache_bytes')!r}")
-    out["cache_bytes"] = float(cache)
-    seg = out["segment_bytes"]
-    if isinstance(seg, str):
-        from ..units import parse_size
-        seg = parse_size(seg, name="segment_bytes")
-    if isinstance(seg, bool) or not isinstance(seg, Real) or not seg >= 64:
-        raise InvalidArgument(f"segment_bytes must be bytes >= 64 (inf: no pipelining), "
-                              f"got {params.get('segment_bytes')!r}")
-    out["segment_bytes"] = float(seg)
+    for k, least, meaning in (("cache_bytes", 0, "0: no copy runs in cache"),
+                              ("segment_bytes", 64, "inf: no pipelining")):
+        size = out[k]
+        if isinstance(size, str):
+            from ..units import parse_size
+            size = parse_size(size, name=k)
+        if isinstance(size, bool) or not isinstance(size, Real) or not size >= least:
+            raise InvalidArgument(f"{k} must be bytes >= {least} ({meaning}), got {params.get(k)!r}")
+        out[k] = float(size)
     cores = out["cores"]
     if isinstance(cores, bool) or not isinstance(cores, Real) or not cores >= 1:
         raise InvalidArgument(f"cores must be a number >= 1 (inf: a core per rank), got {cores!r}")
