@@ -448,7 +448,8 @@ def _time_calls(comm, call, iters=200, batches=5) -> float:
 def measure_call_overhead(comm, profile, groups, cores=None, iters=200):
     """The per-call costs: ``(call_overhead, emulated_call_overhead, raw)`` in seconds.
 
-    Collective over ``comm``. A one-element-per-rank all-reduce (ring) is
+    Collective over ``comm``. A one-element-per-rank all-reduce (the registry's default
+    all-reduce) is
     timed on a live Communicator and on one of emulated links of (almost) no
     cost (a star of 10 TB/s, 1 ns links). The live call less its price on
     the profile's links (the profile's constants, ``call_overhead=0``) is
@@ -458,10 +459,12 @@ def measure_call_overhead(comm, profile, groups, cores=None, iters=200):
     Both are clipped at 0, and divided by the core share ``max(1, ranks of a
     node / cores)`` they were measured at (the model multiplies them by it).
     """
+    from ..algorithms import default_algorithm
     from ..communicator import Communicator
     from ..topology import star
     from .simulate import predict
 
+    algorithm = default_algorithm("allreduce")
     p = comm.Get_size()
     x = np.ones(p, dtype=np.float32)
     out = np.empty_like(x)
@@ -471,10 +474,10 @@ def measure_call_overhead(comm, profile, groups, cores=None, iters=200):
     # and the Communicator does not read COLLECTIVES_PROFILE (perhaps the file being written)
     live = Communicator(comm, topology=topo)
     try:
-        measured = _time_calls(comm, lambda: live.allreduce(x, out=out, algorithm="ring"), iters)
+        measured = _time_calls(comm, lambda: live.allreduce(x, out=out, algorithm=algorithm), iters)
     finally:
         live.free()
-    modelled = predict("allreduce", "ring", x.nbytes, topo, ranks=p, **params)
+    modelled = predict("allreduce", algorithm, x.nbytes, topo, ranks=p, **params)
     free = star(p, link_bandwidth=10e12, link_latency=1e-9)
     import warnings
 
@@ -482,7 +485,7 @@ def measure_call_overhead(comm, profile, groups, cores=None, iters=200):
         warnings.simplefilter("ignore")      # more ranks than cores: said in the figure's cores
         emu = Communicator(comm, topology=free, emulate=True)
     try:
-        emulated = _time_calls(comm, lambda: emu.allreduce(x, out=out, algorithm="ring"), iters)
+        emulated = _time_calls(comm, lambda: emu.allreduce(x, out=out, algorithm=algorithm), iters)
         host = dict(getattr(emu, "_emulated_host", {}))
     finally:
         emu.free()
@@ -491,7 +494,7 @@ def measure_call_overhead(comm, profile, groups, cores=None, iters=200):
     emu_params = {"call_overhead": 0.0, **host}
     if cores is not None:
         emu_params["cores"] = float(cores)
-    emu_modelled = predict("allreduce", "ring", x.nbytes, free, ranks=p, **emu_params)
+    emu_modelled = predict("allreduce", algorithm, x.nbytes, free, ranks=p, **emu_params)
     # the model takes s = ranks per core times a per-call cost on a machine with more ranks than
     # cores, so the figures are per core: what was measured over the share it was measured at
     node_size = int(np.bincount(np.asarray(groups, dtype=np.int64)).max())
