@@ -26,7 +26,8 @@ from .network import network_for
 from .simulate import (_MODEL_KEYS, _digest, _itemsize, _price, _step_flows, host_shares, machines_of,
                        model_params, placement_of, resolve_topology)
 
-__all__ = ["joint_message_times", "joint_step_times", "joint_call_times"]
+__all__ = ["joint_message_times", "joint_step_times", "joint_call_times", "joint_rank_times",
+           "call_costs"]
 
 
 def _steps_of(schedule) -> list:
@@ -218,31 +219,105 @@ def joint_call_times(parts, topology, **params) -> np.ndarray:
     mp, itemsize, net, hosts, machines, offsets, total = _prepare(parts, topology, params,
                                                                   "joint_call_times")
     wheres = [_steps_of(s) for s, _ in parts]
-    out = np.zeros(len(parts))
-    if mp["call_overhead"] > 0:
-        # every rank of every part pays the per-call cost first, on cores all the parts share
-        call_t = mp["call_overhead"] * host_shares(np.ones(total, bool), machines, mp["cores"])
-        for k, ((sched, _), off) in enumerate(zip(parts, offsets)):
-            if sched.groups and sched.nranks and sched.count > 0:
-                out[k] = float(call_t[off:off + sched.nranks].max())
+    sizes = [sched.nranks if sched.groups and sched.count > 0 else 0 for sched, _ in parts]
+    out = call_costs(sizes, machines, mp, [s.nranks for s, _ in parts])
     for step in range(max(len(w) for w in wheres)):
-        src, dst, nb, rb, cb = [], [], [], [], []
+        flows = []
         for (sched, _), where, off in zip(parts, wheres, offsets):
+            n = sched.nranks
             if step >= len(where):
-                rb.append(np.zeros(sched.nranks))
-                cb.append(np.zeros(sched.nranks))
+                # a part with fewer steps sends nothing now, but its ranks still count
+                flows.append((hosts[off:off + n], np.zeros(0, np.int64), np.zeros(0, np.int64),
+                              np.zeros(0), np.zeros(n), np.zeros(n)))
                 continue
             gi, i = where[step]
-            s_, d_, b_, r_, c_ = _step_flows(sched.groups[gi], i, sched.nranks, itemsize, True)
-            src.append(np.asarray(s_, dtype=np.int64) + off)
-            dst.append(np.asarray(d_, dtype=np.int64) + off)
-            nb.append(np.asarray(b_, dtype=np.float64))
-            rb.append(np.zeros(sched.nranks) if r_ is None else np.asarray(r_, dtype=np.float64))
-            cb.append(np.asarray(c_, dtype=np.float64))
-        cat = (lambda xs, dt: np.concatenate(xs).astype(dt) if xs else np.zeros(0, dt))
-        st = _price(net, hosts, cat(src, np.int64), cat(dst, np.int64), cat(nb, np.float64),
-                    np.concatenate(rb), total, mp, np.concatenate(cb), machines)
-        for k, ((sched, _), where, off) in enumerate(zip(parts, wheres, offsets)):
+            s_, d_, b_, r_, c_ = _step_flows(sched.groups[gi], i, n, itemsize, True)
+            flows.append((hosts[off:off + n], s_, d_, b_, r_, c_))
+        for k, (rank_t, where) in enumerate(zip(joint_rank_times(net, flows, mp, machines), wheres)):
             if step < len(where):
-                out[k] += float(st.rank_time[off:off + sched.nranks].max())
+                out[k] += float(rank_t.max()) if len(rank_t) else 0.0
     return out
+
+
+def call_costs(sizes, machines, mp, spans=None) -> np.ndarray:
+    """Seconds each part's per-call cost takes when the parts start together.
+
+    Every rank of every part pays ``call_overhead`` before its first message,
+    on cores all the parts' ranks share (:func:`~collectives.model.simulate.host_shares`
+    over ``machines``); a part's cost is its slowest rank's.
+
+    Parameters
+    ----------
+    sizes : sequence of int
+        Ranks of each part that make the call (0: a part that moves nothing
+        and pays nothing, as a call of no elements).
+    machines : numpy.ndarray
+        The machine of every rank of all parts, concatenated.
+    mp : dict
+        Model constants (``call_overhead``, ``cores``).
+    spans : sequence of int, optional
+        Ranks each part takes in ``machines`` (default ``sizes``).
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 seconds, one per part.
+    """
+    spans = list(sizes) if spans is None else list(spans)
+    out = np.zeros(len(spans))
+    if mp["call_overhead"] <= 0:
+        return out
+    call_t = mp["call_overhead"] * host_shares(np.ones(sum(spans), bool), machines, mp["cores"])
+    off = 0
+    for k, (n, span) in enumerate(zip(sizes, spans)):
+        if n:
+            out[k] = float(call_t[off:off + span].max())
+        off += span
+    return out
+
+
+def joint_rank_times(net, parts, mp, machines=None) -> list:
+    """Each rank's time of one step of several parts whose flows run at the same moment.
+
+    One max-min problem over every part's flows, then each rank's host terms
+    (its copies before it posts, per-message overheads, serial posting, the
+    reduction's tail, cores and memory shared per machine), as a schedule
+    step is priced (:func:`~collectives.model.simulate`).
+
+    Parameters
+    ----------
+    net : Network
+        From :func:`~collectives.model.network.network_for`.
+    parts : sequence of tuple
+        ``(hosts, src, dst, nbytes, reduce_bytes, copy_bytes)`` per part, in
+        the part's own rank space: the host index of each of its ranks, its
+        flows (source rank, destination rank, bytes), and per rank the bytes
+        it reduces and copies (``reduce_bytes``/``copy_bytes`` None: none).
+    mp : dict
+        Model constants (:func:`~collectives.model.simulate.model_params`).
+    machines : numpy.ndarray, optional
+        The machine of every rank of all parts, concatenated (default: its host).
+
+    Returns
+    -------
+    list of numpy.ndarray
+        Per part, float64 seconds per rank.
+    """
+    src, dst, nb, rb, cb, hosts, offsets = [], [], [], [], [], [], []
+    total = 0
+    for h, s, d, b, r, c in parts:
+        n = len(h)
+        offsets.append(total)
+        hosts.append(np.asarray(h, dtype=np.int64))
+        src.append(np.asarray(s, dtype=np.int64) + total)
+        dst.append(np.asarray(d, dtype=np.int64) + total)
+        nb.append(np.asarray(b, dtype=np.float64))
+        rb.append(np.zeros(n) if r is None else np.asarray(r, dtype=np.float64))
+        cb.append(np.zeros(n) if c is None else np.asarray(c, dtype=np.float64))
+        total += n
+    cat = (lambda xs, dt: np.concatenate(xs).astype(dt) if xs else np.zeros(0, dt))
+    hosts = cat(hosts, np.int64)
+    st = _price(net, hosts, cat(src, np.int64), cat(dst, np.int64), cat(nb, np.float64),
+                cat(rb, np.float64), total, mp, cat(cb, np.float64),
+                hosts if machines is None else machines)
+    return [st.rank_time[off:off + len(p[0])] for off, p in zip(offsets, parts)]
