@@ -5,6 +5,13 @@ numbers are dense (no structured sparsity) 16-bit matrix throughput from the
 vendors' datasheets; the efficiency (default 0.5) is the achieved fraction,
 which for large transformer matmuls is typically 0.4-0.6 (the MFU figures of
 Chowdhery et al. 2022 and Llama Team 2024 section 3.3).
+
+An accelerator's ``host`` says how :func:`collectives.workload.simulate`
+prices its collectives by default: "accelerator" (the network, per-message
+overheads and reductions; local copies and per-call costs are the device's
+and left out) or "cpu" (every host term of :func:`collectives.model.predict`:
+the per-call cost, copies at cache and memory speed, reductions pipelined
+per segment, cores and memory shared per machine), for training on CPU hosts.
 """
 
 from __future__ import annotations
@@ -15,7 +22,11 @@ from numbers import Real
 
 from ..errors import InvalidArgument
 
-__all__ = ["Accelerator", "ACCELERATORS", "accelerator"]
+__all__ = ["Accelerator", "ACCELERATORS", "accelerator", "HOSTS"]
+
+#: how a step's collectives are priced: without the host's copies and per-call cost (an
+#: accelerator's), or with every host term of the model (a CPU host)
+HOSTS = ("accelerator", "cpu")
 
 
 @dataclass(frozen=True)
@@ -34,13 +45,20 @@ class Accelerator:
         Bytes/s of its memory. A reduction reads two operands and writes one,
         so the accelerator reduces at a third of it: that is the step's
         ``reduce_bandwidth`` unless the caller gives one (without it, the
-        model's default, one CPU core).
+        model's default, one CPU core). On a CPU host it is the machine's
+        memory bandwidth instead (the model's ``memory_bandwidth``, shared by
+        the ranks of a machine that copy or reduce at once), and reductions
+        run at one core's speed.
+    host : {"accelerator", "cpu"}
+        What :func:`~collectives.workload.simulate` prices by default: the
+        host terms off ("accelerator") or on ("cpu").
     """
 
     flops: float
     efficiency: float = 0.5
     name: str = ""
     memory_bandwidth: float | None = None
+    host: str = "accelerator"
 
     def __post_init__(self):
         f = self.flops
@@ -58,11 +76,17 @@ class Accelerator:
                 raise InvalidArgument(f"Accelerator memory_bandwidth must be bytes/s > 0, "
                                       f"got {mb!r}")
             object.__setattr__(self, "memory_bandwidth", float(mb))
+        if self.host not in HOSTS:
+            raise InvalidArgument(f"Accelerator host must be one of {', '.join(HOSTS)}, "
+                                  f"got {self.host!r}")
 
     @property
     def reduce_bandwidth(self) -> float | None:
-        """Bytes/s it reduces: a third of its memory bandwidth (None when unknown)."""
-        return None if self.memory_bandwidth is None else self.memory_bandwidth / 3.0
+        """Bytes/s it reduces: a third of its memory bandwidth (None when unknown, and on a
+        CPU host, whose cores reduce at the model's ``reduce_bandwidth``)."""
+        if self.memory_bandwidth is None or self.host == "cpu":
+            return None
+        return self.memory_bandwidth / 3.0
 
     @property
     def achieved(self) -> float:
@@ -85,6 +109,9 @@ ACCELERATORS = {
     "mi300x": Accelerator(1307.4e12, 0.5, "mi300x", 5.3e12),
     # communication-only studies
     "free": Accelerator(float("inf"), 1.0, "free"),
+    # communication-only studies of CPU hosts (an emulated run, a CPU cluster): free compute,
+    # every collective priced with the host's own costs
+    "cpu-free": Accelerator(float("inf"), 1.0, "cpu-free", host="cpu"),
 }
 
 

@@ -10,12 +10,24 @@ local ranks. Each of its step patterns is mapped onto *all* groups of its
 dimension at once by array indexing (``layout.groups(dim)[:, src]`` -> global
 ranks -> hosts): every tensor-parallel group of every stage and replica runs
 its all-reduce at the same moment, and they share the links. A step's time
-is its slowest rank's, as in :func:`collectives.model.simulate`. Of the
-model's host terms a training step prices the per-message overhead and the
-reduction (at the accelerator's reduce bandwidth, after the transfer); the
-host's local copies, segment pipelining and per-call cost are left out, as
-they are an accelerator's, not a CPU's (``predict(..., copy_bandwidth=inf,
-segment_bytes=inf, call_overhead=0)`` prices a collective the same way).
+is its slowest rank's, as in :func:`collectives.model.simulate`.
+
+Host terms. On an accelerator (``host="accelerator"``, the default for every
+accelerator but a CPU host) a training step prices, of the model's host
+terms, the per-message overhead and the reduction (at the accelerator's
+reduce bandwidth, after the transfer); the host's local copies, segment
+pipelining and per-call cost are left out, as they are an accelerator's, not
+a CPU's (``predict(..., copy_bandwidth=inf, segment_bytes=inf,
+call_overhead=0)`` prices a collective the same way). On a CPU host
+(``host="cpu"``, the default of an ``Accelerator(host="cpu")``) every step of
+every collective is priced by the model's own
+:func:`collectives.model.joint.joint_rank_times` (copies, per-message
+overheads, pipelined reductions, cores and memory shared per machine) and
+every call pays the model's per-call cost
+(:func:`collectives.model.joint.call_costs`; ``emulated=True`` adds
+:data:`collectives.model.EMULATION_CALL_OVERHEAD`), as
+:func:`collectives.model.joint.joint_call_times` prices a call: a step of one
+collective is that collective's ``joint_call_times``.
 
 Timeline (1F1B, Narayanan et al. 2021):
 
@@ -55,9 +67,11 @@ import numpy as np
 
 from ..errors import InvalidArgument, ModelError
 from ..model.concurrent import price_concurrent
+from ..model.joint import call_costs, joint_rank_times
 from ..model.network import network_for
-from ..model.simulate import (_group_reps, build_for, model_params, placement_of,
-                              resolve_topology)
+from ..model.simulate import (EMULATION_CALL_OVERHEAD, _group_reps, build_for, machines_of,
+                              model_params, placement_of, resolve_topology)
+from .accelerators import HOSTS
 from .step import Collective, Compute, Ready, TrainingStep
 
 __all__ = ["simulate", "StepResult", "DEFAULT_ALGORITHMS"]
@@ -68,6 +82,9 @@ DEFAULT_ALGORITHMS = {"allreduce": "ring", "reduce_scatter": "ring", "allgather"
                       "alltoall": "pairwise"}
 _PARAMS = ("overhead", "reduce_bandwidth", "switch_latency", "routing", "max_samples")
 _PRICE_PARAMS = ("overhead", "reduce_bandwidth", "switch_latency", "routing")
+#: what a CPU host adds to :data:`_PARAMS`: the host terms of :func:`collectives.model.predict`
+_HOST_PARAMS = ("call_overhead", "copy_bandwidth", "cache_copy_bandwidth", "cache_bytes",
+                "memory_bandwidth", "segment_bytes", "cores", "machines")
 BREAKDOWN = ("compute", "tp", "ep", "pp", "bubble", "dp")
 
 
@@ -103,6 +120,12 @@ class StepResult:
         dimension's collectives ran and why.
     critical_stage : int
         The pipeline stage that sets the period.
+    host : str
+        "accelerator" (host copies and per-call cost left out) or "cpu"
+        (every host term of the model).
+    emulated : bool
+        On a CPU host: whether each call also pays the emulated links' own
+        per-call cost.
     """
 
     time: float
@@ -116,6 +139,8 @@ class StepResult:
     topology_name: str = ""
     joint: bool = True
     _pricer: object = field(default=None, repr=False)
+    host: str = "accelerator"
+    emulated: bool = False
     _links: tuple = field(default=None, repr=False)
 
     def _link_load(self):
@@ -155,6 +180,7 @@ class StepResult:
         g = self._pricer.mp["reduce_bandwidth"]
         lines.append(f"critical stage {self.critical_stage} of {lay.pp}; reductions "
                      + (f"at {format_bandwidth(g)}" if math.isfinite(g) else "free"))
+        lines.append(self._host_terms())
         lines.append("collectives:")
         for k, v in self.algorithms.items():
             lines.append(f"  {k}: {v}")
@@ -167,6 +193,30 @@ class StepResult:
                              f"({share:.0%} of the step)")
         return "\n".join(lines)
 
+    def _host_terms(self) -> str:
+        """The host terms the step was priced with, in words."""
+        from ..units import format_bandwidth, format_bytes, format_time
+
+        mp = self._pricer.mp
+        bw = (lambda v: format_bandwidth(v) if math.isfinite(v) else "free")
+        if self.host != "cpu":
+            return (f"host terms: accelerator (per message {format_time(mp['overhead'])}; the "
+                    "host's copies and per-call cost left out)")
+        call = format_time(mp["call_overhead"])
+        if self.emulated:
+            call += (f" (with {format_time(EMULATION_CALL_OVERHEAD)} of the emulated links' own "
+                     "holds)")
+        seg = mp["segment_bytes"]
+        cores = mp["cores"]
+        return "\n".join([
+            f"host terms: CPU host; per call {call}, per message {format_time(mp['overhead'])}",
+            f"  copies {bw(mp['cache_copy_bandwidth'])} up to {format_bytes(int(mp['cache_bytes']))} "
+            f"in cache, then {bw(mp['copy_bandwidth'])}; memory {bw(mp['memory_bandwidth'])} per "
+            f"machine, shared",
+            f"  reductions {bw(mp['reduce_bandwidth'])}, pipelined per "
+            + (f"{format_bytes(int(seg))} segment" if math.isfinite(seg) else "message (no segments)")
+            + "; " + (f"{cores:g} core(s) per machine" if math.isfinite(cores) else "a core per rank")])
+
     def to_dict(self) -> dict:
         """Plain data (JSON-serialisable)."""
         return {"time": self.time, "breakdown": dict(self.breakdown), "phases": dict(self.phases),
@@ -174,6 +224,7 @@ class StepResult:
                 "mfu": None if math.isnan(self.mfu) else self.mfu,
                 "algorithms": dict(self.algorithms), "critical_stage": self.critical_stage,
                 "topology": self.topology_name, "joint": self.joint, "step": self.step.to_dict(),
+                "host": self.host, "emulated": self.emulated,
                 "model_params": {k: (v if not isinstance(v, float) or math.isfinite(v) else None)
                                  for k, v in self._pricer.mp.items()},
                 "hottest_links": [{"src": str(u), "dst": str(v), "bytes": b, "busy": t}
@@ -182,12 +233,17 @@ class StepResult:
 
 # ---------------------------------------------------------------------- pricing
 class _Pattern:
-    """One step of one collective on every group of its dimension: global flows as arrays."""
+    """One step of one collective on every group of its dimension: global flows as arrays.
 
-    __slots__ = ("src", "dst", "nbytes", "extra")
+    ``extra`` (an accelerator's overheads and reductions per global rank) or, on a CPU host,
+    ``reduce``/``copy`` (bytes each global rank reduces and copies), which the model prices.
+    """
 
-    def __init__(self, src, dst, nbytes, extra):
+    __slots__ = ("src", "dst", "nbytes", "extra", "reduce", "copy")
+
+    def __init__(self, src, dst, nbytes, extra, reduce=None, copy=None):
         self.src, self.dst, self.nbytes, self.extra = src, dst, nbytes, extra
+        self.reduce, self.copy = reduce, copy
 
 
 @dataclass
@@ -203,8 +259,13 @@ class _Timing:
 class _Pricer:
     """Turns the step's collectives into patterns and prices sets of them together."""
 
-    def __init__(self, step, topo, hosts, mp, algorithms, joint):
+    def __init__(self, step, topo, hosts, mp, algorithms, joint, machines=None):
         self.step, self.topo, self.hosts, self.mp = step, topo, hosts, mp
+        # a CPU host: every host term of the model, machines as given (default: its host)
+        self.cpu = machines is not None
+        self.machines = machines
+        self.with_copies = self.cpu and math.isfinite(mp["copy_bandwidth"])
+        self.call_cache: dict = {}
         self.net = network_for(topo, mp["routing"], mp["switch_latency"])
         self.price_params = {k: mp[k] for k in _PRICE_PARAMS}
         self.nranks = step.layout.size
@@ -247,7 +308,8 @@ class _Pricer:
             a, b = (slice(0, g - 1), slice(1, g)) if c.direction > 0 else (slice(1, g),
                                                                             slice(0, g - 1))
             src, dst = G[:, a].reshape(-1), G[:, b].reshape(-1)
-            self.patterns[key] = _Pattern(src, dst, np.full(len(src), float(c.nbytes)), None)
+            self.patterns[key] = _Pattern(src, dst, np.full(len(src), float(c.nbytes)), None,
+                                          np.zeros(self.nranks) if self.cpu else None)
             out.append((key, 1.0))
             self.choices.setdefault(f"pp {c.label}", "point-to-point send/recv between stages")
         else:
@@ -256,13 +318,17 @@ class _Pricer:
             self.choices.setdefault(f"{c.dim} {c.collective}", reason)
             sched = build_for(c.collective, alg, c.nbytes, self.topo, g, hosts0, c.itemsize, params)
             for gi, grp in enumerate(sched.groups):
-                reps, _exact, _single = _group_reps(grp, g, c.itemsize, self.mp["max_samples"])
+                reps, _exact, _single = _group_reps(grp, g, c.itemsize, self.mp["max_samples"],
+                                                    self.with_copies)
                 weight = grp.repeat / len(reps)
-                for idx, (src, dst, nb, rb) in reps:
-                    if len(src) == 0 and not rb.any():
-                        continue               # local copies only: no time in the model
+                for idx, flows in reps:
+                    src, dst, nb, rb = flows[:4]
+                    cb = flows[4] if self.with_copies else None
+                    if len(src) == 0 and not rb.any() and (cb is None or not cb.any()):
+                        continue               # nothing the model prices in this step
                     pk = key + (alg, gi, idx)
-                    self.patterns[pk] = self._pattern(G, src, dst, nb, rb, g)
+                    self.patterns[pk] = (self._host_pattern(G, src, dst, nb, rb, cb) if self.cpu
+                                         else self._pattern(G, src, dst, nb, rb, g))
                     out.append((pk, weight))
         self.calls[key] = out
         return out
@@ -283,6 +349,30 @@ class _Pricer:
         return _Pattern(G[:, src].reshape(-1), G[:, dst].reshape(-1),
                         np.tile(np.asarray(nb, dtype=np.float64), n), extra)
 
+    def _host_pattern(self, G, src, dst, nb, rb, cb):
+        """A CPU host's pattern: the flows, and what each global rank reduces and copies."""
+        n = G.shape[0]
+        reduce = np.zeros(self.nranks)
+        reduce[G] = np.asarray(rb, dtype=np.float64)[None, :]
+        copy = None
+        if cb is not None and np.any(cb):
+            copy = np.zeros(self.nranks)
+            copy[G] = np.asarray(cb, dtype=np.float64)[None, :]
+        return _Pattern(G[:, src].reshape(-1), G[:, dst].reshape(-1),
+                        np.tile(np.asarray(nb, dtype=np.float64), n), None, reduce, copy)
+
+    def call_cost(self, c: Collective) -> float:
+        """Seconds of a call's per-call cost (0 on an accelerator): every rank of the groups
+        of its dimension pays it at once (the model's :func:`call_costs`)."""
+        if not self.cpu or c.nbytes <= 0 or self.mp["call_overhead"] <= 0:
+            return 0.0
+        hit = self.call_cache.get(c.dim)
+        if hit is None:
+            ranks = self._groups(c.dim).reshape(-1)
+            hit = self.call_cache[c.dim] = float(call_costs([len(ranks)], self.machines[ranks],
+                                                            self.mp)[0])
+        return hit
+
     # -------------------------------------------------------------- pricing
     def times(self, keys) -> list:
         """Step time of each pattern in ``keys`` when they all run at the same moment."""
@@ -292,6 +382,13 @@ class _Pricer:
             return [hit[k] for k in keys]
         canon = tuple(sorted(set(keys), key=repr))
         hit = self.cache.get(canon)
+        if hit is None and self.cpu:
+            # the model prices the step: each pattern in its own rank space, all flows at once
+            pats = [self.patterns[k] for k in canon]
+            parts = [(self.hosts, p.src, p.dst, p.nbytes, p.reduce, p.copy) for p in pats]
+            rank_t = joint_rank_times(self.net, parts, self.mp, np.tile(self.machines, len(pats)))
+            hit = {k: float(t.max()) if len(t) else 0.0 for k, t in zip(canon, rank_t)}
+            self.cache[canon] = hit
         if hit is None:
             pats = [self.patterns[k] for k in canon]
             src = np.concatenate([p.src for p in pats])
@@ -318,7 +415,7 @@ class _Pricer:
 
     def alone(self, c: Collective, mult: float = 1.0) -> float:
         """Seconds of one call with every group of its dimension at once (nothing else)."""
-        total = 0.0
+        total = self.call_cost(c)
         for k, w in self.steps_of(c):
             total += w * self.times((k,))[0]
             self.usage[k] += w * mult
@@ -348,6 +445,8 @@ class _Pricer:
             if isinstance(it, Compute):
                 fg.append(("c", None, it.seconds))
             elif isinstance(it, Collective):
+                if self.call_cost(it):
+                    fg.append(("c", None, self.call_cost(it)))    # the host's per-call cost
                 for k, w in self.steps_of(it):
                     fg.append(("p", k, w))
                     self.usage[k] += w
@@ -356,6 +455,8 @@ class _Pricer:
         bg = []
         for b in buckets:
             bg.append(("w", b.after, 0.0))
+            if self.call_cost(b.collective):
+                bg.append(("c", None, self.call_cost(b.collective)))
             for k, w in self.steps_of(b.collective):
                 bg.append(("p", k, w))
                 self.usage[k] += w
@@ -397,7 +498,7 @@ class _Pricer:
             if fg_end is not None and bg_end is not None:
                 return fg_end, bg_end
             fa = fg[i] if i < len(fg) else None
-            ba = bg[j] if j < len(bg) and bg[j][0] == "p" else None
+            ba = bg[j] if j < len(bg) and bg[j][0] in ("p", "c") else None
             if ba is None and fa is None:
                 raise ModelError("workload: a gradient bucket waits for a layer that never "
                                  "finishes its backward pass")   # pragma: no cover
@@ -407,14 +508,19 @@ class _Pricer:
             else:
                 d = [self.times((k,))[0] for k in keys]
             d_f = d.pop(0) if fa is not None and fa[0] == "p" else None
-            d_b = d.pop(0) if ba is not None else None
+            d_b = d.pop(0) if ba is not None and ba[0] == "p" else None
             if fa is None:
                 tf = math.inf
             elif fa[0] == "c":
                 tf = rem_f
             else:
                 tf = rem_f * d_f
-            tb = math.inf if ba is None else rem_b * d_b
+            if ba is None:
+                tb = math.inf
+            elif ba[0] == "c":
+                tb = rem_b
+            else:
+                tb = rem_b * d_b
             dt = min(tf, tb)
             t += dt
             if fa is not None:
@@ -425,7 +531,12 @@ class _Pricer:
                 else:
                     rem_f -= dt / d_f
             if ba is not None:
-                rem_b = 0.0 if tb <= dt else rem_b - dt / d_b
+                if tb <= dt:
+                    rem_b = 0.0
+                elif ba[0] == "c":
+                    rem_b -= dt
+                else:
+                    rem_b -= dt / d_b
 
     # -------------------------------------------------------------- links
     def link_load(self):
@@ -469,8 +580,8 @@ def _check_algorithms(algorithms):
                           f"collective -> algorithm, got {algorithms!r}")
 
 
-def simulate(step, topology, placement=None, *, algorithms=None, joint=True,
-             **model_params_) -> StepResult:
+def simulate(step, topology, placement=None, *, algorithms=None, joint=True, host=None,
+             emulated=False, **model_params_) -> StepResult:
     """Price one training step on a topology.
 
     Parameters
@@ -491,11 +602,30 @@ def simulate(step, topology, placement=None, *, algorithms=None, joint=True,
         gradient buckets share the network with the backward pass. False:
         each collective priced on one group alone, as pricing one collective
         at a time would (the baseline contention is measured against).
+    host : None, "accelerator" or "cpu"
+        How the collectives are priced. "accelerator": the network, the
+        per-message overhead and the reductions (the host's copies and
+        per-call cost are the device's business). "cpu": every host term
+        :func:`collectives.model.predict` has, priced by the model (a step of
+        one collective is its :func:`~collectives.model.joint.joint_call_times`).
+        None (default): the accelerator's own ``host`` ("cpu" for an
+        ``Accelerator(host="cpu")`` such as ``"cpu-free"``, else
+        "accelerator"); "cpu" when ``emulated``.
+    emulated : bool
+        CPU host only: every call also pays the emulated links' own per-call
+        cost (:data:`collectives.model.EMULATION_CALL_OVERHEAD`), as an
+        emulated Communicator prices itself. Give ``machines=`` and
+        ``cores=`` for ranks that share one computer.
     **model_params_
         ``overhead=``, ``reduce_bandwidth=``, ``switch_latency=``,
         ``routing=``, ``max_samples=``, as :func:`collectives.model.predict`
-        takes them. ``reduce_bandwidth`` defaults to the accelerator's
-        (:attr:`Accelerator.reduce_bandwidth`) when it has one.
+        takes them; on a CPU host also ``call_overhead=``,
+        ``copy_bandwidth=``, ``cache_copy_bandwidth=``, ``cache_bytes=``,
+        ``memory_bandwidth=``, ``segment_bytes=``, ``cores=`` and
+        ``machines=`` (the machine of each rank; default its host). On an
+        accelerator ``reduce_bandwidth`` defaults to the accelerator's
+        (:attr:`Accelerator.reduce_bandwidth`) when it has one; on a CPU host
+        the accelerator's ``memory_bandwidth`` is the machine's.
 
     Returns
     -------
@@ -505,21 +635,52 @@ def simulate(step, topology, placement=None, *, algorithms=None, joint=True,
     ------
     collectives.errors.InvalidArgument
         Not a TrainingStep, more ranks than the topology has hosts, an
-        unknown parameter or algorithm; all before any pricing.
+        unknown parameter or algorithm, a host term or ``emulated=True`` on
+        an accelerator host; all before any pricing.
+
+    Examples
+    --------
+    >>> import collectives as cl
+    >>> W = cl.workload
+    >>> model = W.Model(name="tiny", layers=1, hidden=64, ffn=128, heads=2, kv_heads=2,
+    ...                 vocab=64, seq_len=8)
+    >>> step = W.TrainingStep(model, W.Layout(dp=2), global_batch=2, micro_batch=1,
+    ...                       accelerator="cpu-free", bucket_bytes=1 << 30)
+    >>> cpu = W.simulate(step, "star:n=2,bw=1GB/s,lat=20us")      # a CPU host: host terms on
+    >>> off = W.simulate(step, "star:n=2,bw=1GB/s,lat=20us", host="accelerator")
+    >>> cpu.time > off.time
+    True
     """
     if not isinstance(step, TrainingStep):
         raise InvalidArgument(f"step must be a collectives.workload.TrainingStep, got "
                               f"{type(step).__name__}")
-    unknown = set(model_params_) - set(_PARAMS)
+    if not isinstance(emulated, bool):
+        raise InvalidArgument(f"emulated must be True or False, got {emulated!r}")
+    if host is None:
+        host = "cpu" if emulated else step.accelerator.host
+    if host not in HOSTS:
+        raise InvalidArgument(f"host must be None, {' or '.join(map(repr, HOSTS))}, got {host!r}")
+    if emulated and host != "cpu":
+        raise InvalidArgument("emulated=True prices emulated links, which run on CPU hosts: use "
+                              "host='cpu' (or leave host out)")
+    accepted = _PARAMS + (_HOST_PARAMS if host == "cpu" else ())
+    unknown = set(model_params_) - set(accepted)
     if unknown:
+        hint = ("; the host terms need host='cpu'" if unknown & set(_HOST_PARAMS) else "")
         raise InvalidArgument(f"workload.simulate: unknown parameter(s) "
-                              f"{', '.join(sorted(unknown))}; accepted: {', '.join(_PARAMS)}")
+                              f"{', '.join(sorted(unknown))}; accepted: {', '.join(accepted)}{hint}")
     if not isinstance(joint, bool):
         raise InvalidArgument(f"joint must be True or False, got {joint!r}")
     given = dict(model_params_)
-    if given.get("reduce_bandwidth") is None and step.accelerator.reduce_bandwidth is not None:
+    machines = given.pop("machines", None)
+    if host == "cpu":
+        if given.get("memory_bandwidth") is None and step.accelerator.memory_bandwidth is not None:
+            given["memory_bandwidth"] = step.accelerator.memory_bandwidth   # the machine's
+    elif given.get("reduce_bandwidth") is None and step.accelerator.reduce_bandwidth is not None:
         given["reduce_bandwidth"] = step.accelerator.reduce_bandwidth   # the accelerator reduces
     mp = model_params(given)
+    if emulated:
+        mp["call_overhead"] += EMULATION_CALL_OVERHEAD     # the emulated links' holds, per call
     algorithms = _check_algorithms(algorithms)
     topo = resolve_topology(topology)
     lay = step.layout
@@ -528,7 +689,9 @@ def simulate(step, topology, placement=None, *, algorithms=None, joint=True,
         raise InvalidArgument(f"layout {lay!r} has {lay.size} ranks but {topo.name} has {nhosts} "
                               f"hosts: use a layout of at most {nhosts} ranks or a larger topology")
     hosts = placement_of(topo, lay.size, placement)
-    pricer = _Pricer(step, topo, hosts, mp, algorithms, joint)
+    if host == "cpu":
+        machines = machines_of(hosts, machines)
+    pricer = _Pricer(step, topo, hosts, mp, algorithms, joint, machines)
     m, p = step.num_microbatches, lay.pp
 
     # one micro-batch per stage, each program priced alone (stages alike share their patterns)
@@ -584,7 +747,7 @@ def simulate(step, topology, placement=None, *, algorithms=None, joint=True,
     mfu = step.model_flops / (time * lay.size * peak) if math.isfinite(peak) and time > 0 \
         else math.nan
     return StepResult(time, breakdown, phases, tps, mfu, dict(pricer.choices), crit, step,
-                      getattr(topo, "name", str(topology)), joint, pricer)
+                      getattr(topo, "name", str(topology)), joint, pricer, host, emulated)
 
 
 def _fsdp_exposed(step, pricer, stage, m) -> float:

@@ -504,6 +504,7 @@ class TrainingStep:
                 "global_batch": self.global_batch, "micro_batch": self.micro_batch,
                 "micro_batches": self.num_microbatches, "dtype": self.dtype,
                 "accelerator": {"name": self.accelerator.name, "flops": self.accelerator.flops,
-                                "efficiency": self.accelerator.efficiency},
+                                "efficiency": self.accelerator.efficiency,
+                                "host": self.accelerator.host},
                 "sequence_parallel": self.sequence_parallel, "bucket_bytes": self.bucket_bytes,
                 "sharding": self.sharding, "recompute": self.recompute}
