@@ -73,6 +73,12 @@ def test_the_step_case_is_priced_by_simulate_and_by_the_holds(agreement):
     step = agreement.toy_step(1 << 20)
     assert row["simulate_s"] == pytest.approx(cl.workload.simulate(step, PAIR).time, rel=1e-12)
     assert row["ratio_simulate"] == pytest.approx(6e-3 / row["simulate_s"], rel=1e-12)
+    # and by the CPU-host simulate with the emulated run's host terms
+    cpu = cl.workload.simulate(step, PAIR, emulated=True, machines=np.zeros(2, dtype=np.int64),
+                               cores=2.0, segment_bytes=1 << 20)
+    assert row["simulate_cpu_s"] == pytest.approx(cpu.time, rel=1e-12)
+    assert row["ratio_simulate_cpu"] == pytest.approx(6e-3 / cpu.time, rel=1e-12)
+    assert row["simulate_cpu_s"] > row["simulate_s"]      # the host's copies and calls cost time
     # one after the other: every call of the step priced alone
     hosts = np.arange(2)
     calls = [c for c in step.forward_program(0) + step.backward_program(0) if hasattr(c, "nbytes")]
