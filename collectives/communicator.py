@@ -9,9 +9,9 @@ compiled executor, which waits with a deadline instead of hanging.
 from __future__ import annotations
 
 import atexit
-import contextlib
 import os
 import zlib
+from resource import RUSAGE_SELF as _RUSAGE_SELF, getrusage as _getrusage
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Optional
 
@@ -1295,6 +1295,13 @@ class Communicator:
         mid-call (its late start then hides in the step's own clock)."""
         self._emulated_calls += 1
         self._preempted += _preemptions() - preempted_before
+        if _emulation_warned:
+            # the warning is given once per process: the counters are all that is left to keep
+            steps, late, worst = _core.emulation_lateness()
+            self._held_steps += steps
+            self._late_steps += late
+            self._worst_late = max(self._worst_late, worst)
+            return
         health = self.emulation_health()
         if health["held_steps"] < _EMULATION_SAMPLE:
             return
@@ -1413,9 +1420,7 @@ _emulation_warned = False
 
 def _preemptions() -> int:
     """Involuntary context switches of this process so far (the kernel gave its core away)."""
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_nivcsw
+    return _getrusage(_RUSAGE_SELF).ru_nivcsw
 
 
 def _warn_emulation(text: str) -> None:
@@ -1553,6 +1558,7 @@ class Mesh:
         self.layout = layout
         self._comms = dict(comms)
         self.coords = dict(coords)
+        self._overlap_plans: dict = {}    # overlap(**calls) -> what entering its block sets
 
     def __getitem__(self, dim: str) -> Communicator:
         try:
@@ -1571,8 +1577,7 @@ class Mesh:
         for c in self._comms.values():
             c.free()
 
-    @contextlib.contextmanager
-    def overlap(self, **calls):
+    def overlap(self, **calls) -> "_OverlapBlock":
         """Declare collectives of several dimensions that run at the same time (emulated links).
 
         Inside the ``with`` block, an emulated call on one declared dimension is
@@ -1610,6 +1615,27 @@ class Mesh:
         ...     for th in threads: th.start()
         ...     for th in threads: th.join()
         """
+        return _OverlapBlock(self, calls)
+
+    def _overlap_plan(self, calls) -> tuple:
+        """``((communicator, calls declared beside it, pricing context), ...)`` of an overlap
+        block, checked once per distinct declaration: a training loop enters the same block
+        every step, and each entry then costs a dictionary lookup."""
+        try:
+            key = tuple(calls.items())
+            plan = self._overlap_plans.get(key)
+        except TypeError:        # an unhashable declaration: checked every time
+            key, plan = None, None
+        if plan is not None:
+            return plan
+        plan = self._check_overlap(calls)
+        if key is not None:
+            if len(self._overlap_plans) > 64:
+                self._overlap_plans.clear()
+            self._overlap_plans[key] = plan
+        return plan
+
+    def _check_overlap(self, calls) -> tuple:
         declared = {}
         for dim, call in calls.items():
             if dim not in self:
@@ -1632,15 +1658,32 @@ class Mesh:
                                   "overlap(dp=('allreduce', nbytes), tp=('allreduce', nbytes))")
         comms = {dim: self[dim] for dim in declared}
         context = tuple(sorted((dim, c, n, dt, str(alg)) for dim, (c, n, dt, alg) in declared.items()))
-        for dim, comm in comms.items():
-            comm._overlap = [(comms[o], declared[o]) for o in declared if o != dim]
-            comm._price_for((dim, context))
-        try:
-            yield self
-        finally:
-            for comm in comms.values():
-                comm._overlap = None
-                comm._price_for(None)
+        return tuple((comm, [(comms[o], declared[o]) for o in declared if o != dim], (dim, context))
+                     for dim, comm in comms.items())
 
     def __repr__(self):
         return f"<collectives.Mesh {self.layout!r}, coords {self.coords}>"
+
+
+class _OverlapBlock:
+    """The ``with`` block of :meth:`Mesh.overlap`: entering it prices each declared
+    dimension's calls with the others' (its declarations are checked on entry, before any
+    Communicator changes); leaving it goes back to each one's sibling groups alone."""
+
+    __slots__ = ("_mesh", "_calls", "_plan")
+
+    def __init__(self, mesh, calls):
+        self._mesh, self._calls, self._plan = mesh, calls, None
+
+    def __enter__(self):
+        plan = self._plan = self._mesh._overlap_plan(self._calls)
+        for comm, beside, context in plan:
+            comm._overlap = beside
+            comm._price_for(context)
+        return self._mesh
+
+    def __exit__(self, *exc):
+        for comm, _, _ in self._plan or ():
+            comm._overlap = None
+            comm._price_for(None)
+        return False

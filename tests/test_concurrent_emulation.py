@@ -164,6 +164,46 @@ def test_declared_overlap_prices_both_dimensions_jointly(comm):
     emu.free()
 
 
+@pytest.mark.mpi(ranks=[2])
+def test_an_overlap_block_entered_again_prices_as_the_first_time(comm):
+    """The block's declarations are checked once and reused: the same holds each entry, the
+    siblings-only pricing back after each exit (an error inside the block included), and a
+    refused declaration refused every time."""
+    from mpi4py import MPI
+
+    emu = cl.Communicator(MPI.COMM_WORLD, topology=PAIR, emulate=True, timeout=60)
+    mesh = emu.layout(dp=2, ep=2)
+    dp, ep = mesh["dp"], mesh["ep"]
+    g = np.full(1 << 12, comm.rank + 1.0, dtype=np.float32)
+    a = np.arange(1 << 12, dtype=np.float32) + 100 * comm.rank
+    declared = dict(dp=("allreduce", g.nbytes, "float32", "ring"), ep=("alltoall", a.nbytes, "float32", "pairwise"))
+    dp.allreduce(g, algorithm="ring")
+    alone = _held(dp, "allreduce", g, "ring").copy()
+    held = []
+    for _ in range(3):
+        with mesh.overlap(**declared) as m:
+            assert m is mesh
+            got, swapped = cl.wait_all([dp.iallreduce(g, algorithm="ring"), ep.ialltoall(a, algorithm="pairwise")])
+            held.append(_held(dp, "allreduce", g, "ring").copy())
+        np.testing.assert_array_equal(got, np.full(g.size, 3.0, dtype=np.float32))
+        np.testing.assert_array_equal(swapped, ep.alltoall(a, algorithm="mpi"))
+        dp.allreduce(g, algorithm="ring")
+        np.testing.assert_array_equal(_held(dp, "allreduce", g, "ring"), alone)
+    assert (held[0][alone > 0] > alone[alone > 0]).any()     # priced with the all-to-all
+    for h in held[1:]:
+        np.testing.assert_array_equal(h, held[0])
+    with pytest.raises(RuntimeError):
+        with mesh.overlap(**declared):
+            raise RuntimeError("inside the block")
+    assert dp._overlap is None and ep._overlap is None
+    for _ in range(2):
+        with pytest.raises(InvalidArgument, match="nbytes"):
+            with mesh.overlap(dp=("allreduce", -1), ep=("alltoall", 64)):
+                pass
+    mesh.free()
+    emu.free()
+
+
 # ---- two busy dimensions on 2 ranks: data-parallel and expert-parallel on the same pair ------
 
 PAIR = "star:n=2,bw=1GB/s,lat=20us"
