@@ -361,16 +361,23 @@ class _Pricer:
         return _Pattern(G[:, src].reshape(-1), G[:, dst].reshape(-1),
                         np.tile(np.asarray(nb, dtype=np.float64), n), None, reduce, copy)
 
-    def call_cost(self, c: Collective) -> float:
+    def call_cost(self, c: Collective, beside: Collective | None = None) -> float:
         """Seconds of a call's per-call cost (0 on an accelerator): every rank of the groups
-        of its dimension pays it at once (the model's :func:`call_costs`)."""
+        of its dimension pays it at once, sharing the cores with the ranks of the call
+        ``beside`` it, if any (the model's :func:`call_costs`)."""
         if not self.cpu or c.nbytes <= 0 or self.mp["call_overhead"] <= 0:
             return 0.0
-        hit = self.call_cache.get(c.dim)
+        if beside is not None and beside.nbytes <= 0:
+            beside = None
+        key = (c.dim, None if beside is None else beside.dim)
+        hit = self.call_cache.get(key)
         if hit is None:
-            ranks = self._groups(c.dim).reshape(-1)
-            hit = self.call_cache[c.dim] = float(call_costs([len(ranks)], self.machines[ranks],
-                                                            self.mp)[0])
+            ranks = [self._groups(c.dim).reshape(-1)]
+            if beside is not None:
+                ranks.append(self._groups(beside.dim).reshape(-1))
+            machines = np.concatenate([self.machines[r] for r in ranks])
+            hit = self.call_cache[key] = float(call_costs([len(r) for r in ranks], machines,
+                                                          self.mp)[0])
         return hit
 
     # -------------------------------------------------------------- pricing
@@ -438,28 +445,45 @@ class _Pricer:
         Returns ``(backward end, last bucket end)`` in seconds from the start.
         Whenever a step of each stream is in flight, both are priced together
         (with ``joint``; else each alone); a step keeps the duration priced at
-        its start (no re-pricing mid-step).
+        its start (no re-pricing mid-step). On a CPU host a call first pays its
+        per-call cost ("h" items), priced at its start with the other stream's
+        call when one is in flight (their ranks share the cores, as in
+        :func:`~collectives.model.joint.joint_call_times`).
         """
-        fg = []
+        fg, fg_call = [], []           # items, and the collective each belongs to
         for it in items:
             if isinstance(it, Compute):
                 fg.append(("c", None, it.seconds))
+                fg_call.append(None)
             elif isinstance(it, Collective):
                 if self.call_cost(it):
-                    fg.append(("c", None, self.call_cost(it)))    # the host's per-call cost
+                    fg.append(("h", it, 0.0))          # the host's per-call cost
+                    fg_call.append(it)
                 for k, w in self.steps_of(it):
                     fg.append(("p", k, w))
+                    fg_call.append(it)
                     self.usage[k] += w
             elif isinstance(it, Ready):
                 fg.append(("r", it.layer, 0.0))
-        bg = []
+                fg_call.append(None)
+        bg, bg_call = [], []
         for b in buckets:
             bg.append(("w", b.after, 0.0))
+            bg_call.append(None)
             if self.call_cost(b.collective):
-                bg.append(("c", None, self.call_cost(b.collective)))
+                bg.append(("h", b.collective, 0.0))
+                bg_call.append(b.collective)
             for k, w in self.steps_of(b.collective):
                 bg.append(("p", k, w))
+                bg_call.append(b.collective)
                 self.usage[k] += w
+
+        def beside(stream, calls, at):
+            """The collective the other stream has in flight (None: it waits or is done)."""
+            if at < len(stream) and stream[at][0] in ("p", "h"):
+                return calls[at]
+            return None
+
         ready = set()
         t = 0.0
         i = j = 0
@@ -473,7 +497,8 @@ class _Pricer:
                     i += 1
                     continue
                 if rem_f is None:
-                    rem_f = amount
+                    rem_f = (self.call_cost(what, beside(bg, bg_call, j)) if kind == "h"
+                             else amount)
                 if rem_f <= 0:
                     i, rem_f = i + 1, None
                     continue
@@ -488,7 +513,8 @@ class _Pricer:
                         continue
                     break
                 if rem_b is None:
-                    rem_b = amount
+                    rem_b = (self.call_cost(what, beside(fg, fg_call, i)) if kind == "h"
+                             else amount)
                 if rem_b <= 0:
                     j, rem_b = j + 1, None
                     continue
@@ -498,7 +524,7 @@ class _Pricer:
             if fg_end is not None and bg_end is not None:
                 return fg_end, bg_end
             fa = fg[i] if i < len(fg) else None
-            ba = bg[j] if j < len(bg) and bg[j][0] in ("p", "c") else None
+            ba = bg[j] if j < len(bg) and bg[j][0] in ("p", "h") else None
             if ba is None and fa is None:
                 raise ModelError("workload: a gradient bucket waits for a layer that never "
                                  "finishes its backward pass")   # pragma: no cover
@@ -511,13 +537,13 @@ class _Pricer:
             d_b = d.pop(0) if ba is not None and ba[0] == "p" else None
             if fa is None:
                 tf = math.inf
-            elif fa[0] == "c":
+            elif fa[0] in ("c", "h"):
                 tf = rem_f
             else:
                 tf = rem_f * d_f
             if ba is None:
                 tb = math.inf
-            elif ba[0] == "c":
+            elif ba[0] == "h":
                 tb = rem_b
             else:
                 tb = rem_b * d_b
@@ -526,14 +552,14 @@ class _Pricer:
             if fa is not None:
                 if tf <= dt:
                     rem_f = 0.0
-                elif fa[0] == "c":
+                elif fa[0] in ("c", "h"):
                     rem_f -= dt
                 else:
                     rem_f -= dt / d_f
             if ba is not None:
                 if tb <= dt:
                     rem_b = 0.0
-                elif ba[0] == "c":
+                elif ba[0] == "h":
                     rem_b -= dt
                 else:
                     rem_b -= dt / d_b
