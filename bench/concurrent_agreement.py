@@ -430,6 +430,8 @@ def price(rows: list) -> list:
         extra = ({"ratio_simulate": r["measured_s"] / pred["simulate_s"],
                   "ratio_simulate_cpu": r["measured_s"] / pred["simulate_cpu_s"]}
                  if "simulate_s" in pred else {})
+        if extra and "fastest_s" in r:
+            extra["fastest_simulate_cpu"] = r["fastest_s"] / pred["simulate_cpu_s"]
         out.append({**r, **pred, "ratio": r["measured_s"] / pred["predicted_s"], **extra,
                     "ratio_sequential": r["sequential_s"] / pred["predicted_sequential_s"]})
     return out
@@ -454,6 +456,7 @@ def document(rows: list, command: str, cores: int, load: str, busy: float) -> di
                {"label": "measured / joint", "cell": "{ratio:.2f}", "align": "right"},
                {"label": "simulate, CPU host", "cell": "{simulate_cpu_s:time}", "align": "right"},
                {"label": "measured / simulate CPU", "cell": "{ratio_simulate_cpu:.2f}", "align": "right"},
+               {"label": "fastest / simulate CPU", "cell": "{fastest_simulate_cpu:.2f}", "align": "right"},
                {"label": "simulate, accelerator", "cell": "{simulate_s:time}", "align": "right"},
                {"label": "measured / simulate accelerator", "cell": "{ratio_simulate:.2f}",
                 "align": "right"},
@@ -476,7 +479,7 @@ def document(rows: list, command: str, cores: int, load: str, busy: float) -> di
                   "'simulate, accelerator': the same without host terms (copies and per-call cost "
                   "left out). 'priced alone' is the prediction without the traffic sharing links "
                   "(pair: the slower call priced alone; step: the CPU-host simulate(joint=False)); "
-                  "the last columns are "
+                  "'fastest' is the fastest run instead of the median; the last columns are "
                   "the same calls one after the other, interleaved with the concurrent runs; 'late "
                   "steps' the share of held steps that ended more than 50 us after their modelled "
                   "time (above 10% the machine did not keep to the model). Slowest "
