@@ -51,6 +51,22 @@ def _spec(ranks: int, links: str) -> str:
 
 
 # ---------------------------------------------------------------------- worker (under mpiexec)
+def _lateness(world, before, after) -> dict:
+    """Where a case's held steps ended after the model, per timed call, on its latest rank.
+
+    ``late_per_call_s``: lateness summed over a call's held steps; ``data_late_per_call_s``:
+    the part by which the messages themselves were complete only after their modelled time
+    (the transfer, or the rank getting a core to see it); the rest is waking from holds late.
+    """
+    from mpi4py import MPI
+
+    calls = max(after["calls"] - before["calls"], 1)
+    mine = [(after[k] - before[k]) / calls for k in ("late_total", "data_late_total", "held_steps")]
+    worst = world.allreduce(mine[0], op=MPI.MAX)
+    data = world.allreduce(mine[1], op=MPI.MAX)
+    return {"late_per_call_s": worst, "data_late_per_call_s": data, "held_per_call": mine[2]}
+
+
 def worker(args) -> int:
     import numpy as np
     from mpi4py import MPI
@@ -77,6 +93,7 @@ def worker(args) -> int:
 
                 once()
                 once()
+                before = comm.emulation_health()
                 medians = []
                 for _ in range(args.batches):
                     times = np.empty(args.repeats)
@@ -91,7 +108,7 @@ def worker(args) -> int:
                 groups = comm.groups.tolist() if "groups" in A.get(collective, alg).needs else None
                 rows.append({"collective": collective, "algorithm": alg, "ranks": world.Get_size(),
                              "bytes": count * 4, "measured_s": min(medians), "batches_s": medians,
-                             "groups": groups})
+                             "groups": groups, **_lateness(world, before, comm.emulation_health())})
     health = comm.emulation_health()
     late = world.allreduce(health["late_steps"] / max(health["held_steps"], 1), op=MPI.MAX)
     if world.Get_rank() == 0:
