@@ -16,6 +16,12 @@ process may use), and each call pays the emulation's own per-call cost
 (``call_overhead=`` the model's plus ``cl.model.EMULATION_CALL_OVERHEAD``). It writes ``bench/results/emulation-agreement.json``, the
 table of the documentation's results page, and prints the worst ratio.
 
+Each row also says how late the emulation ran, per timed call on its latest
+rank: ``late_per_call_s`` (the lateness of the held steps summed) and
+``data_late_per_call_s`` (the part by which the messages themselves were
+complete only after their modelled time; the rest is late wake-ups), from
+``Communicator.emulation_health()``.
+
 Nothing is compared inside the MPI job: the workers only measure, so a
 change to the model re-prices an old measurement with ``--from FILE``.
 """
