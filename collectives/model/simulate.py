@@ -45,9 +45,9 @@ rank runs, its host unless ``machines=`` says otherwise):
   (:func:`core_wait`): the core is running another rank, which keeps it
   until it waits itself. It is the rank's own time, not the message's, so
   an emulated link's hold (:func:`message_times`) leaves it out;
-* ``HOST_TERMS_OFF`` switches them all off (overheads and core_wait 0, no cache, reduce,
-  copy and memory bandwidths and segment size infinite, a core per rank):
-  the network alone.
+* ``HOST_TERMS_OFF`` switches them all off (overheads and core_wait 0, no
+  cache, reduce, copy and memory bandwidths and segment size infinite, a
+  core per rank): the network alone.
   ``SimulationResult.breakdown`` says how much of a time each part is.
 
 Per-rank critical path (``critical_path=True``, the default): the schedule
@@ -117,8 +117,8 @@ CORE_WAIT = 15.0e-6
 #: The host terms (overhead, call_overhead, reduce_bandwidth, copy_bandwidth,
 #: cache_copy_bandwidth, cache_bytes, memory_bandwidth, segment_bytes, cores, core_wait) are on
 #: by default where a real host pays them; :data:`HOST_TERMS_OFF` switches them all off. The new
-#: host figures are what ``mpiexec -n 2 collectives calibrate`` measured on the development VM (a 2-core Intel
-#: Xeon, 2 MiB of L2 per core, MPICH) in nine runs while other work loaded it (load 3-8): the
+#: host figures are what ``mpiexec -n 2 collectives calibrate`` measured on the development VM (a
+#: 2-core Intel Xeon, 2 MiB of L2 per core, MPICH) in nine runs while other work loaded it (load 3-8): the
 #: best of the runs where one figure stands out (other load only lowers a rate or raises a cost),
 #: else the typical one.
 DEFAULTS = {
