@@ -118,9 +118,9 @@ CORE_WAIT = 15.0e-6
 #: cache_copy_bandwidth, cache_bytes, memory_bandwidth, segment_bytes, cores, core_wait) are on
 #: by default where a real host pays them; :data:`HOST_TERMS_OFF` switches them all off. The new
 #: host figures are what ``mpiexec -n 2 collectives calibrate`` measured on the development VM (a
-#: 2-core Intel Xeon, 2 MiB of L2 per core, MPICH) in nine runs while other work loaded it (load 3-8): the
-#: best of the runs where one figure stands out (other load only lowers a rate or raises a cost),
-#: else the typical one.
+#: 2-core Intel Xeon, 2 MiB of L2 per core, MPICH) in nine runs while other work loaded it (load
+#: 3-8): the best of the runs where one figure stands out (other load only lowers a rate or raises
+#: a cost), else the typical one.
 DEFAULTS = {
     "overhead": 1.0e-6,           # s per message (software: MPI call, matching, completion)
     # s per collective call on every rank, before its first message: the Python call, the plan
