@@ -16,6 +16,12 @@ process may use), and each call pays the emulation's own per-call cost
 (``call_overhead=`` the model's plus ``cl.model.EMULATION_CALL_OVERHEAD``). It writes ``bench/results/emulation-agreement.json``, the
 table of the documentation's results page, and prints the worst ratio.
 
+Each row also says how late the emulation ran, per timed call on its latest
+rank: ``late_per_call_s`` (the lateness of the held steps summed) and
+``data_late_per_call_s`` (the part by which the messages themselves were
+complete only after their modelled time; the rest is late wake-ups), from
+``Communicator.emulation_health()``.
+
 Nothing is compared inside the MPI job: the workers only measure, so a
 change to the model re-prices an old measurement with ``--from FILE``.
 """
@@ -51,6 +57,22 @@ def _spec(ranks: int, links: str) -> str:
 
 
 # ---------------------------------------------------------------------- worker (under mpiexec)
+def _lateness(world, before, after) -> dict:
+    """Where a case's held steps ended after the model, per timed call, on its latest rank.
+
+    ``late_per_call_s``: lateness summed over a call's held steps; ``data_late_per_call_s``:
+    the part by which the messages themselves were complete only after their modelled time
+    (the transfer, or the rank getting a core to see it); the rest is waking from holds late.
+    """
+    from mpi4py import MPI
+
+    calls = max(after["calls"] - before["calls"], 1)
+    mine = [(after[k] - before[k]) / calls for k in ("late_total", "data_late_total", "held_steps")]
+    worst = world.allreduce(mine[0], op=MPI.MAX)
+    data = world.allreduce(mine[1], op=MPI.MAX)
+    return {"late_per_call_s": worst, "data_late_per_call_s": data, "held_per_call": mine[2]}
+
+
 def worker(args) -> int:
     import numpy as np
     from mpi4py import MPI
@@ -77,6 +99,7 @@ def worker(args) -> int:
 
                 once()
                 once()
+                before = comm.emulation_health()
                 medians = []
                 for _ in range(args.batches):
                     times = np.empty(args.repeats)
@@ -91,7 +114,7 @@ def worker(args) -> int:
                 groups = comm.groups.tolist() if "groups" in A.get(collective, alg).needs else None
                 rows.append({"collective": collective, "algorithm": alg, "ranks": world.Get_size(),
                              "bytes": count * 4, "measured_s": min(medians), "batches_s": medians,
-                             "groups": groups})
+                             "groups": groups, **_lateness(world, before, comm.emulation_health())})
     health = comm.emulation_health()
     late = world.allreduce(health["late_steps"] / max(health["held_steps"], 1), op=MPI.MAX)
     if world.Get_rank() == 0:

@@ -17,8 +17,8 @@ from mpi4py.libmpi cimport (MPI_COMM_NULL, MPI_COMM_WORLD, MPI_Comm, MPI_Get_lib
                             MPI_MAX_LIBRARY_VERSION_STRING)
 
 from collectives.libexecutor cimport (CL_NATIVE_ALLTOALLV, CL_OK, CL_PENDING, cl_create, cl_create_native, cl_done,
-                                      cl_emulation_lateness, cl_execute, cl_execution, cl_free,
-                                      cl_have_persistent, cl_is_persistent, cl_native, cl_now, cl_rebind_native,
+                                      cl_emulation_delays, cl_emulation_lateness, cl_execute, cl_execution,
+                                      cl_free, cl_have_persistent, cl_is_persistent, cl_native, cl_now, cl_rebind_native,
                                       cl_result, cl_row, cl_scratch_needed, cl_set_polls_before_yield,
                                       cl_start, cl_test, cl_wait, cl_wait_all)
 from libc.stdlib cimport free, malloc
@@ -149,6 +149,20 @@ def emulation_lateness(bint reset=True):
     cdef double worst = 0.0
     cl_emulation_lateness(&steps, &late, &worst, reset)
     return steps, late, worst
+
+
+def emulation_delays(bint reset=True):
+    """``(lateness in s, steps whose data came late, their lateness in s)`` since the last call.
+
+    The lateness of every held step summed, and the part of it by which a step's
+    messages were complete only after their modelled time (the transfer, or this
+    rank getting a core to see it, was slower than the model); the rest is
+    waking from the hold late.
+    """
+    cdef int64_t data_late = 0
+    cdef double late_sum = 0.0, data_late_sum = 0.0
+    cl_emulation_delays(&late_sum, &data_late, &data_late_sum, reset)
+    return late_sum, data_late, data_late_sum
 
 
 # ---- the small-call fast path ------------------------------------------------------------

@@ -255,7 +255,8 @@ class Communicator:
         self._scratch = np.empty(0, dtype=np.uint8)
         self._tmp = np.empty(0, dtype=np.uint8)
         self._held_steps = self._late_steps = self._emulated_calls = self._preempted = 0
-        self._worst_late = 0.0
+        self._worst_late = self._late_total = self._data_late_total = 0.0
+        self._data_late_steps = 0
         self.groups = self._find_groups()
 
     # ---- properties -----------------------------------------------------------------
@@ -1321,20 +1322,29 @@ class Communicator:
         """How well emulated links kept to the model so far on this rank.
 
         ``held_steps``; ``late_steps``, those that ended more than 50 us after their
-        modelled time; ``worst_late`` (s); ``calls``; ``preempted_per_call``, how often
-        per call the kernel took this rank's core for another process (involuntary
-        context switches). Emulated times are trustworthy when both late steps and
-        preemptions are rare.
+        modelled time; ``worst_late`` (s); ``late_total``, the lateness of all held
+        steps summed (s); ``data_late_steps`` and ``data_late_total``, the steps whose
+        messages were complete (as this rank saw them) only after their modelled time
+        and by how much in all (s): the transfer, or this rank waiting for a core to
+        see it, was slower than the model; the rest of ``late_total`` is waking from
+        holds late. ``calls``; ``preempted_per_call``, how often per call the kernel
+        took this rank's core for another process (involuntary context switches).
+        Emulated times are trustworthy when both late steps and preemptions are rare.
         """
         if self.emulate:
             steps, late, worst = _core.emulation_lateness()
+            late_sum, data_late, data_late_sum = _core.emulation_delays()
             self._held_steps += steps
             self._late_steps += late
             self._worst_late = max(self._worst_late, worst)
+            self._late_total += late_sum
+            self._data_late_steps += data_late
+            self._data_late_total += data_late_sum
         calls = self._emulated_calls
         return {"held_steps": self._held_steps, "late_steps": self._late_steps,
-                "worst_late": self._worst_late, "calls": calls,
-                "preempted_per_call": self._preempted / calls if calls else 0.0}
+                "worst_late": self._worst_late, "late_total": self._late_total,
+                "data_late_steps": self._data_late_steps, "data_late_total": self._data_late_total,
+                "calls": calls, "preempted_per_call": self._preempted / calls if calls else 0.0}
 
     def _check_result(self, res, collective, algorithm, num_steps=None):
         status = res["status"]

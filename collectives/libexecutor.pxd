@@ -72,6 +72,7 @@ cdef extern from "executor.h" nogil:
                   double timeout, MPI_Comm notice, cl_result *res)
     void cl_set_polls_before_yield(int polls)
     void cl_emulation_lateness(int64_t *steps, int64_t *late, double *worst, int reset)
+    void cl_emulation_delays(double *late_sum, int64_t *data_late, double *data_late_sum, int reset)
     enum:
         CL_HOLD_LATE_US
     double cl_now()

@@ -460,6 +460,12 @@ static int test_step(executor *x, int *active, int *progressed, cl_result *res)
  * (the real transfer, or the wake-up, was slower than the model), and the worst. */
 static int64_t held_steps = 0, late_steps = 0;
 static double worst_late = 0.0;
+/* Where the lateness came from: all of it summed, and the part by which a step's messages
+ * were only complete (as this rank saw them) after their modelled time (the real transfer,
+ * or this rank getting a core to see it, was slower than the model); the rest is waking
+ * from the hold late. */
+static double late_total = 0.0, data_late_total = 0.0;
+static int64_t data_late_steps = 0;
 
 void cl_emulation_lateness(int64_t *steps, int64_t *late, double *worst, int reset)
 {
@@ -467,6 +473,14 @@ void cl_emulation_lateness(int64_t *steps, int64_t *late, double *worst, int res
     *late = late_steps;
     *worst = worst_late;
     if (reset) { held_steps = late_steps = 0; worst_late = 0.0; }
+}
+
+void cl_emulation_delays(double *late_sum, int64_t *data_late, double *data_late_sum, int reset)
+{
+    *late_sum = late_total;
+    *data_late = data_late_steps;
+    *data_late_sum = data_late_total;
+    if (reset) { late_total = data_late_total = 0.0; data_late_steps = 0; }
 }
 
 /* Emulation: when the modelled network would have delivered the step's last
@@ -483,10 +497,15 @@ static double step_release(const executor *x)
     return release;
 }
 
-static void count_lateness(double release)
+static void count_lateness(double release, double data_done)
 {
     double late = cl_now() - release;
     held_steps++;
+    if (late > 0.0) late_total += late;
+    if (data_done > release) {
+        data_late_steps++;
+        data_late_total += data_done - release;
+    }
     if (late > CL_HOLD_LATE_US * 1e-6) {
         late_steps++;
         if (late > worst_late) worst_late = late;
@@ -544,6 +563,7 @@ struct cl_execution {
     int64_t begin, end;    /* rows of the current step */
     int active;            /* its requests (slots) not yet done */
     double t0, release;    /* start; emulation: when the held step may end */
+    double data_done;      /* emulation: when the held step's messages were complete */
     cl_result res;         /* what the run came to, kept for later calls */
 };
 
@@ -618,6 +638,7 @@ static int advance(cl_execution *e, int *progressed)
                 double release = step_release(x);
                 if (release > 0.0) {
                     e->release = release;
+                    e->data_done = cl_now();
                     e->phase = PHASE_HOLD;
                     break;
                 }
@@ -633,7 +654,7 @@ static int advance(cl_execution *e, int *progressed)
                     return fail(e, CL_TIMEOUT);
                 return CL_PENDING;
             }
-            count_lateness(e->release);
+            count_lateness(e->release, e->data_done);
             e->begin = e->end;
             e->phase = PHASE_STEP;
             *progressed = 1;

@@ -70,6 +70,10 @@ int cl_execute(MPI_Comm comm, const cl_row *rows, int64_t nrows, void *bufs[3],
  * load, or more ranks than cores), and the worst lateness in seconds; reset clears. */
 enum { CL_HOLD_LATE_US = 50 };
 void cl_emulation_lateness(int64_t *steps, int64_t *late, double *worst, int reset);
+/* Where that lateness came from, over the same steps: its sum in seconds, and the steps
+ * (and seconds) by which the messages themselves were complete only after the modelled time;
+ * the rest of the sum is waking from a hold late. reset clears. */
+void cl_emulation_delays(double *late_sum, int64_t *data_late, double *data_late_sum, int reset);
 
 /* The MPI library's own collectives, non-blocking with the same deadline. */
 enum { CL_NATIVE_ALLREDUCE = 0, CL_NATIVE_ALLTOALL = 1, CL_NATIVE_REDUCE_SCATTER = 2,

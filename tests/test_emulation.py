@@ -135,6 +135,10 @@ def test_emulation_that_cannot_keep_to_the_model_warns_once(comm):
     assert len([w for w in seen if issubclass(w.category, cl.EmulationWarning)]) == 1
     health = emu.emulation_health()
     assert health["late_steps"] > 0.5 * health["held_steps"] > 0
+    # the holds were due at once, so the lateness is the data's: 4 MiB cannot cross in 1 ns
+    assert health["data_late_steps"] >= health["late_steps"]
+    assert 0 < health["data_late_total"] <= health["late_total"]
+    assert health["late_total"] >= health["late_steps"] * 50e-6
     emu.free()
 
 

@@ -51,3 +51,17 @@ def test_ranks_beyond_the_cores_make_the_prediction_slower(agreement):
     shared = agreement.price([_row(4, "allreduce", "rhd", 1 << 16)], cores=2)[0]
     own = agreement.price([_row(4, "allreduce", "rhd", 1 << 16)], cores=4)[0]
     assert shared["predicted_s"] > own["predicted_s"] > own["network_s"]
+
+
+def test_four_ranks_on_two_cores_wait_for_a_core_at_every_ring_step(agreement):
+    # ring all-reduce on 4 ranks: 6 steps, every rank receives in each; with 4 ranks busy on
+    # 2 cores (s = 2) each step adds (s - 1) * core_wait, so the call takes 6 core_wait more
+    row = agreement.price([_row(4)], cores=2)[0]
+    kw = {**agreement.host_terms(4, 2), "core_wait": 0.0}
+    without = cl.model.predict("allreduce", "ring", 1 << 20, row["topology"], ranks=4, **kw)
+    assert row["predicted_s"] - without == pytest.approx(6 * cl.model.DEFAULTS["core_wait"], rel=1e-9)
+    # a core per rank: no wait
+    own = agreement.price([_row(4)], cores=4)[0]
+    kw = {**agreement.host_terms(4, 4), "core_wait": 0.0}
+    assert own["predicted_s"] == pytest.approx(
+        cl.model.predict("allreduce", "ring", 1 << 20, row["topology"], ranks=4, **kw), rel=1e-12)

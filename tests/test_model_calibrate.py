@@ -46,3 +46,23 @@ def test_calibrate_measures_the_host_terms(tmp_path_factory):
         _, params = two_level_model([0, 0], load_profile(path))
         assert params["memory_bandwidth"] == pytest.approx(prof.host["memory_bandwidth"])
         assert params["call_overhead"] == pytest.approx(prof.host["call_overhead"])
+
+
+@pytest.mark.mpi(ranks=[4])
+def test_core_wait_is_measured_only_where_ranks_outnumber_the_cores():
+    # the wait for a core exists only with more ranks on a machine than cores: calibrate measures
+    # it there (a time >= 0) and leaves it out elsewhere (None: the model keeps its default)
+    import math
+    import os
+
+    from mpi4py import MPI
+
+    from collectives.model.calibrate import measure_core_wait
+
+    cores = len(os.sched_getaffinity(0))
+    wait = measure_core_wait(MPI.COMM_WORLD, cores, iters=5)
+    if MPI.COMM_WORLD.Get_size() > cores:
+        assert isinstance(wait, float) and math.isfinite(wait) and wait >= 0
+    else:
+        assert wait is None
+    assert measure_core_wait(MPI.COMM_WORLD, MPI.COMM_WORLD.Get_size()) is None

@@ -189,7 +189,9 @@ def test_host_cost_constants_are_in_defaults():
         assert 0 < d[k] < INF
     assert set(HOST_TERMS_OFF) == {"overhead", "call_overhead", "reduce_bandwidth", "copy_bandwidth",
                                    "cache_copy_bandwidth", "cache_bytes", "memory_bandwidth",
-                                   "segment_bytes", "cores"}
+                                   "segment_bytes", "cores", "core_wait"}
+    # waiting for a core is on by default, but costs nothing until ranks outnumber the cores
+    assert 0 < d["core_wait"] < INF and HOST_TERMS_OFF["core_wait"] == 0
 
 
 # ---------------------------------------------------------------------- reductions
@@ -523,3 +525,63 @@ def test_copies_sampled_on_ranks_match_the_closed_form(monkeypatch):
     assert simulate(built, star(p), **kw).time == pytest.approx(exact, rel=1e-12)
     monkeypatch.setattr(sim, "_COPY_EXACT_RANKS", 16)
     assert simulate(built, star(p), **kw).time == pytest.approx(exact, rel=1e-12)
+
+
+def test_a_receiving_rank_waits_for_a_core_only_when_ranks_outnumber_the_cores():
+    # 0 -> 1 and 2 -> 3 of m bytes, then 1 -> 0: ranks 1 and 3 receive in step 1, rank 0 in
+    # step 2, rank 2 never. On one machine of c cores the core share is s = k / c (k busy ranks:
+    # 4 in step 1, 2 in step 2), and a rank that receives waits (s - 1) * W for a core after
+    # its messages: step 1 ends at L + m/B + (4/c - 1) W, step 2 adds L + m/B + max(0, 2/c - 1) W.
+    m, W = 1 << 16, 30e-6
+    s = hand_schedule(4, [[("send", 0, 1, m // 4), ("send", 2, 3, m // 4)], [("send", 1, 0, m // 4)]])
+    one = np.zeros(4, dtype=np.int64)
+    flow = L + m / B
+    on = {**OFF, "core_wait": W}
+    assert simulate(s, star(4), machines=one, **{**on, "cores": 2}).time == \
+        pytest.approx(2 * flow + W, rel=1e-12)
+    assert simulate(s, star(4), machines=one, **{**on, "cores": 1}).time == \
+        pytest.approx(2 * flow + 3 * W + W, rel=1e-12)
+    r = simulate(s, star(4), machines=one, **{**on, "cores": 1.5})
+    assert r.time == pytest.approx(2 * flow + (4 / 1.5 - 1) * W + (2 / 1.5 - 1) * W, rel=1e-12)
+    # it is CPU time of the rank: the breakdown counts it as overhead, not as network
+    assert r.breakdown["network"] == pytest.approx(2 * flow, rel=1e-12)
+    # a core per rank (or every rank its own machine): no wait, whatever W is
+    for kw in ({"machines": one, "cores": 4}, {"cores": 2}, {"machines": one}):
+        assert simulate(s, star(4), **{**on, **kw}).time == pytest.approx(2 * flow, rel=1e-12)
+    # the rank that only sends (2) finishes at its flow, the receivers wait on
+    fin = simulate(s, star(4), machines=one, **{**on, "cores": 2}).finish_times
+    assert fin[2] == pytest.approx(flow, rel=1e-12)
+    assert fin[3] == pytest.approx(flow + W, rel=1e-12)
+
+
+def test_waiting_for_a_core_is_not_in_an_emulated_links_hold():
+    # an emulated link holds a message for its modelled flow; the wait for a core comes after,
+    # on the rank's own time, so message_times (the holds) do not change with core_wait
+    s = build_schedule("allreduce", "ring", 4, 1 << 14)
+    one = np.zeros(4, dtype=np.int64)
+    kw = {**OFF, "overhead": O, "machines": one, "cores": 2}
+    for rank in range(4):
+        np.testing.assert_array_equal(cl.model.message_times(s, star(4), None, rank, **kw),
+                                      cl.model.message_times(s, star(4), None, rank,
+                                                             **{**kw, "core_wait": 1e-3}))
+
+
+def test_bad_core_wait_is_refused():
+    for bad in (-1e-6, float("nan"), float("inf"), True, "fast"):
+        with pytest.raises(cl.InvalidArgument, match="core_wait"):
+            predict("allreduce", "ring", 1024, star(2), core_wait=bad)
+
+
+def test_a_measured_core_wait_is_saved_loaded_and_given_to_the_model(tmp_path):
+    from collectives.model.calibrate import OVERSUBSCRIBED_CONSTANTS
+
+    assert set(OVERSUBSCRIBED_CONSTANTS) == {"core_wait"}
+    host = {"call_overhead": 9e-6, "core_wait": 4e-5}
+    save_profile(Profile(Link(1e-6, 5e9), None, 8e9, 0.0, {}, 6e9, host), tmp_path / "p.json")
+    back = load_profile(tmp_path / "p.json")
+    assert back.host == pytest.approx(host)
+    assert two_level_model(np.array([0, 0]), back)[1]["core_wait"] == pytest.approx(4e-5)
+    # measured with a core per rank: not in the profile, so the model keeps its default
+    save_profile(Profile(Link(1e-6, 5e9), None, 8e9, 0.0, {}, 6e9, {"call_overhead": 9e-6}),
+                 tmp_path / "q.json")
+    assert "core_wait" not in two_level_model(np.array([0, 0]), load_profile(tmp_path / "q.json"))[1]

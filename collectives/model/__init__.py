@@ -16,12 +16,13 @@ for the cost of a step. Nothing here needs MPI or the compiled core.
 from .network import Network, VirtualFullMesh, network_for
 from .maxmin import maxmin, Incidence
 from .simulate import (DEFAULTS, EMULATION_CALL_OVERHEAD, HOST_PARTS, HOST_TERMS_OFF, SimulationResult,
-                       copy_time, message_times, predict, simulate, resolve_topology, placement_of,
-                       machines_of, priced_nbytes)
+                       copy_time, core_wait, message_times, predict, simulate, resolve_topology,
+                       placement_of, machines_of, priced_nbytes)
 from .concurrent import ConcurrentResult, price_concurrent
 
 __all__ = ["predict", "simulate", "message_times", "SimulationResult", "DEFAULTS",
-           "HOST_TERMS_OFF", "HOST_PARTS", "EMULATION_CALL_OVERHEAD", "copy_time", "machines_of",
+           "HOST_TERMS_OFF", "HOST_PARTS", "EMULATION_CALL_OVERHEAD", "copy_time", "core_wait",
+           "machines_of",
            "Network", "VirtualFullMesh", "network_for", "maxmin", "Incidence",
            "resolve_topology", "placement_of", "priced_nbytes", "load_profile", "two_level_topology",
            "price_concurrent", "ConcurrentResult"]

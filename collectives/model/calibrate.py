@@ -63,7 +63,8 @@ from ..errors import InvalidArgument, ModelError, TopologyFileError
 
 __all__ = ["Profile", "load_profile", "save_profile", "two_level_topology", "two_level_model",
            "fit_alpha_beta", "calibrate", "measure_copy_bandwidth", "measure_copy_sweep",
-           "measure_memory_bandwidth", "measure_call_overhead", "DEFAULT_SIZES", "HOST_CONSTANTS"]
+           "measure_memory_bandwidth", "measure_call_overhead", "measure_core_wait", "DEFAULT_SIZES",
+           "HOST_CONSTANTS", "OVERSUBSCRIBED_CONSTANTS"]
 
 #: The host constants a profile may hold beyond the links and the reduce and copy bandwidths, and
 #: their units; each is a model constant of the same name (``emulated_call_overhead`` is what an
@@ -71,6 +72,11 @@ __all__ = ["Profile", "load_profile", "save_profile", "two_level_topology", "two
 HOST_CONSTANTS = {"cache_copy_bandwidth": "bytes/s", "cache_bytes": "bytes",
                   "memory_bandwidth": "bytes/s", "call_overhead": "s",
                   "emulated_call_overhead": "s"}
+
+#: Host constants that only a machine with more ranks than cores can measure (calibrate run with
+#: that many ranks): missing from a profile measured with a core per rank, whose model then keeps
+#: the default (``cl.model.DEFAULTS``).
+OVERSUBSCRIBED_CONSTANTS = {"core_wait": "s"}
 
 FORMAT = "collectives-profile"
 DEFAULT_SIZES = [8, 64, 512, 4096, 32768, 262144, 1 << 20, 4 << 20]
@@ -102,7 +108,7 @@ class Profile:
                 # JSON has no infinity: null stands for "not measured" (copies left out)
                 "copy_bandwidth": (self.copy_bandwidth if math.isfinite(self.copy_bandwidth)
                                    else None),
-                **{k: self.host.get(k) for k in HOST_CONSTANTS},
+                **{k: self.host.get(k) for k in (*HOST_CONSTANTS, *OVERSUBSCRIBED_CONSTANTS)},
                 "measured": self.measured}
 
 
@@ -160,10 +166,10 @@ def load_profile(path) -> Profile:
             raise ModelError(f"profile {p!r}: copy_bandwidth must be a finite number > 0 "
                              f"(or null: not measured), got {d['copy_bandwidth']!r}")
     host = {}
-    for k in HOST_CONSTANTS:
+    for k in (*HOST_CONSTANTS, *OVERSUBSCRIBED_CONSTANTS):
         if d.get(k) is not None:
             v = _positive(d, k, "", p)
-            if v <= 0 and k != "call_overhead" and k != "emulated_call_overhead":
+            if v <= 0 and k not in ("call_overhead", "emulated_call_overhead", "core_wait"):
                 raise ModelError(f"profile {p!r}: {k} must be a finite number > 0 "
                                  f"(or null: not measured), got {d[k]!r}")
             host[k] = v
@@ -507,6 +513,62 @@ def measure_call_overhead(comm, profile, groups, cores=None, iters=200):
     return call, extra, raw
 
 
+#: The emulated call :func:`measure_core_wait` times: ring all-reduce of 64 KiB per rank on a
+#: star of the links bench/emulation_agreement.py emulates (every rank receives in every step)
+CORE_WAIT_CASE = {"nbytes": 1 << 16, "links": "bw=1GB/s,lat=20us"}
+
+
+def measure_core_wait(comm, cores, iters=30):
+    """``core_wait`` in seconds, or None where it cannot be measured (a core per rank).
+
+    Collective over ``comm``. Only a machine whose ranks outnumber its cores
+    pays the term, so only such a run measures it: a ring all-reduce of
+    64 KiB per rank (:data:`CORE_WAIT_CASE`) on emulated links, timed (the
+    best batch mean of the slowest rank) and priced as an emulated run is
+    (this machine's ranks and cores, the emulated per-call cost) with
+    ``core_wait=0``. What the call takes beyond its price, over the steps in
+    which a rank receives (all ``2 (p - 1)`` of them) and the core share
+    less one (``s - 1``, the model multiplies ``core_wait`` by it), is
+    ``core_wait``, clipped at 0. Other load on the machine raises it: run
+    calibrate on a quiet machine.
+    """
+    from mpi4py import MPI
+
+    from ..communicator import Communicator
+    from ..topology import resolve
+    from .simulate import DEFAULTS, EMULATION_CALL_OVERHEAD, predict
+
+    node = comm.Split_type(MPI.COMM_TYPE_SHARED)
+    try:
+        node_size = node.Get_size()
+    finally:
+        node.Free()
+    node_size = comm.allreduce(node_size, op=_mpi_max())
+    share = node_size / float(cores)
+    if share <= 1.0:
+        return None
+    p = comm.Get_size()
+    count = CORE_WAIT_CASE["nbytes"] // 4 - (CORE_WAIT_CASE["nbytes"] // 4) % p
+    x = np.ones(count, dtype=np.float32)
+    out = np.empty_like(x)
+    topo = resolve(f"star:n={p},{CORE_WAIT_CASE['links']}")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")      # more ranks than cores: the point of this measurement
+        emu = Communicator(comm, topology=topo, emulate=True)
+    try:
+        measured = _time_calls(comm, lambda: emu.allreduce(x, out=out, algorithm="ring"), iters)
+        host = dict(getattr(emu, "_emulated_host", {}))
+    finally:
+        emu.free()
+    host.update(cores=float(cores), core_wait=0.0,
+                call_overhead=DEFAULTS["call_overhead"] + EMULATION_CALL_OVERHEAD)
+    modelled = predict("allreduce", "ring", x.nbytes, topo, ranks=p, **host)
+    steps = 2 * (p - 1)
+    return max(measured - modelled, 0.0) / (steps * (share - 1.0))
+
+
 def calibrate(comm=None, sizes=None, iters=20):
     """Measure and fit a :class:`Profile` (collective over ``comm``; every rank returns it).
 
@@ -571,6 +633,9 @@ def calibrate(comm=None, sizes=None, iters=20):
     prof.host["call_overhead"] = call
     prof.host["emulated_call_overhead"] = extra
     prof.measured["call"] = raw
+    wait = measure_core_wait(comm, cores)
+    if wait is not None:
+        prof.host["core_wait"] = wait
     return prof
 
 
@@ -605,5 +670,11 @@ def main(args) -> int:
               f"{prof.measured['memory_ranks']} rank(s) of a node")
         print(f"per call: {format_time(prof.host['call_overhead'])}, emulated links "
               f"{format_time(prof.host['emulated_call_overhead'])} more")
+        if "core_wait" in prof.host:
+            print(f"waiting for a core (ranks outnumber cores): {format_time(prof.host['core_wait'])} "
+                  "per receiving step and extra rank per core")
+        else:
+            print("waiting for a core: not measured (a core per rank; run with more ranks than "
+                  "cores to measure it)")
         print(f"profile written to {args.output}; use it with COLLECTIVES_PROFILE={args.output}")
     return 0
