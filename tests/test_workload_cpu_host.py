@@ -119,8 +119,13 @@ def test_a_two_rank_ring_all_reduce_by_hand():
     wire = 2 * lat + (n / 2) / bw
     assert simulate(step, PAIR, **kw).time == pytest.approx(
         call + 2 * (o + wire) + (n / 2) / gamma, rel=1e-12)
-    shared = simulate(step, PAIR, machines=np.zeros(2, dtype=np.int64), cores=1, **kw).time
+    one_core = dict(machines=np.zeros(2, dtype=np.int64), cores=1)
+    shared = simulate(step, PAIR, core_wait=0.0, **one_core, **kw).time
     assert shared == pytest.approx(2 * call + 2 * (2 * o + wire) + 2 * (n / 2) / gamma, rel=1e-12)
+    # two ranks on one core: each receives in both steps and then waits (2 - 1) * core_wait
+    wait = 7e-6
+    assert simulate(step, PAIR, core_wait=wait, **one_core, **kw).time == pytest.approx(
+        shared + 2 * wait, rel=1e-12)
     emulated = simulate(step, PAIR, emulated=True, **kw).time
     assert emulated - simulate(step, PAIR, **kw).time == pytest.approx(cl.model.EMULATION_CALL_OVERHEAD,
                                                                         rel=1e-9)

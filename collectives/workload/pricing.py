@@ -84,7 +84,7 @@ _PARAMS = ("overhead", "reduce_bandwidth", "switch_latency", "routing", "max_sam
 _PRICE_PARAMS = ("overhead", "reduce_bandwidth", "switch_latency", "routing")
 #: what a CPU host adds to :data:`_PARAMS`: the host terms of :func:`collectives.model.predict`
 _HOST_PARAMS = ("call_overhead", "copy_bandwidth", "cache_copy_bandwidth", "cache_bytes",
-                "memory_bandwidth", "segment_bytes", "cores", "machines")
+                "memory_bandwidth", "segment_bytes", "cores", "core_wait", "machines")
 BREAKDOWN = ("compute", "tp", "ep", "pp", "bubble", "dp")
 
 
@@ -215,7 +215,8 @@ class StepResult:
             f"machine, shared",
             f"  reductions {bw(mp['reduce_bandwidth'])}, pipelined per "
             + (f"{format_bytes(int(seg))} segment" if math.isfinite(seg) else "message (no segments)")
-            + "; " + (f"{cores:g} core(s) per machine" if math.isfinite(cores) else "a core per rank")])
+            + "; " + (f"{cores:g} core(s) per machine, {format_time(mp['core_wait'])} waiting for a "
+                      "core where ranks outnumber them" if math.isfinite(cores) else "a core per rank")])
 
     def to_dict(self) -> dict:
         """Plain data (JSON-serialisable)."""
@@ -647,7 +648,7 @@ def simulate(step, topology, placement=None, *, algorithms=None, joint=True, hos
         ``routing=``, ``max_samples=``, as :func:`collectives.model.predict`
         takes them; on a CPU host also ``call_overhead=``,
         ``copy_bandwidth=``, ``cache_copy_bandwidth=``, ``cache_bytes=``,
-        ``memory_bandwidth=``, ``segment_bytes=``, ``cores=`` and
+        ``memory_bandwidth=``, ``segment_bytes=``, ``cores=``, ``core_wait=`` and
         ``machines=`` (the machine of each rank; default its host). On an
         accelerator ``reduce_bandwidth`` defaults to the accelerator's
         (:attr:`Accelerator.reduce_bandwidth`) when it has one; on a CPU host
