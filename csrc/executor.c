@@ -1113,6 +1113,13 @@ static _Atomic uint64_t wd_word;
 static _Atomic(MPI_Comm) wd_comm, wd_notice;
 static _Atomic double wd_deadline;
 static _Atomic int wd_status, wd_peer;
+/* the first notice the watchdog saw during the armed call wd_seen_word (published at once,
+ * before its grace: another rank's revoke may end the call first) */
+static _Atomic uint64_t wd_seen_word;
+/* the armed word the watchdog is probing notices for: the caller, once disarmed, waits
+ * until it is no longer its own, so no probe runs on a notice communicator freed after */
+static _Atomic uint64_t wd_busy;
+static _Atomic int wd_seen_peer;
 static int wd_state;            /* 0: not decided yet, 1: available (thread running), -1: not */
 static int wd_wanted = 1;       /* cl_blocking_deadline's switch */
 static pthread_mutex_t wd_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -1157,8 +1164,19 @@ static void *wd_main(void *arg)
         int why = CL_OK;
         if (deadline > 0 && now > deadline)
             why = CL_TIMEOUT;
-        else if (watch_notices(notice, now, &next_probe, &seen, &seen_from, &scratch))
-            why = CL_PEER_NOTICE;
+        else if (notice != MPI_COMM_NULL && now >= next_probe) {
+            /* announce the probe, then check the call is still armed (seq_cst on both sides:
+             * either the caller sees wd_busy and waits, or this sees the word changed) */
+            atomic_store(&wd_busy, w);
+            if (atomic_load(&wd_word) == w &&
+                watch_notices(notice, now, &next_probe, &seen, &seen_from, &scratch))
+                why = CL_PEER_NOTICE;
+            atomic_store(&wd_busy, 0);
+        }
+        if (seen_from >= 0 && atomic_load_explicit(&wd_seen_word, memory_order_relaxed) != w) {
+            atomic_store_explicit(&wd_seen_peer, seen_from, memory_order_relaxed);
+            atomic_store_explicit(&wd_seen_word, w, memory_order_release);
+        }
         if (why != CL_OK) {
             uint64_t expect = w;
             if (atomic_compare_exchange_strong(&wd_word, &expect, (w & ~(uint64_t)WD_STATE) | WD_FIRING)) {
@@ -1239,6 +1257,8 @@ static int blocking_with_deadline(MPI_Comm comm, int which, const void *sb, void
                  : MPI_Alltoall(sb, count / size, type, recvbuf, count / size, type, comm);
     uint64_t expect = armed;
     if (atomic_compare_exchange_strong(&wd_word, &expect, gen << 3 | WD_IDLE)) {
+        while (atomic_load(&wd_busy) == armed)   /* a probe of this call's notices in flight */
+            sched_yield();
         if (rc != MPI_SUCCESS) {
             int cls = rc;
             MPI_Error_class(rc, &cls);
@@ -1247,6 +1267,8 @@ static int blocking_with_deadline(MPI_Comm comm, int which, const void *sb, void
                  * peer's notice. That notice was sent to every rank: give it the notice grace
                  * (twice) to arrive here too, so the error names the same peer. */
                 int from = -1;
+                if (atomic_load_explicit(&wd_seen_word, memory_order_acquire) == armed)
+                    from = atomic_load_explicit(&wd_seen_peer, memory_order_relaxed);
                 const double until = cl_now() + 2 * CL_NOTICE_GRACE_MS * 1e-3;
                 while (notice != MPI_COMM_NULL && from < 0) {
                     int flag = 0;
