@@ -16,9 +16,10 @@ from mpi4py cimport MPI
 from mpi4py.libmpi cimport (MPI_COMM_NULL, MPI_COMM_WORLD, MPI_Comm, MPI_Get_library_version, MPI_Get_version,
                             MPI_MAX_LIBRARY_VERSION_STRING)
 
-from collectives.libexecutor cimport (CL_NATIVE_ALLTOALLV, CL_OK, CL_PENDING, cl_create, cl_create_native, cl_done,
-                                      cl_emulation_delays, cl_emulation_lateness, cl_execute, cl_execution,
-                                      cl_free, cl_have_persistent, cl_is_persistent, cl_native, cl_now, cl_rebind_native,
+from collectives.libexecutor cimport (CL_BLOCKING_DEADLINE_MAX_BYTES, CL_NATIVE_ALLTOALLV, CL_OK, CL_PENDING,
+                                      cl_create, cl_create_native, cl_done, cl_blocking_deadline,
+                                      cl_emulation_delays, cl_emulation_lateness, cl_execute, cl_execution, cl_free,
+                                      cl_have_persistent, cl_is_persistent, cl_native, cl_now, cl_rebind_native,
                                       cl_result, cl_row, cl_scratch_needed, cl_set_polls_before_yield,
                                       cl_start, cl_test, cl_wait, cl_wait_all)
 from libc.stdlib cimport free, malloc
@@ -400,6 +401,19 @@ def now():
 def buffer_state(cnp.ndarray a):
     """(address, bytes) of an array's memory, cheaply (a persistent request's bound buffers)."""
     return (<intptr_t>cnp.PyArray_DATA(a), cnp.PyArray_NBYTES(a))
+
+
+BLOCKING_DEADLINE_MAX_BYTES = CL_BLOCKING_DEADLINE_MAX_BYTES
+
+
+def blocking_deadline(want=None):
+    """Whether small native calls with a deadline run blocking under the revoking watchdog.
+
+    ``want``: False switches that path off, True back on where the MPI allows it
+    (Open MPI with ULFM enabled, ``MPI_THREAD_MULTIPLE``), None only asks. Returns
+    True when the path is active. MPI must be initialised.
+    """
+    return bool(cl_blocking_deadline(-1 if want is None else (1 if want else 0)))
 
 
 def have_persistent():

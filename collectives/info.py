@@ -47,6 +47,7 @@ def collect() -> dict:
         data["core_mpi"] = None
         data["core_matches_mpi4py"] = False
         data["core_error"] = str(exc)
+    data["blocking_deadline"] = _blocking_deadline(data.get("core_mpi") or "")
     try:
         from . import _kernels
 
@@ -77,6 +78,24 @@ def collect() -> dict:
     except Exception as exc:
         data["mpiexec"] = f"not found ({exc})"
     return data
+
+
+def _blocking_deadline(core_mpi: str) -> str:
+    """Whether small native calls with a deadline run blocking under the revoking watchdog."""
+    try:
+        from . import _executor
+
+        if _executor.blocking_deadline():
+            return (f"active (all-reduce, all-to-all up to {_executor.BLOCKING_DEADLINE_MAX_BYTES} B: "
+                    "blocking MPI call, revoked at the deadline)")
+    except Exception as exc:  # report, don't fail
+        return f"unknown ({exc})"
+    if os.environ.get("COLLECTIVES_BLOCKING_DEADLINE") == "0":
+        return "off (COLLECTIVES_BLOCKING_DEADLINE=0)"
+    if "Open MPI" in core_mpi:
+        return ("off (Open MPI without ULFM: set OMPI_MCA_mpi_ft_enable=1 or run mpiexec --with-ft ulfm; "
+                "a deadline uses the non-blocking collective)")
+    return "not used (a deadline uses the MPI's non-blocking collective)"
 
 
 def _first_line(text: str) -> str:

@@ -71,6 +71,9 @@ cdef extern from "executor.h" nogil:
                   int64_t count, const int *recvcounts, int dtype, int op, int root,
                   double timeout, MPI_Comm notice, cl_result *res)
     void cl_set_polls_before_yield(int polls)
+    enum:
+        CL_BLOCKING_DEADLINE_MAX_BYTES
+    int cl_blocking_deadline(int want)
     void cl_emulation_lateness(int64_t *steps, int64_t *late, double *worst, int reset)
     void cl_emulation_delays(double *late_sum, int64_t *data_late, double *data_late_sum, int reset)
     enum:

@@ -13,6 +13,16 @@
 #ifdef __linux__
 #include <sys/prctl.h>
 #endif
+#if defined(OPEN_MPI) && OPEN_MPI
+#include <mpi-ext.h>   /* Open MPI's extensions: ULFM (MPIX_Comm_revoke) when built with it */
+#endif
+#if defined(OMPI_HAVE_MPI_EXT_FTMPI) && OMPI_HAVE_MPI_EXT_FTMPI
+#define CL_HAVE_REVOKE 1
+#include <pthread.h>
+#include <stdatomic.h>
+#else
+#define CL_HAVE_REVOKE 0
+#endif
 
 double cl_now(void)
 {
@@ -1104,6 +1114,247 @@ static int wait_native(MPI_Request *req, double timeout, MPI_Comm notice, cl_res
     return res->status;
 }
 
+/* ---- the blocking-deadline path: a watchdog that revokes ------------------
+ *
+ * A blocking MPI call cannot be interrupted, so a deadline normally needs the
+ * non-blocking call and a test loop; Open MPI's non-blocking collectives (libnbc)
+ * are much slower than its blocking ones at small sizes. With ULFM (Open MPI built
+ * with it and run with mpi_ft_enable) one long-lived watchdog thread can revoke the
+ * call's communicator (MPIX_Comm_revoke) when the deadline passes or a peer's notice
+ * arrives; the blocked call then returns MPI_ERR_REVOKED. A call arms the watchdog
+ * with a few stores and disarms it with one compare-and-swap; the thread only naps
+ * and reads them. Revoking interrupts a receive, not a rendezvous send waiting for
+ * its peer, so only calls whose messages fit an eager send take this path. */
+#if CL_HAVE_REVOKE
+/* wd_word = generation << 3 | state. IDLE -> CLAIMED (a caller writes the fields) ->
+ * ARMED -> IDLE (the caller's CAS: the call ended first) or FIRING (the watchdog's CAS)
+ * -> FIRED (revoked; the caller reads why) -> IDLE. */
+enum { WD_IDLE = 0, WD_CLAIMED = 1, WD_ARMED = 2, WD_FIRING = 3, WD_FIRED = 4, WD_STATE = 7 };
+static _Atomic uint64_t wd_word;
+static _Atomic(MPI_Comm) wd_comm, wd_notice;
+static _Atomic double wd_deadline;
+static _Atomic int wd_status, wd_peer;
+/* the first notice the watchdog saw during the armed call wd_seen_word (published at once,
+ * before its grace: another rank's revoke may end the call first) */
+static _Atomic uint64_t wd_seen_word;
+/* the armed word the watchdog is probing notices for: the caller, once disarmed, waits
+ * until it is no longer its own, so no probe runs on a notice communicator freed after */
+static _Atomic uint64_t wd_busy;
+static _Atomic int wd_seen_peer;
+static int wd_state;            /* 0: not decided yet, 1: available (thread running), -1: not */
+static int wd_wanted = 1;       /* cl_blocking_deadline's switch */
+static pthread_mutex_t wd_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void wd_nap(long us)
+{
+    struct timespec ts = {us / 1000000, (us % 1000000) * 1000};
+    nanosleep(&ts, NULL);
+}
+
+static void *wd_main(void *arg)
+{
+    (void)arg;
+#ifdef __linux__
+    prctl(PR_SET_NAME, "cl-watchdog", 0, 0, 0);
+#endif
+    uint64_t watching = 0;               /* the armed word last seen (0: none) */
+    double next_probe = 0.0, seen = 0.0;
+    int seen_from = -1, idle_naps = 0;
+    cl_result scratch;
+    for (;;) {
+        uint64_t w = atomic_load_explicit(&wd_word, memory_order_acquire);
+        if ((w & WD_STATE) != WD_ARMED) {
+            watching = 0;
+            /* a nap of 1 ms while calls come often, 20 ms once they stopped */
+            wd_nap(++idle_naps > 200 ? 20000 : CL_NOTICE_PROBE_US);
+            continue;
+        }
+        idle_naps = 0;
+        MPI_Comm comm = atomic_load_explicit(&wd_comm, memory_order_relaxed);
+        MPI_Comm notice = atomic_load_explicit(&wd_notice, memory_order_relaxed);
+        double deadline = atomic_load_explicit(&wd_deadline, memory_order_relaxed);
+        if (atomic_load_explicit(&wd_word, memory_order_acquire) != w) continue;   /* moved on */
+        double now = cl_now();
+        if (w != watching) {
+            /* a new call: as in wait_native, the first probe after 1 ms of waiting */
+            watching = w;
+            next_probe = now + CL_NOTICE_PROBE_US * 1e-6;
+            seen = 0.0;
+            seen_from = -1;
+        }
+        int why = CL_OK;
+        if (deadline > 0 && now > deadline)
+            why = CL_TIMEOUT;
+        else if (notice != MPI_COMM_NULL && now >= next_probe) {
+            /* announce the probe, then check the call is still armed (seq_cst on both sides:
+             * either the caller sees wd_busy and waits, or this sees the word changed) */
+            atomic_store(&wd_busy, w);
+            if (atomic_load(&wd_word) == w &&
+                watch_notices(notice, now, &next_probe, &seen, &seen_from, &scratch))
+                why = CL_PEER_NOTICE;
+            atomic_store(&wd_busy, 0);
+        }
+        if (seen_from >= 0 && atomic_load_explicit(&wd_seen_word, memory_order_relaxed) != w) {
+            atomic_store_explicit(&wd_seen_peer, seen_from, memory_order_relaxed);
+            atomic_store_explicit(&wd_seen_word, w, memory_order_release);
+        }
+        if (why != CL_OK) {
+            uint64_t expect = w;
+            if (atomic_compare_exchange_strong(&wd_word, &expect, (w & ~(uint64_t)WD_STATE) | WD_FIRING)) {
+                atomic_store_explicit(&wd_status, why, memory_order_relaxed);
+                atomic_store_explicit(&wd_peer, seen_from, memory_order_relaxed);
+                MPIX_Comm_revoke(comm);
+                atomic_store_explicit(&wd_word, (w & ~(uint64_t)WD_STATE) | WD_FIRED,
+                                      memory_order_release);
+            }
+            watching = 0;
+        }
+        wd_nap(CL_NOTICE_PROBE_US);
+    }
+    return NULL;
+}
+
+/* Is ULFM on in this run? Open MPI's mpi_ft_enable, read through the tools interface. */
+static int wd_ft_enabled(void)
+{
+    int provided = 0, index = -1, count = 0, value = 0, on = 0;
+    if (MPI_T_init_thread(MPI_THREAD_SINGLE, &provided) != MPI_SUCCESS) return 0;
+    if (MPI_T_cvar_get_index("mpi_ft_enable", &index) == MPI_SUCCESS) {
+        MPI_T_cvar_handle h;
+        if (MPI_T_cvar_handle_alloc(index, NULL, &h, &count) == MPI_SUCCESS) {
+            if (count == 1 && MPI_T_cvar_read(h, &value) == MPI_SUCCESS) on = value != 0;
+            MPI_T_cvar_handle_free(&h);
+        }
+    }
+    MPI_T_finalize();
+    return on;
+}
+
+/* Decide once (needs MPI initialised): ULFM on, MPI_THREAD_MULTIPLE (the watchdog calls
+ * MPI while the caller is in MPI), and the thread started. */
+static int wd_active(void)
+{
+    if (!__atomic_load_n(&wd_wanted, __ATOMIC_RELAXED)) return 0;
+    int state = __atomic_load_n(&wd_state, __ATOMIC_ACQUIRE);
+    if (state) return state > 0;
+    pthread_mutex_lock(&wd_lock);
+    if (!wd_state) {
+        int level = MPI_THREAD_SINGLE, ok = 0;
+        pthread_t t;
+        pthread_attr_t attr;
+        /* COLLECTIVES_BLOCKING_DEADLINE=0: the user keeps the non-blocking path */
+        const char *env = getenv("COLLECTIVES_BLOCKING_DEADLINE");
+        if (env && strcmp(env, "0") == 0) __atomic_store_n(&wd_wanted, 0, __ATOMIC_RELAXED);
+        if (MPI_Query_thread(&level) == MPI_SUCCESS && level == MPI_THREAD_MULTIPLE &&
+            wd_ft_enabled() && pthread_attr_init(&attr) == 0) {
+            pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+            ok = pthread_create(&t, &attr, wd_main, NULL) == 0;
+            pthread_attr_destroy(&attr);
+        }
+        __atomic_store_n(&wd_state, ok ? 1 : -1, __ATOMIC_RELEASE);
+    }
+    state = wd_state;
+    pthread_mutex_unlock(&wd_lock);
+    return state > 0 && __atomic_load_n(&wd_wanted, __ATOMIC_RELAXED);
+}
+
+/* The blocking call under the watchdog. Returns 0 (nothing done: the caller takes the
+ * non-blocking path) when the watchdog is busy with another thread's call. */
+static int blocking_with_deadline(MPI_Comm comm, int which, const void *sb, void *recvbuf,
+                                  int count, int size, MPI_Datatype type, MPI_Op mop,
+                                  double timeout, MPI_Comm notice, cl_result *res)
+{
+    uint64_t w = atomic_load_explicit(&wd_word, memory_order_relaxed);
+    if ((w & WD_STATE) != WD_IDLE) return 0;
+    const uint64_t gen = (w >> 3) + 1, armed = gen << 3 | WD_ARMED;
+    if (!atomic_compare_exchange_strong(&wd_word, &w, gen << 3 | WD_CLAIMED)) return 0;
+    const double t0 = cl_now();
+    atomic_store_explicit(&wd_comm, comm, memory_order_relaxed);
+    atomic_store_explicit(&wd_notice, notice, memory_order_relaxed);
+    atomic_store_explicit(&wd_deadline, t0 + timeout, memory_order_relaxed);
+    atomic_store_explicit(&wd_word, armed, memory_order_release);
+    int rc = which == CL_NATIVE_ALLREDUCE
+                 ? MPI_Allreduce(sb, recvbuf, count, type, mop, comm)
+                 : MPI_Alltoall(sb, count / size, type, recvbuf, count / size, type, comm);
+    uint64_t expect = armed;
+    if (atomic_compare_exchange_strong(&wd_word, &expect, gen << 3 | WD_IDLE)) {
+        while (atomic_load(&wd_busy) == armed)   /* a probe of this call's notices in flight */
+            sched_yield();
+        if (rc != MPI_SUCCESS) {
+            int cls = rc;
+            MPI_Error_class(rc, &cls);
+            if (cls == MPIX_ERR_REVOKED) {
+                /* another rank's watchdog revoked it: its deadline passed first, or it saw a
+                 * peer's notice. That notice was sent to every rank: give it the notice grace
+                 * (twice) to arrive here too, so the error names the same peer. */
+                int from = -1;
+                if (atomic_load_explicit(&wd_seen_word, memory_order_acquire) == armed)
+                    from = atomic_load_explicit(&wd_seen_peer, memory_order_relaxed);
+                const double until = cl_now() + 2 * CL_NOTICE_GRACE_MS * 1e-3;
+                while (notice != MPI_COMM_NULL && from < 0) {
+                    int flag = 0;
+                    MPI_Status st;
+                    if (MPI_Iprobe(MPI_ANY_SOURCE, CL_NOTICE_TAG, notice, &flag, &st) != MPI_SUCCESS)
+                        break;
+                    if (flag) from = st.MPI_SOURCE;
+                    else if (cl_now() > until) break;
+                    else sched_yield();
+                }
+                if (from >= 0) {
+                    res->status = CL_PEER_NOTICE;
+                    res->npeers = 1;
+                    res->peers[0] = from;
+                    snprintf(res->message, sizeof res->message, "rank %d sent a notice", from);
+                } else {
+                    res->status = CL_TIMEOUT;
+                    snprintf(res->message, sizeof res->message,
+                             "another rank gave up on this call and revoked the communicator");
+                }
+            } else {
+                set_error(res, CL_MPI_ERROR, 0, rc, "the MPI collective failed");
+            }
+        }
+        res->elapsed = cl_now() - t0;
+        return 1;
+    }
+    /* the watchdog fired: wait until its revoke is done, then say why (even if the call
+     * itself completed meanwhile: the communicator is revoked all the same) */
+    while ((atomic_load_explicit(&wd_word, memory_order_acquire) & WD_STATE) != WD_FIRED)
+        sched_yield();
+    int why = atomic_load_explicit(&wd_status, memory_order_relaxed);
+    int peer = atomic_load_explicit(&wd_peer, memory_order_relaxed);
+    atomic_store_explicit(&wd_word, gen << 3 | WD_IDLE, memory_order_release);
+    res->elapsed = cl_now() - t0;
+    if (why == CL_PEER_NOTICE) {
+        res->status = CL_PEER_NOTICE;
+        res->npeers = 1;
+        res->peers[0] = peer;
+        snprintf(res->message, sizeof res->message, "rank %d sent a notice", peer);
+    } else {
+        res->status = CL_TIMEOUT;
+        snprintf(res->message, sizeof res->message, "deadline of %.3g s passed", timeout);
+    }
+    return 1;
+}
+#endif
+
+int cl_blocking_deadline(int want)
+{
+#if CL_HAVE_REVOKE
+    /* availability is decided once; the switch only chooses whether to use it (the thread,
+     * once started, stays: it only naps while nothing is armed) */
+    if (want >= 0) {
+        pthread_mutex_lock(&wd_lock);
+        __atomic_store_n(&wd_wanted, want ? 1 : 0, __ATOMIC_RELAXED);
+        pthread_mutex_unlock(&wd_lock);
+    }
+    return wd_active();
+#else
+    (void)want;
+    return 0;
+#endif
+}
+
 int cl_native(MPI_Comm comm, int which, const void *sendbuf, void *recvbuf,
               int64_t count, const int *recvcounts, int dtype, int op, int root,
               double timeout, MPI_Comm notice, cl_result *res)
@@ -1150,6 +1401,17 @@ int cl_native(MPI_Comm comm, int which, const void *sendbuf, void *recvbuf,
         res->elapsed = cl_now() - t0;
         return res->status;
     }
+#if CL_HAVE_REVOKE
+    if ((which == CL_NATIVE_ALLREDUCE || which == CL_NATIVE_ALLTOALL) && count <= INT_MAX &&
+        wd_active()) {
+        int itemsize = 0;
+        MPI_Type_size(type, &itemsize);
+        if ((int64_t)itemsize * count <= CL_BLOCKING_DEADLINE_MAX_BYTES &&
+            blocking_with_deadline(comm, which, sb, recvbuf, (int)count, size, type, mop, timeout,
+                                   notice, res))
+            return res->status;
+    }
+#endif
     MPI_Request req = MPI_REQUEST_NULL;
 #if MPI_VERSION >= 4
     MPI_Count *rc64 = NULL;

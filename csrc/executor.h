@@ -90,6 +90,19 @@ int cl_native(MPI_Comm comm, int which, const void *sendbuf, void *recvbuf,
               int64_t count, const int *recvcounts, int dtype, int op, int root,
               double timeout, MPI_Comm notice, cl_result *res);
 
+/* With a deadline, an all-reduce or all-to-all of at most CL_BLOCKING_DEADLINE_MAX_BYTES
+ * (the whole input) runs as the blocking MPI call under a watchdog thread that revokes
+ * the communicator at the deadline or on a peer's notice, where the MPI allows it (Open
+ * MPI with ULFM, mpi_ft_enable on, MPI_THREAD_MULTIPLE); the call then fails with
+ * CL_TIMEOUT or CL_PEER_NOTICE as the non-blocking path does, and the communicator is
+ * revoked. Larger calls keep the non-blocking path: a revoke does not interrupt a send
+ * that waits for its peer, and messages this small are sent eagerly. */
+enum { CL_BLOCKING_DEADLINE_MAX_BYTES = 4096 };
+
+/* want 0 switches the path off, 1 on where available, -1 leaves it; returns 1 when it
+ * is active (needs MPI initialised). */
+int cl_blocking_deadline(int want);
+
 /* ---- Resumable executions: start, then test (never blocks) or wait, then free.
  *
  * An execution is one program (cl_create) or one MPI collective (cl_create_native)

@@ -1,0 +1,112 @@
+"""The blocking-deadline path: a small native call with a deadline runs as the blocking
+MPI call under the watchdog, which revokes the communicator at the deadline or on a
+peer's notice (Open MPI with ULFM on: ``OMPI_MCA_mpi_ft_enable=1``).
+
+Every test here is skipped where the path is not active (MPICH, Open MPI without ft).
+"""
+
+import time
+
+import numpy as np
+import pytest
+
+import collectives as cl
+
+pytestmark = pytest.mark.mpi(ranks=[2, 3])
+
+
+def _need_path():
+    from collectives import _executor
+
+    if not _executor.blocking_deadline():
+        pytest.skip("the blocking-deadline path needs Open MPI with ULFM enabled "
+                    "(OMPI_MCA_mpi_ft_enable=1) and MPI_THREAD_MULTIPLE")
+    return _executor
+
+
+def _small_input(collective, size, dtype=np.float64):
+    n = 8 * size if collective == "alltoall" else 16   # well under the path's 4 KiB
+    return np.arange(1, n + 1, dtype=dtype)
+
+
+@pytest.mark.parametrize("collective", ["allreduce", "alltoall"])
+def test_silent_peer_gives_a_timeout_naming_the_collective(comm, collective):
+    from mpi4py import MPI
+
+    _need_path()
+    silent = comm.size - 1
+    timeout = 1.0
+    c = cl.Communicator(MPI.COMM_WORLD, timeout=timeout)
+    x = _small_input(collective, comm.size)
+    getattr(c, collective)(x)                        # everyone is up and connected
+    if comm.rank != silent:
+        t0 = time.monotonic()
+        with pytest.raises(cl.CollectiveTimeout) as info:
+            getattr(c, collective)(x)
+        assert time.monotonic() - t0 < timeout + 1.0
+        err = info.value
+        assert err.collective == collective and err.algorithm == "mpi"
+        assert collective in str(err) and "timed out" in str(err)
+        with pytest.raises(cl.CommunicatorBroken, match="failed earlier"):
+            getattr(c, collective)(x)
+    else:
+        time.sleep(timeout + 0.5)
+    comm.mpi_comm.Barrier()
+
+
+def test_peer_notice_gives_peer_failure_naming_the_rank(comm):
+    from mpi4py import MPI
+
+    _need_path()
+    c = cl.Communicator(MPI.COMM_WORLD, timeout=60.0)
+    x = _small_input("allreduce", comm.size)
+    c.allreduce(x)
+    if comm.rank == 1:
+        time.sleep(0.2)                              # the others are in the next call by now
+        c._announce("left the job")
+    else:
+        t0 = time.monotonic()
+        with pytest.raises(cl.PeerFailure) as info:
+            c.allreduce(x)
+        # the notice, not the 60 s deadline, ended it
+        assert time.monotonic() - t0 < 10.0
+        assert info.value.rank == 1 and info.value.collective == "allreduce"
+        assert "left the job" in str(info.value)
+    comm.mpi_comm.Barrier()
+
+
+@pytest.mark.parametrize("collective", ["allreduce", "alltoall"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int32, np.int64])
+def test_results_are_the_bits_of_the_blocking_call(comm, collective, dtype):
+    """Under the watchdog the call is MPI's blocking collective: the same bits as with no
+    deadline; integer results also equal the non-blocking path's."""
+    from mpi4py import MPI
+
+    core = _need_path()
+    rng = np.random.default_rng(comm.rank)
+    n = 8 * comm.size if collective == "alltoall" else 100
+    x = (rng.standard_normal(n) * 1000).astype(dtype)
+    watched = cl.Communicator(MPI.COMM_WORLD, timeout=30.0)
+    unbounded = cl.Communicator(MPI.COMM_WORLD, timeout=None)
+    got = getattr(watched, collective)(x, algorithm="mpi")
+    want = getattr(unbounded, collective)(x, algorithm="mpi")
+    assert got.tobytes() == want.tobytes()
+    inplace = x.copy()
+    getattr(watched, collective)(inplace, out=inplace, algorithm="mpi")
+    assert inplace.tobytes() == want.tobytes()
+    if np.issubdtype(dtype, np.integer):
+        core.blocking_deadline(False)
+        try:
+            nonblocking = getattr(watched, collective)(x, algorithm="mpi")
+        finally:
+            core.blocking_deadline(True)
+        assert nonblocking.tobytes() == want.tobytes()
+    comm.mpi_comm.Barrier()
+
+
+def test_switching_the_path_off_and_on(comm):
+    core = _need_path()
+    assert core.blocking_deadline(False) is False
+    assert core.blocking_deadline() is False
+    assert core.blocking_deadline(True) is True
+    assert core.BLOCKING_DEADLINE_MAX_BYTES == 4096
