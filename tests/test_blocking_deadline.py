@@ -40,10 +40,10 @@ def test_silent_peer_gives_a_timeout_naming_the_collective(comm, collective):
     x = _small_input(collective, comm.size)
     getattr(c, collective)(x)                        # everyone is up and connected
     if comm.rank != silent:
-        t0 = time.monotonic()
+        # the error type says the deadline ended the call (no wall-clock bound: a loaded
+        # machine may take longer to get there)
         with pytest.raises(cl.CollectiveTimeout) as info:
             getattr(c, collective)(x)
-        assert time.monotonic() - t0 < timeout + 1.0
         err = info.value
         assert err.collective == collective and err.algorithm == "mpi"
         assert collective in str(err) and "timed out" in str(err)
@@ -65,11 +65,9 @@ def test_peer_notice_gives_peer_failure_naming_the_rank(comm):
         time.sleep(0.2)                              # the others are in the next call by now
         c._announce("left the job")
     else:
-        t0 = time.monotonic()
+        # PeerFailure, not CollectiveTimeout: the notice, not the 60 s deadline, ended it
         with pytest.raises(cl.PeerFailure) as info:
             c.allreduce(x)
-        # the notice, not the 60 s deadline, ended it
-        assert time.monotonic() - t0 < 10.0
         assert info.value.rank == 1 and info.value.collective == "allreduce"
         assert "left the job" in str(info.value)
     comm.mpi_comm.Barrier()
