@@ -332,7 +332,7 @@ def pair_prediction(row) -> dict:
              (build_schedule("alltoall", "pairwise", p, count), hosts)]
 
     def host(n):   # every rank of every part on this one machine, as the emulation prices them
-        return {**host_terms(n, row["cores"]), "segment_bytes": row["segment_bytes"]}
+        return {**host_terms(n, row["cores"], row.get("profile")), "segment_bytes": row["segment_bytes"]}
 
     joint = joint_call_times(parts, row["topology"], itemsize=4, **host(2 * p))
     alone = [float(joint_call_times([part], row["topology"], itemsize=4, **host(p))[0]) for part in parts]
@@ -358,7 +358,8 @@ def replay_holds(step, row, concurrent: bool = True) -> float:
         return build_schedule(c.collective, DEFAULT_ALGORITHMS[c.collective], p, c.nbytes // 4), hosts
 
     def price(calls):
-        machines = {**host_terms(p * len(calls), row["cores"]), "segment_bytes": row["segment_bytes"]}
+        machines = {**host_terms(p * len(calls), row["cores"], row.get("profile")),
+                    "segment_bytes": row["segment_bytes"]}
         return joint_call_times([part(c) for c in calls], row["topology"], itemsize=4, **machines)
 
     forward, backward = step.forward_program(0), step.backward_program(0)
@@ -408,6 +409,11 @@ def cpu_host(row) -> dict:
     machine, its cores, the executor's segments and the emulated links' per-call cost."""
     import numpy as np
 
+    if row.get("profile"):
+        # a calibration profile's host constants, the emulated per-call cost included, as the
+        # joint model of the run takes them (host_terms)
+        return {"host": "cpu", **host_terms(row["ranks"], row["cores"], row["profile"]),
+                "segment_bytes": row["segment_bytes"]}
     return {"emulated": True, "machines": np.zeros(row["ranks"], dtype=np.int64),
             "cores": row["cores"], "segment_bytes": row["segment_bytes"]}
 
@@ -500,11 +506,17 @@ def main(argv=None) -> int:
     p.add_argument("--links", default=DEFAULT_LINKS, help=f"link constants (default {DEFAULT_LINKS})")
     p.add_argument("--output", default=str(RESULTS / "concurrent-agreement.json"))
     p.add_argument("--from", dest="source", help="re-price rows measured earlier (a results file)")
+    p.add_argument("--profile", help="price with the host constants of a calibration profile "
+                                     "(mpiexec -n N collectives calibrate -o FILE) instead of the defaults")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker:
         return worker(args)
     cores = _cores()
+    if args.profile:
+        from collectives.model.calibrate import load_profile
+
+        load_profile(args.profile)   # a bad file fails before any measuring
     started = time.time()
     if args.source:
         old = json.loads(Path(args.source).read_text(encoding="utf-8"))
@@ -521,6 +533,10 @@ def main(argv=None) -> int:
         load = f"{load_before} before, {_load()} after"
         given = argv if argv is not None else sys.argv[1:]
         command = "python bench/concurrent_agreement.py " + shlex.join(given)
+    if args.source and args.profile:
+        command += " --profile " + shlex.quote(args.profile)
+    for r in rows:
+        r["profile"] = args.profile
     priced = price(rows)
     doc = document(priced, command.strip(), cores, load, busy)
     doc["load"], doc["load_1min"] = load, busy

@@ -136,26 +136,46 @@ def measure(ranks: int, args) -> list:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def host_terms(ranks: int, cores: int) -> dict:
+def host_terms(ranks: int, cores: int, profile=None) -> dict:
     """The model constants that describe this machine for an emulation: every rank on it.
 
     An emulated call also pays its holds' bookkeeping once per call
-    (``cl.model.EMULATION_CALL_OVERHEAD`` on top of ``call_overhead``).
+    (``cl.model.EMULATION_CALL_OVERHEAD`` on top of ``call_overhead``). With a
+    calibration ``profile`` (``collectives calibrate``; a path or a loaded
+    Profile) the host constants it measured replace the model's defaults:
+    copy, cache and memory bandwidths, the reduce bandwidth, the per-call
+    costs and, from a run with more ranks than cores, ``core_wait``. Its links
+    are not used: the emulated links are the topology's.
     """
+    import math
+
     import numpy as np
 
     import collectives as cl
+    from collectives.model.calibrate import Profile, load_profile
 
-    return {"machines": np.zeros(ranks, dtype=np.int64), "cores": cores,
-            "call_overhead": cl.model.DEFAULTS["call_overhead"] + cl.model.EMULATION_CALL_OVERHEAD}
+    host = {}
+    terms = {"machines": np.zeros(ranks, dtype=np.int64), "cores": cores}
+    if profile is not None:
+        if not isinstance(profile, Profile):
+            profile = load_profile(profile)
+        host = dict(profile.host)
+        terms["reduce_bandwidth"] = profile.reduce_bandwidth
+        if math.isfinite(profile.copy_bandwidth):
+            terms["copy_bandwidth"] = profile.copy_bandwidth
+        terms.update({k: v for k, v in host.items()
+                      if k not in ("call_overhead", "emulated_call_overhead")})
+    terms["call_overhead"] = (host.get("call_overhead", cl.model.DEFAULTS["call_overhead"])
+                              + host.get("emulated_call_overhead", cl.model.EMULATION_CALL_OVERHEAD))
+    return terms
 
 
-def price(rows: list, cores: int) -> list:
+def price(rows: list, cores: int, profile=None) -> list:
     import collectives as cl
 
     out = []
     for r in rows:
-        kw = host_terms(r["ranks"], cores)
+        kw = host_terms(r["ranks"], cores, profile)
         if r.get("groups") is not None:
             kw["groups"] = r["groups"]
         predicted = cl.model.predict(r["collective"], r["algorithm"], r["bytes"], r["topology"],
@@ -169,7 +189,7 @@ def price(rows: list, cores: int) -> list:
     return out
 
 
-def document(rows: list, command: str, cores: int, load: str, busy: float) -> dict:
+def document(rows: list, command: str, cores: int, load: str, busy: float, profile=None) -> dict:
     sys.path.insert(0, str(RESULTS))
     from record import provenance
 
@@ -191,7 +211,9 @@ def document(rows: list, command: str, cores: int, load: str, busy: float) -> di
         "title": "emulated links: measured / predicted time, every all-reduce and all-to-all algorithm",
         "about": (f"A star of {rows[0]['topology'].split(',', 1)[1]} links, float32, time of the slowest "
                   "rank (median over repeats, lowest of the batches) against cl.model.predict with "
-                  f"the host terms of this machine ({cores} cores shared by every rank). "
+                  f"the host terms of this machine ({cores} cores shared by every rank; "
+                  + (f"host constants from the calibration profile {Path(profile).name}"
+                     if profile else "the model's default host constants") + "). "
                   f"{within} of {len(rows)} cases within {TARGET:.0%}; the last column is the "
                   f"ratio to the network-only model (host terms off). Load while measuring: {load}."),
         **facts, "target": TARGET, "within": within, "cases": len(rows),
@@ -215,11 +237,17 @@ def main(argv=None) -> int:
     p.add_argument("--links", default=DEFAULT_LINKS, help=f"link constants (default {DEFAULT_LINKS})")
     p.add_argument("--output", default=str(RESULTS / "emulation-agreement.json"))
     p.add_argument("--from", dest="source", help="re-price rows measured earlier (a results file)")
+    p.add_argument("--profile", help="price with the host constants of a calibration profile "
+                                     "(mpiexec -n N collectives calibrate -o FILE) instead of the defaults")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker:
         return worker(args)
     cores = _cores()
+    if args.profile:
+        from collectives.model.calibrate import load_profile
+
+        load_profile(args.profile)   # a bad file fails before any measuring
     started = time.time()
     if args.source:
         old = json.loads(Path(args.source).read_text(encoding="utf-8"))
@@ -238,8 +266,10 @@ def main(argv=None) -> int:
         load = f"{load_before} before, {_load()} after"
         given = argv if argv is not None else sys.argv[1:]
         command = "python bench/emulation_agreement.py " + shlex.join(given)
-    priced = price(rows, cores)
-    doc = document(priced, command.strip(), cores, load, busy)
+    priced = price(rows, cores, args.profile)
+    if args.source and args.profile:
+        command += " --profile " + shlex.quote(args.profile)
+    doc = document(priced, command.strip(), cores, load, busy, args.profile)
     doc["load"], doc["load_1min"] = load, busy
     if args.source:
         # a re-price keeps when and at which commit the times were measured

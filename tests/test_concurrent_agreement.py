@@ -94,3 +94,27 @@ def test_the_step_case_is_priced_by_simulate_and_by_the_holds(agreement):
     hidden = joint_call_times([(build_schedule("allreduce", "ring", 2, bucket.nbytes // 4), hosts)],
                               PAIR, itemsize=4, **_host(2))[0]
     assert row["predicted_s"] > alone - hidden
+
+
+def test_a_calibration_profile_prices_both_models_with_its_host_constants(agreement, tmp_path):
+    from collectives.model.calibrate import Link, Profile, save_profile
+
+    prof = Profile(intra=Link(5e-6, 4e9), inter=None, reduce_bandwidth=4e9, copy_bandwidth=3e9,
+                   host={"memory_bandwidth": 9e9, "call_overhead": 4e-6, "emulated_call_overhead": 19e-6})
+    path = str(tmp_path / "profile.json")
+    save_profile(prof, path)
+    slow = {"machines": np.zeros(4, dtype=np.int64), "cores": 2.0, "segment_bytes": 1 << 20,
+            "reduce_bandwidth": 4e9, "copy_bandwidth": 3e9, "memory_bandwidth": 9e9,
+            "call_overhead": 23e-6}
+    row = agreement.price([{**_row("pair", 1 << 20), "profile": path}])[0]
+    hosts = np.arange(2)
+    parts = [(build_schedule("allreduce", "ring", 2, 1 << 18), hosts),
+             (build_schedule("alltoall", "pairwise", 2, 1 << 18), hosts)]
+    assert row["predicted_s"] == pytest.approx(
+        joint_call_times(parts, PAIR, itemsize=4, **slow).max(), rel=1e-12)
+    assert row["predicted_s"] > agreement.price([_row("pair", 1 << 20)])[0]["predicted_s"]
+    # the CPU-host simulate of a step takes the same constants (its emulated cost from the profile)
+    step = agreement.price([{**_row("step", 1 << 16), "profile": path}])[0]
+    default = agreement.price([_row("step", 1 << 16)])[0]
+    assert step["simulate_cpu_s"] > default["simulate_cpu_s"]
+    assert step["simulate_s"] == default["simulate_s"]       # the accelerator pricing has no host terms

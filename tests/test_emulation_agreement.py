@@ -65,3 +65,31 @@ def test_four_ranks_on_two_cores_wait_for_a_core_at_every_ring_step(agreement):
     kw = {**agreement.host_terms(4, 4), "core_wait": 0.0}
     assert own["predicted_s"] == pytest.approx(
         cl.model.predict("allreduce", "ring", 1 << 20, row["topology"], ranks=4, **kw), rel=1e-12)
+
+
+def test_a_calibration_profile_replaces_the_default_host_constants(agreement, tmp_path):
+    from collectives.model.calibrate import Link, Profile, save_profile
+
+    prof = Profile(intra=Link(5e-6, 4e9), inter=None, reduce_bandwidth=4e9, copy_bandwidth=3e9,
+                   host={"cache_copy_bandwidth": 20e9, "cache_bytes": 1 << 20,
+                         "memory_bandwidth": 9e9, "call_overhead": 4e-6,
+                         "emulated_call_overhead": 19e-6, "core_wait": 17e-6})
+    path = tmp_path / "profile.json"
+    save_profile(prof, path)
+    terms = agreement.host_terms(4, 2, str(path))
+    assert terms["reduce_bandwidth"] == 4e9 and terms["copy_bandwidth"] == 3e9
+    assert terms["memory_bandwidth"] == 9e9 and terms["core_wait"] == 17e-6
+    # the per-call cost is the profile's own plus what it measured for emulated links
+    assert terms["call_overhead"] == pytest.approx(4e-6 + 19e-6, rel=1e-12)
+    # and the price is the model's with exactly those constants (its links are not used)
+    row = agreement.price([_row(4)], cores=2, profile=str(path))[0]
+    want = cl.model.predict("allreduce", "ring", 1 << 20, row["topology"], ranks=4, **terms)
+    assert row["predicted_s"] == pytest.approx(want, rel=1e-12)
+    assert row["predicted_s"] > agreement.price([_row(4)], cores=2)[0]["predicted_s"]   # slower host
+    # a profile without a constant keeps the model's default for it
+    bare = Profile(intra=Link(5e-6, 4e9), inter=None, reduce_bandwidth=4e9)
+    save_profile(bare, tmp_path / "bare.json")
+    terms = agreement.host_terms(2, 2, str(tmp_path / "bare.json"))
+    assert "copy_bandwidth" not in terms and "core_wait" not in terms
+    assert terms["call_overhead"] == pytest.approx(
+        cl.model.DEFAULTS["call_overhead"] + cl.model.EMULATION_CALL_OVERHEAD, rel=1e-12)
