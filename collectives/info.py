@@ -90,9 +90,10 @@ def _blocking_deadline(core_mpi: str) -> str:
                     "blocking MPI call, revoked at the deadline)")
     except Exception as exc:  # report, don't fail
         return f"unknown ({exc})"
-    if os.environ.get("COLLECTIVES_BLOCKING_DEADLINE") == "0":
-        return "off (COLLECTIVES_BLOCKING_DEADLINE=0)"
     if "Open MPI" in core_mpi:
+        if os.environ.get("COLLECTIVES_BLOCKING_DEADLINE") != "1":
+            return ("off (opt-in: COLLECTIVES_BLOCKING_DEADLINE=1 with ULFM on, OMPI_MCA_mpi_ft_enable=1; "
+                    "a deadline uses the non-blocking collective)")
         return ("off (Open MPI without ULFM: set OMPI_MCA_mpi_ft_enable=1 or run mpiexec --with-ft ulfm; "
                 "a deadline uses the non-blocking collective)")
     return "not used (a deadline uses the MPI's non-blocking collective)"

@@ -1242,9 +1242,10 @@ static int wd_active(void)
         int level = MPI_THREAD_SINGLE, ok = 0;
         pthread_t t;
         pthread_attr_t attr;
-        /* COLLECTIVES_BLOCKING_DEADLINE=0: the user keeps the non-blocking path */
+        /* opt-in (COLLECTIVES_BLOCKING_DEADLINE=1, or blocking_deadline(True)): a 3-rank run
+         * of the silent-peer test once hung on this path, so ULFM alone does not switch it on */
         const char *env = getenv("COLLECTIVES_BLOCKING_DEADLINE");
-        if (env && strcmp(env, "0") == 0) __atomic_store_n(&wd_wanted, 0, __ATOMIC_RELAXED);
+        if (!env || strcmp(env, "1") != 0) __atomic_store_n(&wd_wanted, 0, __ATOMIC_RELAXED);
         if (MPI_Query_thread(&level) == MPI_SUCCESS && level == MPI_THREAD_MULTIPLE &&
             wd_ft_enabled() && pthread_attr_init(&attr) == 0) {
             pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);

@@ -19,8 +19,8 @@ def _need_path():
     from collectives import _executor
 
     if not _executor.blocking_deadline():
-        pytest.skip("the blocking-deadline path needs Open MPI with ULFM enabled "
-                    "(OMPI_MCA_mpi_ft_enable=1) and MPI_THREAD_MULTIPLE")
+        pytest.skip("the blocking-deadline path is opt-in: it needs COLLECTIVES_BLOCKING_DEADLINE=1, "
+                    "Open MPI with ULFM enabled (OMPI_MCA_mpi_ft_enable=1) and MPI_THREAD_MULTIPLE")
     return _executor
 
 
