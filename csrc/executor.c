@@ -156,6 +156,15 @@ static void hold_until(double until)
     }
 }
 
+/* The result of a call that a peer's notice ended: the peer, in the words every path uses. */
+static void set_peer_notice(cl_result *res, int peer)
+{
+    res->status = CL_PEER_NOTICE;
+    res->npeers = 1;
+    res->peers[0] = peer;
+    snprintf(res->message, sizeof res->message, "rank %d sent a notice", peer);
+}
+
 static void set_error(cl_result *res, int status, int64_t step, int mpi_error, const char *what)
 {
     res->status = status;
@@ -406,10 +415,7 @@ static int watch_notices(MPI_Comm notice, double now, double *next_probe, double
         *seen_from = st.MPI_SOURCE;
     }
     if (now - *seen < CL_NOTICE_GRACE_MS * 1e-3) return 0;
-    res->status = CL_PEER_NOTICE;
-    res->npeers = 1;
-    res->peers[0] = *seen_from;
-    snprintf(res->message, sizeof res->message, "rank %d sent a notice", *seen_from);
+    set_peer_notice(res, *seen_from);
     return 1;
 }
 
@@ -1302,10 +1308,7 @@ static int blocking_with_deadline(MPI_Comm comm, int which, const void *sb, void
                     else sched_yield();
                 }
                 if (from >= 0) {
-                    res->status = CL_PEER_NOTICE;
-                    res->npeers = 1;
-                    res->peers[0] = from;
-                    snprintf(res->message, sizeof res->message, "rank %d sent a notice", from);
+                    set_peer_notice(res, from);
                 } else {
                     res->status = CL_TIMEOUT;
                     snprintf(res->message, sizeof res->message,
@@ -1327,10 +1330,7 @@ static int blocking_with_deadline(MPI_Comm comm, int which, const void *sb, void
     atomic_store_explicit(&wd_word, gen << 3 | WD_IDLE, memory_order_release);
     res->elapsed = cl_now() - t0;
     if (why == CL_PEER_NOTICE) {
-        res->status = CL_PEER_NOTICE;
-        res->npeers = 1;
-        res->peers[0] = peer;
-        snprintf(res->message, sizeof res->message, "rank %d sent a notice", peer);
+        set_peer_notice(res, peer);
     } else {
         res->status = CL_TIMEOUT;
         snprintf(res->message, sizeof res->message, "deadline of %.3g s passed", timeout);
