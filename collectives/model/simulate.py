@@ -96,7 +96,7 @@ import numpy as np
 
 from ..algorithms import COLLECTIVES
 from ..errors import InvalidArgument, ModelError
-from ..schedule import COPY, RECV, RECV_REDUCE, SEND
+from ..schedule import COPY, RECV_REDUCE, SEND
 from .maxmin import incidence, maxmin
 from .network import Network, VirtualFullMesh, network_for
 
@@ -1129,32 +1129,4 @@ def message_times(schedule, topology, placement=None, rank=0, **params) -> np.nd
     from .joint import _message_times
 
     return _message_times([(schedule, placement)], topology, 0, rank, "message_times", params)
-    # step index -> (group, repetition)
-    where = []
-    for gi, g in enumerate(schedule.groups):
-        where.extend((gi, i) for i in range(g.repeat))
-    is_recv = (prog["kind"] == RECV) | (prog["kind"] == RECV_REDUCE)
-    priced = {}
-    for step in np.unique(prog["step"][is_recv]).tolist():
-        gi, i = where[step]
-        src, dst, nb, rb = schedule.groups[gi].flows(i, nranks, itemsize)
-        key = _digest(src, dst, nb)
-        st = priced.get(key)
-        if st is None:
-            st = priced[key] = _price(net, hosts, src, dst, nb, rb, nranks, mp, None, machines)
-        rows = np.nonzero(is_recv & (prog["step"] == step))[0]
-        mine = dst == rank
-        for peer in np.unique(prog["peer"][rows]).tolist():
-            r_rows = rows[prog["peer"][rows] == peer]
-            f = np.nonzero(mine & (src == peer))[0]
-            if len(f) < len(r_rows):
-                raise ModelError(f"{schedule.algorithm}: step {step}: rank {rank} receives "
-                                 f"{len(r_rows)} message(s) from {peer} but {peer} sends {len(f)}")
-            out[r_rows] = st.flow_time[f[:len(r_rows)]]
-        # a reducing receive is done when its reduction is: what that adds after the last byte
-        # (the pipelined tail, without the serial posting that the executor's own clock shows)
-        reducing = rows[prog["kind"][rows] == RECV_REDUCE]
-        if len(reducing):
-            out[reducing] += st.tail[rank]
-    return out
 
