@@ -442,18 +442,43 @@ def _release_persistent():
 
 # ---- many at once -------------------------------------------------------------------
 
-def wait_all(requests: Iterable[Request], timeout: float | None = None) -> list:
+def wait_all(requests: Iterable[Any], timeout: float | None = None) -> list:
     """Wait for every request, progressing them all together; their results in order.
 
-    The requests may belong to several Communicators. The core moves each on in
-    turn (no Python thread). On the first failure its error is raised (that
-    request's Communicator breaks); the other requests are left as they are and
-    may still be waited for.
+    The requests may belong to several Communicators, and may be collectives'
+    requests (results: what their ``wait`` returns) or point-to-point ones from
+    ``isend``/``irecv`` (results: None for a send, a
+    :class:`~collectives.p2p.RecvStatus` for a receive). The core moves each on
+    in turn (no Python thread); point-to-point requests of one Communicator are
+    waited for in one compiled call, their receives matched in posting order.
+    On the first failure its error is raised (that request's Communicator
+    breaks, except for a receive that never matched); the other requests are
+    left as they are and may still be waited for.
     """
+    from . import _p2p
+
     reqs = list(requests)
+    p2p_reqs = []
     for r in reqs:
-        if not isinstance(r, Request):
+        if isinstance(r, _p2p.RequestBase):
+            p2p_reqs.append(r)
+        elif not isinstance(r, Request):
             raise InvalidType(f"wait_all takes requests, got {type(r).__name__}")
+    if timeout is not None:
+        timeout = _check_timeout(timeout)
+    if not p2p_reqs:
+        _wait_collectives(reqs, timeout)
+        return [r._result for r in reqs]
+    colls = [r for r in reqs if not isinstance(r, _p2p.RequestBase)]
+    owners = {id(r._comm): r._comm for r in p2p_reqs}
+    if not colls and len(owners) == 1:
+        _p2p.wait_many(p2p_reqs[0]._comm, p2p_reqs, timeout)
+    else:
+        _wait_mixed(colls, p2p_reqs, owners, timeout)
+    return [r._status if isinstance(r, _p2p.RequestBase) else r._result for r in reqs]
+
+
+def _wait_collectives(reqs: list, timeout) -> None:
     pending = [r for r in reqs if r._state == "active"]
     for r in reqs:
         if r._state not in ("active", "done"):
@@ -461,7 +486,7 @@ def wait_all(requests: Iterable[Request], timeout: float | None = None) -> list:
     if pending:
         deadline = 0.0
         if timeout is not None:
-            deadline = _core.now() + _check_timeout(timeout)
+            deadline = _core.now() + timeout
         failure = _core.wait_all([r._execution for r in pending], deadline)
         for i, r in enumerate(pending):
             if failure is not None and i == failure[0]:
@@ -470,7 +495,39 @@ def wait_all(requests: Iterable[Request], timeout: float | None = None) -> list:
                 r._finish()
         if failure is not None:
             pending[failure[0]]._fail(failure[1])
-    return [r._result for r in reqs]
+
+
+def _wait_mixed(colls: list, p2p_reqs: list, owners: dict, timeout) -> None:
+    """Collectives' and point-to-point requests (or those of several Communicators) together:
+    each moved on in turn until all are done; a deadline passed raises through its request."""
+    import time
+
+    from . import _p2p
+
+    for r in colls:
+        if r._state not in ("active", "done"):
+            r._not_active("wait_all")
+    by_owner = {key: [r for r in p2p_reqs if id(r._comm) == key] for key in owners}
+    start = time.monotonic()
+    spins = 0
+    while True:
+        done = all([r.test() for r in colls])
+        for key, mine in by_owner.items():
+            done = _p2p.test_many(owners[key], mine) and done
+        if done:
+            return
+        elapsed = time.monotonic() - start
+        for r in p2p_reqs:
+            limit = r._comm._deadline(timeout)
+            if not r._done and limit and elapsed > limit:
+                r.wait(timeout=1e-6)   # raises its own timeout, naming its peer and tag
+        if timeout is not None and elapsed > timeout:
+            for r in colls:
+                if r._state == "active":
+                    r.wait(timeout=1e-6)
+        spins += 1
+        if spins > 1000:
+            time.sleep(0)   # long waits yield the core to the peers (shared machines)
 
 
 def test_all(requests: Iterable[Request]) -> bool:
