@@ -52,6 +52,11 @@ _TAGS = int(_core.TAGS_PER_EXECUTION)
 #: native executions that failed while MPI may still use their buffers: kept alive for good
 _LEFT_TO_MPI: list = []
 
+#: call shapes of non-blocking calls on the executor's programs pooled per Communicator, and
+#: idle executions kept per shape (each request in flight holds its own)
+_POOLED_SHAPES = 16
+_POOLED_PER_SHAPE = 4
+
 
 def _buffer_state(obj) -> tuple:
     """(address, bytes) of a user buffer now: a torch tensor can be resized under us."""
@@ -187,13 +192,30 @@ class Request(metaclass=abc.ABCMeta):
                 comm._remember(collective, algorithm, self._bound, a, o,
                                op if collective == "allreduce" else None, op_code, int(root), entry)
         else:
-            scratch, tmp = _program_sizes(comm, entry, a.dtype.itemsize)
             self._slot, tag_base = _tag_base(comm, self._persistent)
-            self._execution = _core.Execution.program(
-                comm._comm, entry.program, a if a.ndim == 1 else a.reshape(-1),
-                o if o.ndim == 1 else o.reshape(-1), np.empty(tmp, dtype=np.uint8),
-                entry.dcode, op_code, comm.segment_bytes, comm.inflight, np.empty(scratch, dtype=np.uint8),
-                tag_base, entry.holds, comm._notice)
+            flat_a = a if a.ndim == 1 else a.reshape(-1)
+            flat_o = o if o.ndim == 1 else o.reshape(-1)
+            self._pool = None
+            if not self._persistent:
+                # one pool per call shape: an idle execution keeps its tmp and scratch
+                key = (id(entry), a.dtype.str, a.size, o.size, op_code, comm.segment_bytes, comm.inflight)
+                pools = comm.__dict__.setdefault("_program_pools", {})
+                held = pools.get(key)
+                if held is None or held[0] is not entry:
+                    if len(pools) >= _POOLED_SHAPES:
+                        pools.pop(next(iter(pools)))
+                    held = pools[key] = (entry, [])
+                self._pool = held[1]
+            if self._pool:
+                ex = self._pool.pop()
+                ex.rebind_program(flat_a, flat_o, tag_base)
+                self._execution = ex
+            else:
+                scratch, tmp = _program_sizes(comm, entry, a.dtype.itemsize)
+                self._execution = _core.Execution.program(
+                    comm._comm, entry.program, flat_a, flat_o, np.empty(tmp, dtype=np.uint8),
+                    entry.dcode, op_code, comm.segment_bytes, comm.inflight,
+                    np.empty(scratch, dtype=np.uint8), tag_base, entry.holds, comm._notice)
             comm._request_slots["busy"][self._slot] = weakref.ref(self)
         return None
 
@@ -274,7 +296,11 @@ class Request(metaclass=abc.ABCMeta):
         ex = self._execution
         self._execution = None
         if ex is not None and self._state != "failed":
-            ex.free()
+            pool = getattr(self, "_pool", None)
+            if pool is not None and self._state == "done" and len(pool) < _POOLED_PER_SHAPE:
+                pool.append(ex)   # idle again: the next call of this shape reuses it
+            else:
+                ex.free()
 
     # -- public -------------------------------------------------------------------------
 
