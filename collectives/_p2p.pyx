@@ -263,8 +263,12 @@ cdef int _run(owner, list wanted, bint once, double limit) except -1:
             now_limit = 0.0
             if limit > 0:
                 now_limit = limit - spent if limit - spent > 1e-9 else 1e-9
-            with nogil:
+            if once:   # one pass of tests and probes: not worth giving the GIL away
                 status = cl_p2p_progress(comm, ops, <int>n, once, now_limit, nc, notice_peer, &failed, &res)
+            else:
+                with nogil:
+                    status = cl_p2p_progress(comm, ops, <int>n, once, now_limit, nc, notice_peer,
+                                             &failed, &res)
             spent += res.elapsed
             if _write_back(queue, ops, n, failed) and pending:
                 pending[:] = [q for q in pending if not (<RequestBase>q)._done
