@@ -648,17 +648,9 @@ class ProcessGroupCollectives(dist.ProcessGroup):
         comm = self.comm
         p, me = self._size, self._rank
         if comm.emulate:
-            sc = np.zeros(p, dtype=np.int64)
-            rc = np.zeros(p, dtype=np.int64)
-            if what == "gather":
-                sc[root] = nbytes
-                rc[:] = nbytes if me == root else 0
-            else:
-                sc[:] = nbytes if me == root else 0
-                rc[root] = nbytes
-            self._alltoallv(send, recv, sc, rc, what)
+            self._rooted_alltoallv(what, send, recv, nbytes, root)
             return
-        if p == 1 or nbytes == 0:
+        if p == 1 or nbytes == 0:   # nothing to send: the root's own block at most
             if nbytes:
                 recv.copy_(send)
             return
@@ -675,6 +667,20 @@ class ProcessGroupCollectives(dist.ProcessGroup):
                         comm.inflight, comm._scratch, comm.timeout_or_zero, None, comm._notice)
         if res is not None:
             comm._check_result(res, what, "direct", 1)
+
+    def _rooted_alltoallv(self, what, send, recv, nbytes, root):
+        """The same gather or scatter as an all-to-all-v with zero blocks, counts agreed first
+        (emulated links price every block of it)."""
+        p, me = self._size, self._rank
+        sc = np.zeros(p, dtype=np.int64)
+        rc = np.zeros(p, dtype=np.int64)
+        if what == "gather":
+            sc[root] = nbytes
+            rc[:] = nbytes if me == root else 0
+        else:
+            sc[:] = nbytes if me == root else 0
+            rc[root] = nbytes
+        self._alltoallv(send, recv, sc, rc, what)
 
     def barrier(self, opts=None, timeout=None):
         if isinstance(opts, timedelta):
