@@ -236,6 +236,24 @@ class ProcessGroupCollectives(dist.ProcessGroup):
                        "it (init_process_group / new_group)", RuntimeError)
         return name
 
+    # torch's Python code asks a group for its per-device backend object (FSDP2's
+    # set_allocate_memory_from_process_group_for_comm, batch_isend_irecv's coalescing check,
+    # the time estimator): this group is its own CPU backend and says what it does not offer.
+    def _get_backend(self, device):
+        kind = device.type if isinstance(device, torch.device) else str(torch.device(device).type)
+        if kind != "cpu":
+            raise _bad(f"the {BACKEND_NAME} backend runs CPU tensors only; it has no backend "
+                       f"for device type {kind}", RuntimeError)
+        return self
+
+    supports_splitting = False
+    supports_coalescing = False
+    supports_time_estimate = False
+
+    def supports_tensor_alloc(self, device):
+        """No memory of its own: FSDP2 then allocates its staging buffers with torch.empty."""
+        return False
+
     def _set_group_desc(self, desc):
         self._group_desc = str(desc)
 
