@@ -39,6 +39,7 @@ from typing import Any, Iterable, Optional
 
 import numpy as np
 
+from . import _p2p
 from . import dtypes as _dt
 from ._constants import BUF_TMP
 from ._mpicheck import load_core
@@ -481,9 +482,10 @@ def wait_all(requests: Iterable[Any], timeout: float | None = None) -> list:
     breaks, except for a receive that never matched); the other requests are
     left as they are and may still be waited for.
     """
-    from . import _p2p
-
-    reqs = list(requests)
+    reqs = requests if type(requests) is list else list(requests)
+    done = _p2p.wait_all_of_one(reqs, timeout)   # point-to-point of one Communicator: one call
+    if done is not None:
+        return done
     p2p_reqs = []
     for r in reqs:
         if isinstance(r, _p2p.RequestBase):
@@ -527,8 +529,6 @@ def _wait_mixed(colls: list, p2p_reqs: list, owners: dict, timeout) -> None:
     """Collectives' and point-to-point requests (or those of several Communicators) together:
     each moved on in turn until all are done; a deadline passed raises through its request."""
     import time
-
-    from . import _p2p
 
     for r in colls:
         if r._state not in ("active", "done"):
