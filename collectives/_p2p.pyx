@@ -180,8 +180,54 @@ cdef class RequestBase:
             raise self._error
         if self._done:
             return self._status
-        _run(self._comm, [self], False, _limit(self._comm, timeout))
+        owner = self._comm
+        cdef double limit = _limit(owner, timeout)
+        cdef list pending = owner._p2p_pending
+        if not pending or (len(pending) == 1 and pending[0] is self):
+            # nothing else queued: one wait in the core, as a blocking call
+            if self._wait_alone(owner, pending, limit):
+                return self._status
+        _run(owner, [self], False, limit)
         return self._status
+
+    cdef bint _wait_alone(self, owner, list pending, double limit) except -1:
+        """Wait for this request alone (no other receive queued); False when the queue's
+        general wait must finish it (a long message before MPI 4, received by mpi4py)."""
+        cdef cl_p2p_result res
+        cdef MPI_Comm nc = _comm_or_null(owner._notice) if owner.size > 1 else MPI_COMM_NULL
+        cdef MPI.Request h
+        cdef int status, peer = self.peer
+        cdef MPI_Request req = MPI_REQUEST_NULL
+        cdef MPI_Message msg = MPI_MESSAGE_NULL
+        cdef cnp.ndarray o
+        cdef MPI_Comm comm
+        cdef void *buf
+        cdef int64_t capacity
+        cdef int itemsize = self._itemsize, tag = self.tag
+        if self._mpi is not None:   # a send, or a matched receive
+            h = <MPI.Request>self._mpi
+            with nogil:
+                status = cl_p2p_wait(&h.ob_mpi, limit, nc, peer, &res)
+            if status != CL_P2P_OK:
+                self._fail(status, res.elapsed, res.notice_from, res.message.decode("utf-8", "replace"))
+            self._mpi = None
+            self._done = True
+            if self._recv:
+                del pending[:]
+            return True
+        o = <cnp.ndarray>self._buf
+        comm = (<MPI.Comm>owner._p2p).ob_mpi
+        buf = _data(o)
+        capacity = cnp.PyArray_NBYTES(o)
+        with nogil:
+            status = cl_p2p_recv(comm, buf, capacity, itemsize, peer, tag, 1, 0, limit, nc, &req, &msg, &res)
+        if status == CL_P2P_OK and req == MPI_REQUEST_NULL:
+            self._status = _tuple_new(_STATUS[0], (res.source, res.tag, res.nbytes // itemsize))
+            self._done = True
+            del pending[:]
+            return True
+        self._take(_recv_outcome(status, req, msg, &res), True)   # raises what failed
+        return self._done
 
     @property
     def status(self):
