@@ -67,6 +67,8 @@ class Request(_core.RequestBase):
     requests are completed together by :func:`collectives.wait_all`.
     """
 
+    __slots__ = ()   # every field lives in the compiled base: no per-request dict
+
     def __init__(self, comm, kind: str, buf, peer: int, tag: int, itemsize: int):
         self._comm = comm          # the collectives.Communicator
         self.kind = kind           # "send" or "recv"
