@@ -162,7 +162,13 @@ cdef class RequestBase:
     cdef public bint _done, _recv
 
     def test(self):
-        """True when the operation is complete (progressing it, and earlier receives, a little)."""
+        """Move the Communicator's queue on once, without waiting.
+
+        Returns
+        -------
+        bool
+            True once this operation is complete. Raises the operation's error if it failed.
+        """
         if self._error is not None:
             raise self._error
         if not self._done:
@@ -170,11 +176,27 @@ cdef class RequestBase:
         return self._done
 
     def wait(self, timeout=None):
-        """Complete the operation; a :class:`RecvStatus` for a receive, None for a send.
+        """Complete the operation, moving the Communicator's other queued receives on meanwhile.
 
-        Raises :class:`~collectives.errors.CollectiveTimeout` past the deadline
-        (``timeout`` seconds, else the Communicator's), naming the peer and tag,
-        and :class:`~collectives.errors.PeerFailure` when the peer left.
+        Parameters
+        ----------
+        timeout : float, optional
+            Seconds from now; by default the Communicator's timeout.
+
+        Returns
+        -------
+        RecvStatus or None
+            The receive's status (``source``, ``tag``, ``count``); None for a send.
+
+        Raises
+        ------
+        CollectiveTimeout
+            Past the deadline, naming the peer and tag (an unmatched receive is
+            withdrawn and the Communicator stays usable).
+        PeerFailure
+            When the peer left or failed.
+        MismatchError
+            When the message does not fit ``out`` (it is discarded).
         """
         if self._error is not None:
             raise self._error
