@@ -590,9 +590,7 @@ cdef class FastP2P:
     cdef RequestBase _post_recv(self, owner, cnp.ndarray o, int source, int tag):
         cdef RequestBase r = self._request(owner, _RECV, o, source, tag)
         r._mpi = None
-        cdef list pending = owner._p2p_pending
-        pending.append(r)
-        _match_new(owner, pending, r)
+        owner._p2p_pending.append(r)   # matched in its turn by the first wait or test
         return r
 
     def isend(self, owner, x, dest, tag):
@@ -671,43 +669,6 @@ cdef class FastP2P:
             return _tuple_new(self.status_type, (res.source, res.tag, res.nbytes // itemsize))
         # anything but a completed receive: the checked path's handling, from the same result
         return self.finish.recv_rest(owner, o, src, tag, timeout, _recv_outcome(status, req, msg, &res))
-
-
-cdef int _match_new(owner, list pending, RequestBase r) except -1:
-    """One probe for the receive ``r`` just queued (last in ``pending``), unless an earlier
-    unmatched receive could take its message (then its turn comes in a wait): a message
-    already there starts landing now."""
-    cdef RequestBase q
-    cdef Py_ssize_t i
-    for i in range(len(pending) - 1):
-        q = <RequestBase>pending[i]
-        if (q._recv and q._mpi is None and not q._done and q._error is None and q.tag == r.tag
-                and (q.peer == MPI_ANY_SOURCE or r.peer == MPI_ANY_SOURCE or q.peer == r.peer)):
-            return 0
-    cdef cnp.ndarray o = <cnp.ndarray>r._buf
-    cdef MPI_Comm comm = (<MPI.Comm>owner._p2p).ob_mpi
-    cdef cl_p2p_result res
-    cdef MPI_Request req = MPI_REQUEST_NULL
-    cdef MPI_Message msg = MPI_MESSAGE_NULL
-    cdef int status = cl_p2p_recv(comm, _data(o), cnp.PyArray_NBYTES(o), r._itemsize, r.peer, r.tag,
-                                  0, 1, 0.0, MPI_COMM_NULL, &req, &msg, &res)
-    cdef MPI.Request h
-    if status == CL_P2P_PENDING:
-        return 0
-    if status == CL_P2P_OK and req != MPI_REQUEST_NULL:
-        r._status = _tuple_new(_STATUS[0], (res.source, res.tag, res.nbytes // r._itemsize))
-        h = MPI.Request()
-        h.ob_mpi = req
-        r._mpi = h
-        return 0
-    try:   # a message that does not fit, or an MPI error: the request keeps the error
-        r._take(_recv_outcome(status, req, msg, &res), False)
-    except Exception as exc:
-        if r._error is not exc:
-            raise
-    if r._done or r._error is not None:
-        pending[:] = [x for x in pending if not (<RequestBase>x)._done and (<RequestBase>x)._error is None]
-    return 0
 
 
 def wait_all_of_one(list reqs, timeout=None):

@@ -230,8 +230,7 @@ def post_send(comm, a, dest: int, tag: int) -> Request:
 def post_recv(comm, o, source: int, tag: int) -> Request:
     """Queue a receive into the numpy array ``o`` (checked by the caller)."""
     req = Request(comm, "recv", o, source, tag, o.dtype.itemsize)
-    comm._p2p_pending.append(req)
-    _core.test_many(comm, [])   # match it (and earlier ones) now if the message is there
+    comm._p2p_pending.append(req)   # matched in its turn by the first wait or test
     return req
 
 
