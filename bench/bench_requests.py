@@ -11,7 +11,8 @@ mpi4py on the same buffers, a persistent all-reduce started and waited
 "auto", the executor's precompiled program), the blocking ``comm.allreduce``
 ``comm.iallreduce(...).wait()`` and, as the floor of any non-blocking call,
 mpi4py's own ``Iallreduce`` + ``Wait``. It prints the median time of the slowest
-rank and the ratio to native as markdown.
+rank and the ratio to native as markdown. ``--ring`` times ``iallreduce(algorithm="ring")``
++ ``wait`` instead, on a pooled execution and on a fresh one per call.
 
 pytest-benchmark mode (one rank, the per-call cost of the Python layer):
 
@@ -48,7 +49,33 @@ def variants(comm, x, y):
     return calls
 
 
-def measure(comm, sizes, iters, repeats=3):
+def ring_variants(comm, x, y):
+    """name -> (call, cleanup): ``iallreduce(algorithm="ring")`` + ``wait`` on a pooled
+    execution of its shape, and the same with the pool off (a fresh execution and scratch per
+    call, as before pooling), beside native ``MPI_Allreduce``."""
+    from mpi4py import MPI
+
+    from collectives import requests
+
+    base = comm.mpi_comm
+    per_shape = requests._POOLED_PER_SHAPE
+
+    def pooled():
+        requests._POOLED_PER_SHAPE = per_shape
+        comm.iallreduce(x, out=y, algorithm="ring").wait()
+
+    def fresh():
+        requests._POOLED_PER_SHAPE = 0
+        comm.__dict__.pop("_program_pools", None)
+        comm.iallreduce(x, out=y, algorithm="ring").wait()
+        requests._POOLED_PER_SHAPE = per_shape
+
+    return {"native MPI_Allreduce": (lambda: base.Allreduce(x, y, op=MPI.SUM), None),
+            "iallreduce ring, pooled": (pooled, None),
+            "iallreduce ring, fresh execution": (fresh, None)}
+
+
+def measure(comm, sizes, iters, repeats=3, variants=variants):
     """Rows of (size, {label: median us}): the median over ``repeats`` interleaved runs of
     the median time of the slowest rank."""
     from mpi4py import MPI
@@ -101,9 +128,12 @@ def main(argv=None):
     ap.add_argument("--sizes", default="8:4K:8")
     ap.add_argument("--iters", type=int, default=2000, help="interleaved iterations per run")
     ap.add_argument("--repeats", type=int, default=3, help="runs per size (their median is shown)")
+    ap.add_argument("--ring", action="store_true",
+                    help="iallreduce on the executor's ring program, pooled and not, instead")
     args = ap.parse_args(argv)
     comm = cl.Communicator()
-    rows = measure(comm, parse_size_range(args.sizes), args.iters, args.repeats)
+    rows = measure(comm, parse_size_range(args.sizes), args.iters, args.repeats,
+                   variants=ring_variants if args.ring else variants)
     if comm.rank == 0:
         print(markdown(rows, comm.size))
     comm.free()

@@ -20,6 +20,7 @@ from collectives.libexecutor cimport (CL_BLOCKING_DEADLINE_MAX_BYTES, CL_NATIVE_
                                       cl_create, cl_create_native, cl_done, cl_blocking_deadline,
                                       cl_emulation_delays, cl_emulation_lateness, cl_execute, cl_execution, cl_free,
                                       cl_have_persistent, cl_is_persistent, cl_native, cl_now, cl_rebind_native,
+                                      cl_rebind_program,
                                       cl_result, cl_row, cl_scratch_needed, cl_set_polls_before_yield,
                                       cl_start, cl_test, cl_wait, cl_wait_all)
 from libc.stdlib cimport free, malloc
@@ -490,6 +491,19 @@ cdef class Execution:
         if cl_rebind_native(self.ex, _data(sendbuf), _data(recvbuf)) != CL_OK:
             raise ValueError("only an idle, non-persistent native execution can be rebound")
         self.keep = (comm, sendbuf, recvbuf, notice)
+
+    def rebind_program(self, cnp.ndarray inbuf not None, cnp.ndarray outbuf not None, int tag_base):
+        """Point an idle program execution at new input and output buffers of its sizes and a
+        new tag base, keeping its tmp and scratch (the pool of non-blocking calls by shape)."""
+        if self.ex == NULL or self.native:
+            raise ValueError("only an idle program execution can be rebound")
+        _, program, old_in, old_out, tmp, scratch, holds, notice = self.keep
+        if cnp.PyArray_NBYTES(inbuf) != cnp.PyArray_NBYTES(old_in) or \
+                cnp.PyArray_NBYTES(outbuf) != cnp.PyArray_NBYTES(old_out):
+            raise ValueError("a pooled execution is rebound to buffers of its own sizes only")
+        if cl_rebind_program(self.ex, _data(inbuf), _data(outbuf), tag_base) != CL_OK:
+            raise ValueError("only an idle program execution can be rebound")
+        self.keep = (self.keep[0], program, inbuf, outbuf, tmp, scratch, holds, notice)
 
     @property
     def persistent(self):

@@ -672,6 +672,9 @@ class Communicator:
         ranks with one tag arrive in the order they were sent; they never match
         collective traffic.
         """
+        made = self._fast_p2p.isend(self, x, dest, tag)
+        if made is not _FAST_P2P_MISS:
+            return made
         a = as_array(x, "x")
         dest = self._peer(dest, "dest")
         tag = self._tag(tag)
@@ -686,6 +689,9 @@ class Communicator:
         ``out``, or not a whole number of its elements, raises
         :class:`~collectives.errors.MismatchError` (the message is discarded).
         """
+        made = self._fast_p2p.irecv(self, out, source, tag)
+        if made is not _FAST_P2P_MISS:
+            return made
         o = as_array(out, "out", writable=True)
         source = self._peer(source, "source", allow_any=True)
         tag = self._tag(tag)

@@ -98,6 +98,7 @@ cdef extern from "executor.h" nogil:
     int cl_wait_all(cl_execution **es, int n, double deadline, int *failed, cl_result *res)
     int cl_done(const cl_execution *e)
     int cl_rebind_native(cl_execution *e, const void *sendbuf, void *recvbuf)
+    int cl_rebind_program(cl_execution *e, void *inbuf, void *outbuf, int tag_base)
     int cl_is_persistent(const cl_execution *e)
     int cl_have_persistent()
     void cl_free(cl_execution *e)

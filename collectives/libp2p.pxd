@@ -34,4 +34,25 @@ cdef extern from "p2p.h" nogil:
                     MPI_Message *message, cl_p2p_result *res)
     int cl_p2p_send(MPI_Comm comm, const void *buf, int64_t nbytes, int dest, int tag,
                     double timeout, MPI_Comm notice, MPI_Request *req, cl_p2p_result *res)
+    enum:
+        CL_OP_UNMATCHED
+        CL_OP_ACTIVE
+        CL_OP_DONE
+
+    ctypedef struct cl_p2p_op:
+        MPI_Request req
+        MPI_Message message
+        void *buf
+        int64_t capacity
+        int itemsize
+        int is_recv
+        int state
+        int wanted
+        int peer, tag
+        int matched
+        int source, got_tag
+        int64_t nbytes
+
+    int cl_p2p_progress(MPI_Comm comm, cl_p2p_op *ops, int n, int once, double timeout,
+                        MPI_Comm notice, int notice_peer, int *failed, cl_p2p_result *res)
     void cl_p2p_set_polls_before_yield(int polls)

@@ -14,14 +14,14 @@ later receive does not probe while an earlier one that could take the same
 message is still unmatched (MPI's non-overtaking rule).
 
 The waits run in the compiled core (csrc/p2p.c) without the GIL: a blocking
-``send``/``recv`` is one call into C, and ``Request.wait`` is too whenever no
-other receive of the Communicator is still waiting to be matched. Only then
-does a wait loop in Python, so that it can match those receives in their turn.
+``send``/``recv`` is one call into C, and so is ``Request.wait``/``test`` (and
+:func:`collectives.wait_all` over requests of one Communicator) with any number
+of receives queued: the core matches the queued receives in their turn while
+it waits. Only a failure comes back to Python, whose methods here raise it.
 """
 
 from __future__ import annotations
 
-import time
 from typing import NamedTuple, Optional
 
 from mpi4py import MPI
@@ -30,9 +30,6 @@ from . import _executor
 from . import _p2p as _core
 from . import notices
 from .errors import CollectiveTimeout, CommunicationError, CommunicatorBroken, MismatchError, PeerFailure
-
-#: seconds between two probes of the notice duplicate while a request waits
-NOTICE_POLL = 1e-3
 
 ANY = "any"
 
@@ -59,79 +56,33 @@ class RecvStatus(NamedTuple):
         return self.source
 
 
-class Request:
+class Request(_core.RequestBase):
     """A point-to-point operation in flight (from :meth:`Communicator.isend` / ``irecv``).
 
     ``wait(timeout=None)`` completes it (the Communicator's deadline when
     ``timeout`` is None) and returns None for a send or a :class:`RecvStatus`
-    for a receive; ``test()`` says whether it is complete, without waiting.
+    for a receive; ``test()`` says whether it is complete, without waiting;
+    ``status`` is the receive's status once complete. Both move every queued
+    receive of the Communicator on, in posting order, in compiled code; several
+    requests are completed together by :func:`collectives.wait_all`.
     """
+
+    __slots__ = ()   # every field lives in the compiled base: no per-request dict
 
     def __init__(self, comm, kind: str, buf, peer: int, tag: int, itemsize: int):
         self._comm = comm          # the collectives.Communicator
         self.kind = kind           # "send" or "recv"
+        self._recv = kind == "recv"
         self._buf = buf            # keeps the numpy view alive while MPI uses it
         self.peer = peer           # MPI.ANY_SOURCE for an any-source receive
         self.tag = tag
         self._itemsize = itemsize
-        self._mpi: Optional[MPI.Request] = None
-        self._status: Optional[RecvStatus] = None
+        self._mpi = None           # the MPI.Request of a send or a matched receive
+        self._status = None
         self._done = False
-        self._error: Optional[Exception] = None
+        self._error = None
 
-    # ---- public --------------------------------------------------------------------
-
-    def test(self) -> bool:
-        """True when the operation is complete (progressing it, and earlier receives, a little)."""
-        if self._error is not None:
-            raise self._error
-        if not self._done:
-            if self.kind == "send":
-                _finish_if_done(self)
-            # a send may wait for a receive of this rank that is queued but not yet posted
-            # (a send to oneself, or a ring of exchanges): progress those too
-            if not self._done:
-                _progress(self._comm)
-            if self._error is not None:
-                raise self._error
-        return self._done
-
-    def wait(self, timeout: float | None = None):
-        """Complete the operation; a :class:`RecvStatus` for a receive, None for a send.
-
-        Raises :class:`~collectives.errors.CollectiveTimeout` past the deadline
-        (``timeout`` seconds, else the Communicator's), naming the peer and tag,
-        and :class:`~collectives.errors.PeerFailure` when the peer left.
-        """
-        comm = self._comm
-        limit = comm._deadline(timeout)
-        if self._error is not None:
-            raise self._error
-        if not self._done and not (comm._p2p_pending and _others_unmatched(comm, self)):
-            self._wait_in_core(limit)
-            if self._done:
-                return self._status
-        start = time.monotonic()
-        next_notice = start + NOTICE_POLL
-        spins = 0
-        while not self.test():
-            now = time.monotonic()
-            if limit and now - start > limit:
-                self._expire(now - start)
-            if now >= next_notice:
-                self._check_notices()
-                next_notice = now + NOTICE_POLL
-            spins += 1
-            if spins > 1000:
-                time.sleep(0)   # long waits yield the core to the peer (shared machines)
-        return self._status
-
-    @property
-    def status(self) -> Optional[RecvStatus]:
-        """The receive's status once complete (None before, and for a send)."""
-        return self._status
-
-    # ---- internals -----------------------------------------------------------------
+    # ---- internals (the core calls these when a wait fails) ----------------------------
 
     def _peer_text(self) -> str:
         return "any rank" if self.peer == MPI.ANY_SOURCE else f"rank {self.peer}"
@@ -152,23 +103,6 @@ class Request:
             collective=self.kind, algorithm="p2p", peers=() if self.peer < 0 else (self.peer,),
             bytes_outstanding=int(getattr(self._buf, "nbytes", 0)), elapsed=elapsed)
         raise self._error
-
-    def _wait_in_core(self, limit: float) -> None:
-        """Wait in C: match (an unmatched receive) and complete, or raise as the Python loop would."""
-        comm = self._comm
-        notice = _notice_of(comm)
-        if self._mpi is not None:
-            failed = _core.wait(self._mpi, limit, notice, self.peer)
-            if failed is None:
-                self._mpi = None
-                self._done = True
-                if self.kind == "recv":
-                    _withdraw(comm, self)
-                return
-            self._fail(failed[0], failed[1], failed[2], failed[3])
-        out = _core.recv(comm._p2p, self._buf, self.peer, self.tag, True, False, limit, notice)
-        if self._take(out, waited=True) and self._done:
-            _withdraw(comm, self)
 
     def _take(self, out, waited: bool) -> bool:
         """Apply what ``_core.recv`` returned; True when the receive is complete (or matched and
@@ -217,17 +151,6 @@ class Request:
             f"{self.tag}) failed in MPI: {message}. This Communicator is now unusable.")
         raise self._error
 
-    def _check_notices(self):
-        comm = self._comm
-        notice = comm._notice
-        if notice is None or comm.size < 2:
-            return
-        status = MPI.Status()
-        source = MPI.ANY_SOURCE if self.peer == MPI.ANY_SOURCE else self.peer
-        if not notice.Iprobe(source=source, tag=notices.TAG, status=status):
-            return
-        self._peer_left(status.Get_source())
-
     def _peer_left(self, peer: int):
         comm = self._comm
         notice = comm._notice
@@ -248,18 +171,9 @@ def _notice_of(comm):
     return comm._notice if comm.size > 1 else None
 
 
-def _others_unmatched(comm, req=None) -> bool:
-    """Is a receive of ``comm`` other than ``req`` still waiting to be matched? Only a Python
-    loop matches those in their turn while another request waits."""
-    for r in comm._p2p_pending:
-        if r is not req and r._mpi is None and not r._done and r._error is None:
-            return True
-    return False
-
-
 def send(comm, a, dest: int, tag: int, timeout) -> None:
     """Send the numpy array ``a`` (checked by the caller) and wait, in one call into the core."""
-    if comm._p2p_pending and _others_unmatched(comm) or a.nbytes > _ONE_CALL_BYTES:
+    if comm._p2p_pending or a.nbytes > _ONE_CALL_BYTES:   # queued receives move on as it waits
         post_send(comm, a, dest, tag).wait(timeout)
         return
     failed = _core.send(comm._p2p, a, dest, tag,
@@ -281,7 +195,7 @@ def send_failed(comm, a, dest: int, tag: int, failed) -> None:
 
 def recv(comm, o, source: int, tag: int, timeout) -> RecvStatus:
     """Receive into the numpy array ``o`` (checked by the caller), in one call into the core."""
-    if comm._p2p_pending and _others_unmatched(comm):
+    if comm._p2p_pending:   # earlier receives are matched first, in their turn
         return post_recv(comm, o, source, tag).wait(timeout)
     out = _core.recv(comm._p2p, o, source, tag, True, False,
                      comm.timeout_or_zero if timeout is None else comm._deadline(timeout),
@@ -316,44 +230,8 @@ def post_send(comm, a, dest: int, tag: int) -> Request:
 def post_recv(comm, o, source: int, tag: int) -> Request:
     """Queue a receive into the numpy array ``o`` (checked by the caller)."""
     req = Request(comm, "recv", o, source, tag, o.dtype.itemsize)
-    comm._p2p_pending.append(req)
-    _progress(comm)
+    comm._p2p_pending.append(req)   # matched in its turn by the first wait or test
     return req
-
-
-def _overlaps(a: Request, b: Request) -> bool:
-    """Could one message match both receives?"""
-    any_s = MPI.ANY_SOURCE
-    return a.peer == any_s or b.peer == any_s or a.peer == b.peer
-
-
-def _progress(comm) -> None:
-    """Move every request of ``comm`` that can move: match receives in posting order, test."""
-    pending = comm._p2p_pending
-    if not pending:
-        return
-    blocked: list = []
-    for req in list(pending):
-        if req._done or req._error is not None:
-            continue
-        if req.kind == "recv" and req._mpi is None:
-            if any(_overlaps(req, earlier) and earlier.tag == req.tag for earlier in blocked):
-                continue
-            if not _match(comm, req):
-                blocked.append(req)
-                continue
-        _finish_if_done(req)
-    pending[:] = [r for r in pending if not r._done and r._error is None]
-
-
-def _match(comm, req: Request) -> bool:
-    """Probe once for ``req``'s message; when it is there, check its size and start receiving it
-    (a message that does not fit is taken and discarded: ``req`` then holds the error)."""
-    out = _core.recv(comm._p2p, req._buf, req.peer, req.tag, False, True, 0.0, None)
-    try:
-        return req._take(out, waited=False)
-    except (MismatchError, CommunicationError):
-        return True   # req._error says why; its wait raises it
 
 
 def _mismatch(req: Request, source: int, nbytes: int) -> MismatchError:
@@ -363,12 +241,6 @@ def _mismatch(req: Request, source: int, nbytes: int) -> MismatchError:
         f"holds {o.nbytes} bytes of {o.dtype} (itemsize {req._itemsize})"
         + (": it would be truncated" if nbytes > o.nbytes else ": not a whole number of elements")
         + ". The message was discarded; the Communicator stays usable.")
-
-
-def _finish_if_done(req: Request) -> None:
-    if req._mpi is not None and req._mpi.Test():
-        req._mpi = None
-        req._done = True
 
 
 def _withdraw(comm, req: Request) -> None:

@@ -39,6 +39,7 @@ from typing import Any, Iterable, Optional
 
 import numpy as np
 
+from . import _p2p
 from . import dtypes as _dt
 from ._constants import BUF_TMP
 from ._mpicheck import load_core
@@ -51,6 +52,11 @@ _TAGS = int(_core.TAGS_PER_EXECUTION)
 
 #: native executions that failed while MPI may still use their buffers: kept alive for good
 _LEFT_TO_MPI: list = []
+
+#: call shapes of non-blocking calls on the executor's programs pooled per Communicator, and
+#: idle executions kept per shape (each request in flight holds its own)
+_POOLED_SHAPES = 16
+_POOLED_PER_SHAPE = 4
 
 
 def _buffer_state(obj) -> tuple:
@@ -187,13 +193,30 @@ class Request(metaclass=abc.ABCMeta):
                 comm._remember(collective, algorithm, self._bound, a, o,
                                op if collective == "allreduce" else None, op_code, int(root), entry)
         else:
-            scratch, tmp = _program_sizes(comm, entry, a.dtype.itemsize)
             self._slot, tag_base = _tag_base(comm, self._persistent)
-            self._execution = _core.Execution.program(
-                comm._comm, entry.program, a if a.ndim == 1 else a.reshape(-1),
-                o if o.ndim == 1 else o.reshape(-1), np.empty(tmp, dtype=np.uint8),
-                entry.dcode, op_code, comm.segment_bytes, comm.inflight, np.empty(scratch, dtype=np.uint8),
-                tag_base, entry.holds, comm._notice)
+            flat_a = a if a.ndim == 1 else a.reshape(-1)
+            flat_o = o if o.ndim == 1 else o.reshape(-1)
+            self._pool = None
+            if not self._persistent:
+                # one pool per call shape: an idle execution keeps its tmp and scratch
+                key = (id(entry), a.dtype.str, a.size, o.size, op_code, comm.segment_bytes, comm.inflight)
+                pools = comm.__dict__.setdefault("_program_pools", {})
+                held = pools.get(key)
+                if held is None or held[0] is not entry:
+                    if len(pools) >= _POOLED_SHAPES:
+                        pools.pop(next(iter(pools)))
+                    held = pools[key] = (entry, [])
+                self._pool = held[1]
+            if self._pool:
+                ex = self._pool.pop()
+                ex.rebind_program(flat_a, flat_o, tag_base)
+                self._execution = ex
+            else:
+                scratch, tmp = _program_sizes(comm, entry, a.dtype.itemsize)
+                self._execution = _core.Execution.program(
+                    comm._comm, entry.program, flat_a, flat_o, np.empty(tmp, dtype=np.uint8),
+                    entry.dcode, op_code, comm.segment_bytes, comm.inflight,
+                    np.empty(scratch, dtype=np.uint8), tag_base, entry.holds, comm._notice)
             comm._request_slots["busy"][self._slot] = weakref.ref(self)
         return None
 
@@ -274,7 +297,11 @@ class Request(metaclass=abc.ABCMeta):
         ex = self._execution
         self._execution = None
         if ex is not None and self._state != "failed":
-            ex.free()
+            pool = getattr(self, "_pool", None)
+            if pool is not None and self._state == "done" and len(pool) < _POOLED_PER_SHAPE:
+                pool.append(ex)   # idle again: the next call of this shape reuses it
+            else:
+                ex.free()
 
     # -- public -------------------------------------------------------------------------
 
@@ -442,18 +469,44 @@ def _release_persistent():
 
 # ---- many at once -------------------------------------------------------------------
 
-def wait_all(requests: Iterable[Request], timeout: float | None = None) -> list:
+def wait_all(requests: Iterable[Any], timeout: float | None = None) -> list:
     """Wait for every request, progressing them all together; their results in order.
 
-    The requests may belong to several Communicators. The core moves each on in
-    turn (no Python thread). On the first failure its error is raised (that
-    request's Communicator breaks); the other requests are left as they are and
-    may still be waited for.
+    The requests may belong to several Communicators, and may be collectives'
+    requests (results: what their ``wait`` returns) or point-to-point ones from
+    ``isend``/``irecv`` (results: None for a send, a
+    :class:`~collectives.p2p.RecvStatus` for a receive). The core moves each on
+    in turn (no Python thread); point-to-point requests of one Communicator are
+    waited for in one compiled call, their receives matched in posting order.
+    On the first failure its error is raised (that request's Communicator
+    breaks, except for a receive that never matched); the other requests are
+    left as they are and may still be waited for.
     """
-    reqs = list(requests)
+    reqs = requests if type(requests) is list else list(requests)
+    done = _p2p.wait_all_of_one(reqs, timeout)   # point-to-point of one Communicator: one call
+    if done is not None:
+        return done
+    p2p_reqs = []
     for r in reqs:
-        if not isinstance(r, Request):
+        if isinstance(r, _p2p.RequestBase):
+            p2p_reqs.append(r)
+        elif not isinstance(r, Request):
             raise InvalidType(f"wait_all takes requests, got {type(r).__name__}")
+    if timeout is not None:
+        timeout = _check_timeout(timeout)
+    if not p2p_reqs:
+        _wait_collectives(reqs, timeout)
+        return [r._result for r in reqs]
+    colls = [r for r in reqs if not isinstance(r, _p2p.RequestBase)]
+    owners = {id(r._comm): r._comm for r in p2p_reqs}
+    if not colls and len(owners) == 1:
+        _p2p.wait_many(p2p_reqs[0]._comm, p2p_reqs, timeout)
+    else:
+        _wait_mixed(colls, p2p_reqs, owners, timeout)
+    return [r._status if isinstance(r, _p2p.RequestBase) else r._result for r in reqs]
+
+
+def _wait_collectives(reqs: list, timeout) -> None:
     pending = [r for r in reqs if r._state == "active"]
     for r in reqs:
         if r._state not in ("active", "done"):
@@ -461,7 +514,7 @@ def wait_all(requests: Iterable[Request], timeout: float | None = None) -> list:
     if pending:
         deadline = 0.0
         if timeout is not None:
-            deadline = _core.now() + _check_timeout(timeout)
+            deadline = _core.now() + timeout
         failure = _core.wait_all([r._execution for r in pending], deadline)
         for i, r in enumerate(pending):
             if failure is not None and i == failure[0]:
@@ -470,7 +523,37 @@ def wait_all(requests: Iterable[Request], timeout: float | None = None) -> list:
                 r._finish()
         if failure is not None:
             pending[failure[0]]._fail(failure[1])
-    return [r._result for r in reqs]
+
+
+def _wait_mixed(colls: list, p2p_reqs: list, owners: dict, timeout) -> None:
+    """Collectives' and point-to-point requests (or those of several Communicators) together:
+    each moved on in turn until all are done; a deadline passed raises through its request."""
+    import time
+
+    for r in colls:
+        if r._state not in ("active", "done"):
+            r._not_active("wait_all")
+    by_owner = {key: [r for r in p2p_reqs if id(r._comm) == key] for key in owners}
+    start = time.monotonic()
+    spins = 0
+    while True:
+        done = all([r.test() for r in colls])
+        for key, mine in by_owner.items():
+            done = _p2p.test_many(owners[key], mine) and done
+        if done:
+            return
+        elapsed = time.monotonic() - start
+        for r in p2p_reqs:
+            limit = r._comm._deadline(timeout)
+            if not r._done and limit and elapsed > limit:
+                r.wait(timeout=1e-6)   # raises its own timeout, naming its peer and tag
+        if timeout is not None and elapsed > timeout:
+            for r in colls:
+                if r._state == "active":
+                    r.wait(timeout=1e-6)
+        spins += 1
+        if spins > 1000:
+            time.sleep(0)   # long waits yield the core to the peers (shared machines)
 
 
 def test_all(requests: Iterable[Request]) -> bool:

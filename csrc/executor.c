@@ -1648,6 +1648,17 @@ cl_execution *cl_create_native(MPI_Comm comm, int which, const void *sendbuf, vo
 
 int cl_is_persistent(const cl_execution *e) { return e->persistent; }
 
+int cl_rebind_program(cl_execution *e, void *inbuf, void *outbuf, int tag_base)
+{
+    /* a run in flight, or a failed one, may still have MPI reading and writing the old ones */
+    if (e->native || tag_base < 0 || (e->phase != PHASE_IDLE && e->phase != PHASE_DONE))
+        return CL_BAD_PROGRAM;
+    e->bufs[CL_BUF_IN] = inbuf;
+    e->bufs[CL_BUF_OUT] = outbuf;
+    e->x.tag_base = tag_base;
+    return CL_OK;
+}
+
 int cl_rebind_native(cl_execution *e, const void *sendbuf, void *recvbuf)
 {
     /* a persistent request is bound to its buffers by MPI; a run in flight, or a failed

@@ -159,6 +159,11 @@ int cl_done(const cl_execution *e);
  * CL_BAD_PROGRAM (nothing changed) for any other execution. */
 int cl_rebind_native(cl_execution *e, const void *sendbuf, void *recvbuf);
 
+/* The same for an idle (never started, or completed) program execution: new input and
+ * output buffers of the same sizes and a new tag_base; its tmp and scratch are kept.
+ * CL_BAD_PROGRAM (nothing changed) for any other execution. */
+int cl_rebind_program(cl_execution *e, void *inbuf, void *outbuf, int tag_base);
+
 /* 1 when a native execution holds an MPI-4 persistent request. */
 int cl_is_persistent(const cl_execution *e);
 

@@ -228,3 +228,96 @@ done:
     res->elapsed = now_s() - w.t0;
     return res->status;
 }
+
+/* Could one message match both receives a (earlier) and b? */
+static int may_take(const cl_p2p_op *a, const cl_p2p_op *b)
+{
+    return a->tag == b->tag && (a->peer == MPI_ANY_SOURCE || b->peer == MPI_ANY_SOURCE || a->peer == b->peer);
+}
+
+/* Match the unmatched receive ops[i] if its message is there; 1 when it moved. */
+static int try_match(MPI_Comm comm, cl_p2p_op *ops, int i, int *failed, cl_p2p_result *res)
+{
+    cl_p2p_op *op = &ops[i];
+    for (int j = 0; j < i; j++)   /* MPI's non-overtaking rule, in posting order */
+        if (ops[j].is_recv && ops[j].state == CL_OP_UNMATCHED && may_take(&ops[j], op)) return 0;
+    int flag = 0;
+    MPI_Status st;
+    int rc = MPI_Improbe(op->peer, op->tag, comm, &flag, &op->message, &st);
+    if (rc != MPI_SUCCESS) {
+        mpi_failed(res, rc, "probing for the message failed");
+        *failed = i;
+        return -1;
+    }
+    if (!flag) return 0;
+    MPI_Count count = 0;
+    rc = MPI_Get_elements_x(&st, MPI_BYTE, &count);
+    if (rc != MPI_SUCCESS) {
+        mpi_failed(res, rc, "reading the message's size failed");
+        *failed = i;
+        return -1;
+    }
+    op->matched = 1;
+    op->source = st.MPI_SOURCE;
+    op->got_tag = st.MPI_TAG;
+    op->nbytes = (int64_t)count;
+    res->status = CL_P2P_OK;
+    if (take_message(&op->message, op->buf, op->capacity, op->itemsize, op->nbytes, &op->req, res)
+        != CL_P2P_OK) {
+        op->state = CL_OP_DONE;   /* the message was taken (or handed back): the caller says why */
+        *failed = i;
+        return -1;
+    }
+    op->state = CL_OP_ACTIVE;
+    return 1;
+}
+
+int cl_p2p_progress(MPI_Comm comm, cl_p2p_op *ops, int n, int once, double timeout,
+                    MPI_Comm notice, int notice_peer, int *failed, cl_p2p_result *res)
+{
+    start_result(res);
+    *failed = -1;
+    waiter w;
+    waiter_init(&w, timeout, notice, notice_peer);
+    for (;;) {
+        int moved = 0, left = 0;
+        for (int i = 0; i < n; i++) {
+            cl_p2p_op *op = &ops[i];
+            if (op->state == CL_OP_UNMATCHED) {
+                int m = try_match(comm, ops, i, failed, res);
+                if (m < 0) goto done;
+                moved |= m;
+            }
+            if (op->state == CL_OP_ACTIVE) {
+                int flag = 0;
+                int rc = MPI_Test(&op->req, &flag, MPI_STATUS_IGNORE);
+                if (rc != MPI_SUCCESS) {
+                    mpi_failed(res, rc, "waiting for the message failed");
+                    *failed = i;
+                    goto done;
+                }
+                if (flag) {
+                    op->state = CL_OP_DONE;
+                    moved = 1;
+                }
+            }
+            if (op->wanted && op->state != CL_OP_DONE) left = 1;
+        }
+        if (!left) {
+            res->status = CL_P2P_OK;
+            goto done;
+        }
+        if (once) {
+            res->status = CL_P2P_PENDING;
+            goto done;
+        }
+        if (!moved && idle_turn(&w, res)) {
+            for (int i = 0; i < n; i++)
+                if (ops[i].wanted && ops[i].state != CL_OP_DONE) { *failed = i; break; }
+            goto done;
+        }
+    }
+done:
+    res->elapsed = now_s() - w.t0;
+    return res->status;
+}

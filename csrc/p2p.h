@@ -54,6 +54,34 @@ int cl_p2p_recv(MPI_Comm comm, void *buf, int64_t capacity, int itemsize, int so
 int cl_p2p_send(MPI_Comm comm, const void *buf, int64_t nbytes, int dest, int tag,
                 double timeout, MPI_Comm notice, MPI_Request *req, cl_p2p_result *res);
 
+/* One operation of a Communicator's point-to-point queue, as cl_p2p_progress moves it. */
+enum { CL_OP_UNMATCHED = 0, CL_OP_ACTIVE = 1, CL_OP_DONE = 2 };
+
+typedef struct {
+    MPI_Request req;      /* in/out: the send or matched receive (MPI_REQUEST_NULL otherwise) */
+    MPI_Message message;  /* out, CL_P2P_LARGE: the matched message, to be received another way */
+    void *buf;            /* a receive's output buffer */
+    int64_t capacity;     /* its bytes */
+    int itemsize;
+    int is_recv;
+    int state;            /* in/out: CL_OP_UNMATCHED (a receive not matched yet), _ACTIVE, _DONE */
+    int wanted;           /* in: the call returns once every wanted operation is done */
+    int peer, tag;        /* a receive: the source (or MPI_ANY_SOURCE) and tag it takes */
+    int matched;          /* out: matched in this call; then source, got_tag, nbytes say what */
+    int source, got_tag;
+    int64_t nbytes;
+} cl_p2p_op;
+
+/* Move the queue ops[0..n) on until every wanted operation is done: receives are matched
+ * in queue order (a receive does not probe while an earlier unmatched one with the same
+ * tag could take its message), matched receives and sends are tested. once: one pass,
+ * CL_P2P_PENDING if a wanted operation is not done. Otherwise waits, with the deadline and
+ * notice watch of cl_p2p_wait. *failed is the operation a failure concerns (a message that
+ * does not fit, an MPI error, CL_P2P_LARGE; on a timeout or notice the first wanted
+ * operation not done), -1 if none. */
+int cl_p2p_progress(MPI_Comm comm, cl_p2p_op *ops, int n, int once, double timeout,
+                    MPI_Comm notice, int notice_peer, int *failed, cl_p2p_result *res);
+
 /* Idle polls before the loops yield the core (default 64; 0 when ranks outnumber cores). */
 void cl_p2p_set_polls_before_yield(int polls);
 

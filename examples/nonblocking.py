@@ -62,12 +62,29 @@ def small_flags(comm, steps=1000):
     return seen
 
 
+def pipeline_stage(comm, microbatches=8):
+    """A pipeline stage's steady state (1F1B): the activation from the previous stage and the
+    gradient from the next one are received while this stage's own two messages leave."""
+    nxt, prev = (comm.rank + 1) % comm.size, (comm.rank - 1) % comm.size
+    act_in, grad_in = np.zeros(1024, dtype=np.float32), np.zeros(1024, dtype=np.float32)
+    for mb in range(microbatches):
+        act_out = np.full(1024, comm.rank + mb, dtype=np.float32)     # forward of microbatch mb
+        grad_out = np.full(1024, -comm.rank - mb, dtype=np.float32)   # backward of an earlier one
+        got_act, got_grad, _, _ = cl.wait_all([
+            comm.irecv(act_in, prev, tag=1), comm.irecv(grad_in, nxt, tag=2),
+            comm.isend(act_out, nxt, tag=1), comm.isend(grad_out, prev, tag=2)])
+        assert got_act.source == prev and got_grad.source == nxt
+        assert act_in[0] == prev + mb and grad_in[0] == -nxt - mb
+    return act_in
+
+
 if __name__ == "__main__":
     comm = cl.Communicator(MPI.COMM_WORLD)
     overlap(comm)
     several(comm)
     persistent_bucket(comm)
     small_flags(comm)
+    pipeline_stage(comm)
     if comm.rank == 0:
         print("nonblocking examples: ok")
     comm.free()

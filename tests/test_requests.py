@@ -280,3 +280,4 @@ def test_the_guide_examples_run(comm):
     examples.several(comm)
     examples.persistent_bucket(comm, steps=20)
     examples.small_flags(comm, steps=50)
+    examples.pipeline_stage(comm, microbatches=4)

@@ -283,6 +283,44 @@ def test_data_movement_ops(groups):
     dist.barrier()
 
 
+@mpi(ranks=[2, 3, 4])
+@in_step
+def test_gather_scatter_direct_match_gloo_for_odd_and_empty_sizes(groups):
+    """gather and scatter run as one direct step (the root receives from / sends to each
+    rank): bitwise gloo's results for every root, odd sizes, 2-D tensors and empty ones."""
+    p, r = dist.get_world_size(), dist.get_rank()
+    for root in range(p):
+        for shape, dt in (((7,), torch.float32), ((3, 5), torch.bfloat16), ((0,), torch.int64),
+                          ((1,), torch.float64), ((33,), torch.int8)):
+            def gather(g):
+                outs = [torch.full(shape, -1, dtype=dt) for _ in range(p)] if r == root else None
+                dist.gather(_data(shape, dt, salt=20 + root), outs, dst=root, group=g)
+                return outs or []
+
+            def scatter(g):
+                out = torch.full(shape, -1, dtype=dt)
+                ins = [_data(shape, dt, salt=30 + j) for j in range(p)] if r == root else None
+                dist.scatter(out, ins, src=root, group=g)
+                return out
+
+            for fn in (gather, scatter):
+                a, b = _both(groups, fn)
+                a, b = (a if isinstance(a, list) else [a]), (b if isinstance(b, list) else [b])
+                assert len(a) == len(b)
+                for x, y in zip(a, b):   # bitwise: the bytes of every tensor
+                    assert x.dtype == y.dtype and x.shape == y.shape
+                    assert torch.equal(x.contiguous().view(torch.uint8), y.contiguous().view(torch.uint8)), \
+                        f"{fn.__name__} root {root} {tuple(shape)} {dt}"
+    # a rank's gather_list that does not match its input is refused before any message
+    if r == 0:
+        with pytest.raises(Exception, match="gather_list"):
+            dist.gather(torch.ones(3), [torch.empty(4) for _ in range(p)], dst=0)
+    # and the group is still in step afterwards
+    t = torch.ones(2)
+    dist.all_reduce(t)
+    assert t.tolist() == [float(p)] * 2
+
+
 @mpi(ranks=[2, 3])
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16", "int64"])
 @in_step

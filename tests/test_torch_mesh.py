@@ -83,6 +83,42 @@ def test_fsdp2_training_matches_gloo(groups):
     assert loss_cl[-1] != loss_cl[0]
 
 
+@mpi(ranks=[2])
+@in_step
+def test_fsdp2_staging_memory_from_the_process_group(groups):
+    """FSDP2 asks the group's CPU backend for its staging buffers when told to: the group is its
+    own backend, allocates nothing itself, and training gives the default allocation's losses."""
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
+
+    cl, _ = groups
+    assert cl._get_backend(torch.device("cpu")).supports_tensor_alloc(torch.device("cpu")) is False
+    with pytest.raises(RuntimeError, match="CPU tensors only"):
+        cl._get_backend(torch.device("cuda"))
+
+    def train(from_group):
+        torch.manual_seed(0)
+        mesh = init_device_mesh("cpu", (dist.get_world_size(),))
+        model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4))
+        for m in model:
+            if isinstance(m, torch.nn.Linear):
+                fully_shard(m, mesh=mesh)
+        fully_shard(model, mesh=mesh)
+        model.set_allocate_memory_from_process_group_for_comm(from_group)
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        losses = []
+        for step in range(3):
+            x = torch.randn(4, 8, generator=torch.Generator().manual_seed(step + dist.get_rank()))
+            loss = model(x).square().mean()
+            loss.backward()
+            opt.step()
+            opt.zero_grad()
+            losses.append(loss.item())
+        return losses
+
+    assert train(True) == train(False)
+
+
 @mpi(ranks=[4])
 @in_step
 def test_two_dimensional_mesh_dp_by_tp(groups):

@@ -29,6 +29,8 @@ from torch._C import _distributed_c10d as _c10d
 
 from .. import Communicator
 from .. import algorithms as _algorithms
+from .. import dtypes as _dtypes
+from .._mpicheck import load_core
 from ..errors import CollectiveTimeout
 from ._progress import P2PWork, Progress, completed_work
 
@@ -53,6 +55,38 @@ _FLOATING = {torch.float16, torch.bfloat16, torch.float32, torch.float64}
 
 #: the collectives an algorithm can be forced for
 _COLLECTIVES = _algorithms.COLLECTIVES
+
+_core = load_core()
+_UINT8_CODE = _dtypes.dtype_code(np.uint8)
+
+
+def _rooted_program(what: str, p: int, me: int, root: int, nbytes: int) -> np.ndarray:
+    """This rank's executor program of a one-step gather or scatter of ``nbytes`` per rank
+    (bytes; the root's buffer holds the ranks' blocks in rank order)."""
+    from ..schedule import BUF_IN, BUF_OUT, Ops, Schedule, StepGroup
+
+    others = np.array([j for j in range(p) if j != root], dtype=np.int64)
+
+    def build(i, ranks):
+        ranks = np.asarray(ranks, dtype=np.int64)
+        leaves = ranks[ranks != root]
+        at_root = ranks[ranks == root]
+        if what == "gather":
+            parts = [Ops.send(leaves, root, BUF_IN, 0, nbytes)]
+            if len(at_root):
+                parts += [Ops.copy(at_root, BUF_IN, 0, BUF_OUT, root * nbytes, nbytes),
+                          Ops.recv(np.full(len(others), root), others, BUF_OUT, others * nbytes, nbytes)]
+        else:
+            parts = [Ops.recv(leaves, root, BUF_OUT, 0, nbytes)]
+            if len(at_root):
+                parts += [Ops.copy(at_root, BUF_IN, root * nbytes, BUF_OUT, 0, nbytes),
+                          Ops.send(np.full(len(others), root), others, BUF_IN, others * nbytes, nbytes)]
+        return Ops.concat(parts)
+
+    count = p * nbytes if (what == "scatter") else nbytes
+    out_count = p * nbytes if (what == "gather") else nbytes
+    sched = Schedule(what, "direct", p, count, out_count, [StepGroup(1, build, f"direct {what}")])
+    return np.ascontiguousarray(sched.program(me))
 
 
 @dataclass
@@ -201,6 +235,24 @@ class ProcessGroupCollectives(dist.ProcessGroup):
             raise _bad("this process group has no name yet: it is named when torch registers "
                        "it (init_process_group / new_group)", RuntimeError)
         return name
+
+    # torch's Python code asks a group for its per-device backend object (FSDP2's
+    # set_allocate_memory_from_process_group_for_comm, batch_isend_irecv's coalescing check,
+    # the time estimator): this group is its own CPU backend and says what it does not offer.
+    def _get_backend(self, device):
+        kind = device.type if isinstance(device, torch.device) else str(torch.device(device).type)
+        if kind != "cpu":
+            raise _bad(f"the {BACKEND_NAME} backend runs CPU tensors only; it has no backend "
+                       f"for device type {kind}", RuntimeError)
+        return self
+
+    supports_splitting = False
+    supports_coalescing = False
+    supports_time_estimate = False
+
+    def supports_tensor_alloc(self, device):
+        """No memory of its own: FSDP2 then allocates its staging buffers with torch.empty."""
+        return False
 
     def _set_group_desc(self, desc):
         self._group_desc = str(desc)
@@ -604,6 +656,50 @@ class ProcessGroupCollectives(dist.ProcessGroup):
         r = recv.numpy() if recv.numel() else np.empty(0, dtype=np.uint8)
         self.comm.alltoallv(s, send_bytes, recv_bytes, out=r, algorithm=self._algo("alltoallv"))
 
+    def _rooted(self, what, send, recv, nbytes, root):
+        """A gather (``nbytes`` from every rank into the root's ``recv``, in rank order) or a
+        scatter (block j of the root's ``send`` to rank j's ``recv``) as one step of the
+        executor: the root's messages to or from every other rank are in flight together, the
+        root's own block is a copy and empty blocks move nothing; the Communicator's deadline
+        and peer notices hold as for every executor call. On emulated links the all-to-all-v
+        route prices each block."""
+        comm = self.comm
+        p, me = self._size, self._rank
+        if comm.emulate:
+            self._rooted_alltoallv(what, send, recv, nbytes, root)
+            return
+        if p == 1 or nbytes == 0:   # nothing to send: the root's own block at most
+            if nbytes:
+                recv.copy_(send)
+            return
+        programs = self.__dict__.setdefault("_rooted_programs", {})
+        key = (what, root, nbytes)
+        program = programs.get(key)
+        if program is None:
+            program = programs[key] = _rooted_program(what, p, me, root, nbytes)
+            if len(programs) > 64:
+                programs.pop(next(iter(programs)))
+        s = send.numpy() if send.numel() else np.empty(0, dtype=np.uint8)
+        r = recv.numpy() if recv.numel() else np.empty(0, dtype=np.uint8)
+        res = _core.run(comm._comm, program, s, r, comm._tmp, _UINT8_CODE, 0, comm.segment_bytes,
+                        comm.inflight, comm._scratch, comm.timeout_or_zero, None, comm._notice)
+        if res is not None:
+            comm._check_result(res, what, "direct", 1)
+
+    def _rooted_alltoallv(self, what, send, recv, nbytes, root):
+        """The same gather or scatter as an all-to-all-v with zero blocks, counts agreed first
+        (emulated links price every block of it)."""
+        p, me = self._size, self._rank
+        sc = np.zeros(p, dtype=np.int64)
+        rc = np.zeros(p, dtype=np.int64)
+        if what == "gather":
+            sc[root] = nbytes
+            rc[:] = nbytes if me == root else 0
+        else:
+            sc[:] = nbytes if me == root else 0
+            rc[root] = nbytes
+        self._alltoallv(send, recv, sc, rc, what)
+
     def barrier(self, opts=None, timeout=None):
         if isinstance(opts, timedelta):
             opts, timeout = None, opts
@@ -676,13 +772,11 @@ class ProcessGroupCollectives(dist.ProcessGroup):
         if me == root:
             self._check_rank_list(outs, inp, "gather", "gather_list", "input", " on the root")
         nbytes = inp.numel() * inp.element_size()
-        send_counts = np.zeros(p, dtype=np.int64)
-        send_counts[root] = nbytes
         recv_counts = np.full(p, nbytes if me == root else 0, dtype=np.int64)
 
         def run():
             recv = torch.empty(int(recv_counts.sum()), dtype=torch.uint8)
-            self._alltoallv(_bytes(inp.contiguous()), recv, send_counts, recv_counts, "gather")
+            self._rooted("gather", _bytes(inp.contiguous()), recv, nbytes, root)
             if me == root:
                 _unpack(recv, outs)
             return outs if me == root else [inp]
@@ -702,9 +796,6 @@ class ProcessGroupCollectives(dist.ProcessGroup):
         if me == root:
             self._check_rank_list(ins, out, "scatter", "scatter_list", "output", " on the root")
         nbytes = out.numel() * out.element_size()
-        send_counts = np.full(p, nbytes if me == root else 0, dtype=np.int64)
-        recv_counts = np.zeros(p, dtype=np.int64)
-        recv_counts[root] = nbytes
 
         def run():
             if me == root:
@@ -712,7 +803,7 @@ class ProcessGroupCollectives(dist.ProcessGroup):
             else:
                 send = torch.empty(0, dtype=torch.uint8)
             with _staged(out, fill=False) as o:
-                self._alltoallv(send, _bytes(o), send_counts, recv_counts, "scatter")
+                self._rooted("scatter", send, _bytes(o), nbytes, root)
             return [out]
         return self._submit(run, opts)
 
