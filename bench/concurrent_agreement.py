@@ -175,7 +175,8 @@ def replay(plan: ReplayPlan, concurrent: bool):
 
     Concurrent: the gradient buckets are non-blocking requests, each started once the
     backward pass of its layer is done and the previous bucket is complete, and
-    declared with ``mesh.overlap`` beside the next backward collective while both run.
+    declared with ``mesh.overlap`` beside the next backward collective, which starts with
+    it; the block ends when either is done (a later call is priced alone).
     Sequential: the buckets after the backward pass.
     """
     for call in plan.earlier:
@@ -190,22 +191,28 @@ def replay(plan: ReplayPlan, concurrent: bool):
         return
     mesh, buckets, after = plan.mesh, plan.buckets, plan.after
     ready: set = set()
-    state = {"next": 0, "request": None, "overlap": None}
+    # the running bucket, its overlap block, and the call declared beside it ("next": not
+    # started yet); the block is left when either of the two is done, so no later call is
+    # priced as if it started with the bucket
+    state = {"next": 0, "request": None, "overlap": None, "partner": None}
+
+    def leave_overlap():
+        if state["overlap"] is not None:
+            state["overlap"].__exit__(None, None, None)
+            state["overlap"] = state["partner"] = None
 
     def move_buckets(position):
         req = state["request"]
         if req is not None and req.test():
             state["request"] = None
-            if state["overlap"] is not None:
-                state["overlap"].__exit__(None, None, None)
-                state["overlap"] = None
+            leave_overlap()
         k = state["next"]
         if state["request"] is None and k < len(buckets) and after[k] in ready:
             declared = plan.declared[position, k]
             if declared is not None:
                 cm = mesh.overlap(**declared)
                 cm.__enter__()
-                state["overlap"] = cm
+                state["overlap"], state["partner"] = cm, "next"
             state["request"] = buckets[k]()
             state["next"] = k + 1
 
@@ -215,8 +222,12 @@ def replay(plan: ReplayPlan, concurrent: bool):
             move_buckets(position)
         elif kind == "call":
             req = what()
+            if state["partner"] == "next":
+                state["partner"] = req
             while not req.test():
                 move_buckets(position)
+            if state["partner"] is req:
+                leave_overlap()
     while state["request"] is not None or state["next"] < len(buckets):
         move_buckets(len(plan.backward))
 
@@ -342,8 +353,8 @@ def pair_prediction(row) -> dict:
 
 def replay_holds(step, row, concurrent: bool = True) -> float:
     """What the emulated links hold :func:`replay` (concurrent) to: the same decisions as the
-    replay, each call lasting what the joint model gives it (:func:`joint_call_times` with
-    the call declared beside it while a bucket runs, else alone). No new pricing: this
+    replay, each call lasting what the joint model gives it (:func:`joint_call_times` of a
+    bucket and the call declared beside it, which starts with it, else alone). No new pricing: this
     only orders the joint model's call times as the replay orders the calls."""
     import numpy as np
 
@@ -372,16 +383,16 @@ def replay_holds(step, row, concurrent: bool = True) -> float:
         if isinstance(item, Collective):
             t += price([item])[0]
     ready, k = set(), 0
-    bucket_end, partner = -1.0, None      # the running bucket's end, and the call declared beside it
+    bucket_end, partner = -1.0, None      # the running bucket's end, and where its partner is
 
     def start_buckets(now, position):
         nonlocal k, bucket_end, partner
         while k < len(buckets) and buckets[k].after in ready and bucket_end <= now:
-            upcoming = [backward[i] for i in range(position + 1, len(backward))
+            upcoming = [i for i in range(position + 1, len(backward))
                         if isinstance(backward[i], Collective)]
             c = buckets[k].collective
             partner = upcoming[0] if upcoming else None
-            took = price([c, partner])[0] if partner is not None else price([c])[0]
+            took = price([c, backward[partner]])[0] if partner is not None else price([c])[0]
             bucket_end, k = max(now, bucket_end) + took, k + 1
             now = bucket_end if not upcoming else now
             if upcoming:
@@ -392,7 +403,8 @@ def replay_holds(step, row, concurrent: bool = True) -> float:
             ready.add(item.layer)
             start_buckets(t, position)
         elif isinstance(item, Collective):
-            beside = partner is not None and bucket_end > t
+            # only the call declared beside the bucket, which starts with it, is priced with it
+            beside = position == partner and bucket_end > t
             took = price([buckets[k - 1].collective, item])[1] if beside else price([item])[0]
             end = t + took
             if bucket_end < end:          # a bucket done during this call lets the next one start

@@ -96,6 +96,19 @@ def test_the_step_case_is_priced_by_simulate_and_by_the_holds(agreement):
     assert row["predicted_s"] > alone - hidden
 
 
+@pytest.mark.parametrize("nbytes", [1 << 16, 1 << 18, 1 << 20, 1 << 22])
+def test_the_replays_holds_and_simulate_price_the_step_alike(agreement, nbytes):
+    """The same traffic, one pricing rule: the joint model of the replay (each call's
+    joint_call_times in the replay's order) and the CPU-host simulate both let a bucket share
+    the links only while the call beside it runs. They differ only where the replay declares
+    a bucket beside the one all-to-all that starts with it while simulate also shares the
+    bucket's rest with the next all-to-all: within 5%."""
+    row = agreement.price([_row("step", nbytes)])[0]
+    assert row["predicted_s"] == pytest.approx(row["simulate_cpu_s"], rel=0.05)
+    # and overlapping the bucket is worth something: less than the calls one after the other
+    assert row["predicted_s"] < row["predicted_sequential_s"]
+
+
 def test_a_calibration_profile_prices_both_models_with_its_host_constants(agreement, tmp_path):
     from collectives.model.calibrate import Link, Profile, save_profile
 

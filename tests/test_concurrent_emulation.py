@@ -17,7 +17,8 @@ import pytest
 import collectives as cl
 from collectives import InvalidArgument
 from collectives.algorithms import build_schedule
-from collectives.model.joint import joint_call_times, joint_message_times, joint_step_times
+from collectives.schedule import RECV
+from collectives.model.joint import joint_call_times, joint_message_times, joint_step_times, joint_timeline
 
 # one 2-host leaf per tp group: tp traffic stays in a leaf, dp traffic crosses the spine,
 # and both share the hosts' links
@@ -228,6 +229,39 @@ def test_parts_with_fewer_steps_add_nothing_to_later_steps():
     np.testing.assert_array_equal(together[last], by_itself[last])
     steps = joint_step_times(both, PAIR, itemsize=4, **machines)
     assert len(steps) == 2 and steps[0] > steps[1] > 0
+
+
+def test_a_short_call_beside_a_long_one_slows_it_only_while_it_runs():
+    """By hand, network alone: a ring all-reduce (two steps of 128 KiB each way) beside a
+    pairwise all-to-all (one step of 1 MiB each way) on the same pair of hosts. While both run,
+    each flow gets half of a link; once the ring is done, the all-to-all has the link to itself
+    for the rest of its bytes, instead of being priced at half a link for all of them."""
+    off = cl.model.HOST_TERMS_OFF
+    hosts = np.arange(2)
+    ring = build_schedule("allreduce", "ring", 2, 1 << 16)          # 32768 floats per step
+    pairwise = build_schedule("alltoall", "pairwise", 2, 1 << 19)   # 262144 floats to the peer
+    b, a, rate, lat = (1 << 15) * 4, (1 << 18) * 4, 1e9, 40e-6     # two 20 us links per path
+    shared_ring, shared_pairwise = lat + b / (rate / 2), lat + a / (rate / 2)
+    # the all-to-all does 2 * shared_ring / shared_pairwise of its work beside the ring's two
+    # steps, the rest alone
+    pairwise_end = 2 * shared_ring + (1 - 2 * shared_ring / shared_pairwise) * (lat + a / rate)
+    both = [(ring, hosts), (pairwise, hosts)]
+    np.testing.assert_allclose(joint_call_times(both, PAIR, itemsize=4, **off),
+                               [2 * shared_ring, pairwise_end], rtol=1e-12)
+    ring_t, pairwise_t = joint_timeline(both, PAIR, itemsize=4, **off)
+    np.testing.assert_allclose(ring_t, [[0, shared_ring], [shared_ring, 2 * shared_ring]], rtol=1e-12)
+    np.testing.assert_allclose(pairwise_t, [[0, pairwise_end]], rtol=1e-12)
+    # the emulated links hold each message to the same timeline
+    prog = pairwise.program(0)
+    held = joint_message_times(both, PAIR, 1, 0, itemsize=4, **off)
+    np.testing.assert_allclose(held[prog["kind"] == RECV], [pairwise_end], rtol=1e-12)
+    held_ring = joint_message_times(both, PAIR, 0, 0, itemsize=4, **off)
+    np.testing.assert_allclose(held_ring[held_ring > 0], [shared_ring, shared_ring], rtol=1e-12)
+    # the order of the parts changes nothing
+    np.testing.assert_allclose(joint_call_times(both[::-1], PAIR, itemsize=4, **off)[::-1],
+                               joint_call_times(both, PAIR, itemsize=4, **off), rtol=1e-12)
+    with pytest.raises(InvalidArgument):
+        joint_timeline([], PAIR)
 
 
 def test_joint_call_times_of_one_part_is_predict():

@@ -445,8 +445,10 @@ class _Pricer:
 
         Returns ``(backward end, last bucket end)`` in seconds from the start.
         Whenever a step of each stream is in flight, both are priced together
-        (with ``joint``; else each alone); a step keeps the duration priced at
-        its start (no re-pricing mid-step). On a CPU host a call first pays its
+        (with ``joint``; else each alone); when one stream's step ends, the
+        other's step does the rest of its work at the price of what runs beside
+        it then (the rule :func:`collectives.model.joint.joint_timeline` prices
+        concurrent calls by). On a CPU host a call first pays its
         per-call cost ("h" items), priced at its start with the other stream's
         call when one is in flight (their ranks share the cores, as in
         :func:`~collectives.model.joint.joint_call_times`).
