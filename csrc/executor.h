@@ -96,8 +96,13 @@ int cl_native(MPI_Comm comm, int which, const void *sendbuf, void *recvbuf,
  * MPI with ULFM, mpi_ft_enable on, MPI_THREAD_MULTIPLE); the call then fails with
  * CL_TIMEOUT or CL_PEER_NOTICE as the non-blocking path does, and the communicator is
  * revoked. Larger calls keep the non-blocking path: a revoke does not interrupt a send
- * that waits for its peer, and messages this small are sent eagerly. */
-enum { CL_BLOCKING_DEADLINE_MAX_BYTES = 4096 };
+ * that waits for its peer. Open MPI's ob1 sends a message of at most 256 B inline (copied
+ * out, the send complete at once: a constant of ob1, not an MCA variable); a larger one,
+ * even under the transport's eager limit, stays a pending send until the receiver has
+ * taken it in. With a silent peer, 1-4 KiB calls at 2-4 ranks were not ended by the
+ * revoke until the peer woke, while 256 B calls always were: the whole input (which
+ * bounds every message of the MPI's algorithm) must fit the inline size. */
+enum { CL_BLOCKING_DEADLINE_MAX_BYTES = 256 };
 
 /* want 0 switches the path off, 1 on where available, -1 leaves it; returns 1 when it
  * is active (needs MPI initialised). */
