@@ -238,7 +238,7 @@ cdef class RequestBase:
                 del pending[:]
             return True
         o = <cnp.ndarray>self._buf
-        comm = (<MPI.Comm>owner._p2p).ob_mpi
+        comm = _p2p_comm(owner)
         buf = _data(o)
         capacity = cnp.PyArray_NBYTES(o)
         with nogil:
@@ -255,6 +255,16 @@ cdef class RequestBase:
     def status(self):
         """The receive's status once complete (None before, and for a send)."""
         return self._status
+
+
+cdef MPI_Comm _p2p_comm(owner) except *:
+    """The point-to-point communicator of ``owner``; CommunicatorBroken once it was freed
+    (a request waited for after ``comm.free()``)."""
+    p2p_comm = owner._p2p
+    if p2p_comm is None:
+        from collectives.errors import CommunicatorBroken
+        raise CommunicatorBroken("this Communicator was freed; create a new one")
+    return (<MPI.Comm>p2p_comm).ob_mpi
 
 
 cdef inline double _limit(owner, timeout) except -1.0:
@@ -300,10 +310,9 @@ cdef int _run(owner, list wanted, bint once, double limit) except -1:
         r = <RequestBase>w
         if r._done or r._error is not None:
             continue
-        if not r._recv:
-            queue.append(r)       # a send is in no queue: it is tested with the receives
-            continue
-        for q in pending:
+        # once each: a send is in no queue (it is tested with the receives), and a request
+        # listed twice must not be tested twice, since MPI frees it at its first completion
+        for q in queue:
             if q is r:
                 break
         else:
@@ -322,7 +331,7 @@ cdef int _run(owner, list wanted, bint once, double limit) except -1:
     cdef MPI_Comm comm, nc
     cdef cl_p2p_result res
     try:
-        comm = (<MPI.Comm>owner._p2p).ob_mpi
+        comm = _p2p_comm(owner)
         nc = _comm_or_null(owner._notice) if owner.size > 1 else MPI_COMM_NULL
         if len(wanted) == 1:
             notice_peer = (<RequestBase>wanted[0]).peer

@@ -90,6 +90,7 @@ class Request(_core.RequestBase):
     def _expire(self, elapsed):
         comm = self._comm
         if self._mpi is not None:   # a send (or a receive already matched) still holds the buffer
+            _strand(comm, self)
             comm._broken = f"{self.kind} to/from {self._peer_text()} timed out"
             broken = " This Communicator is now unusable: the message may still be in flight."
         else:   # an unmatched receive: nothing is posted, withdraw it and stay usable
@@ -145,6 +146,8 @@ class Request(_core.RequestBase):
         if status == _core.PEER_NOTICE:
             self._peer_left(notice_from)
         comm = self._comm
+        if self._mpi is not None:
+            _strand(comm, self)
         comm._broken = f"{self.kind} to/from {self._peer_text()} failed in MPI"
         self._error = CommunicationError(
             f"{self.kind} {'to' if self.kind == 'send' else 'from'} {self._peer_text()} (tag "
@@ -158,12 +161,22 @@ class Request(_core.RequestBase):
         comm._broken = f"rank {peer} {reason}"
         if self._mpi is None:
             _withdraw(comm, self)
+        else:
+            _strand(comm, self)
         direction = "to" if self.kind == "send" else "from"
         self._error = PeerFailure(
             f"{self.kind} {direction} {self._peer_text()} (tag {self.tag}) stopped: rank {peer} "
             f"{reason}. This Communicator is now unusable.",
             rank=peer, reason=reason, collective=self.kind, algorithm="p2p")
         raise self._error
+
+
+def _strand(comm, req) -> None:
+    """Keep a failed request's buffer alive as long as its Communicator: the message is still
+    in flight (MPI may still read or write it), though nobody holds the request any more."""
+    stranded = comm.__dict__.setdefault("_p2p_stranded", [])
+    if not any(r is req for r in stranded):
+        stranded.append(req)
 
 
 def _notice_of(comm):
@@ -189,7 +202,7 @@ def send_failed(comm, a, dest: int, tag: int, failed) -> None:
     req = Request(comm, "send", a, dest, tag, a.dtype.itemsize)
     req._mpi = failed[4]
     if req._mpi is not None:   # still in flight: keep its buffer alive as long as the Communicator
-        comm.__dict__.setdefault("_p2p_stranded", []).append(req)
+        _strand(comm, req)
     req._fail(failed[0], failed[1], failed[2], failed[3])
 
 
@@ -210,7 +223,7 @@ def recv_rest(comm, o, source: int, tag: int, timeout, out) -> RecvStatus:
     a receive still under way is waited for, a failure raised."""
     req = Request(comm, "recv", o, source, tag, o.dtype.itemsize)
     if out[8] and out[7] is not None and out[0] != _core.LARGE:   # matched, still under way
-        comm.__dict__.setdefault("_p2p_stranded", []).append(req)
+        _strand(comm, req)
     if req._take(out, waited=True) and not req._done:
         comm._p2p_pending.append(req)
         return req.wait(timeout)

@@ -159,3 +159,32 @@ def test_refusals_stay_after_good_queued_calls(comm):
     assert comm.recv(out, r, tag=2) == (r, 2, 3)
     comm.barrier()
     assert comm.allreduce(np.ones(1)).tolist() == [comm.size]
+
+
+def test_a_request_listed_twice_is_completed_once(comm):
+    """cl.wait_all([s, s]): MPI frees a request at its completion, so it may be tested once only."""
+    p, r = comm.size, comm.rank
+    nxt, prv = (r + 1) % p, (r - 1) % p
+    a, b = np.zeros(8, dtype=np.int64), np.zeros(8, dtype=np.int64)
+    for step in range(3):
+        ra, rb = comm.irecv(a, prv, tag=6), comm.irecv(b, prv, tag=7)
+        sa = comm.isend(np.full(8, 10 * r + step, dtype=np.int64), nxt, tag=6)
+        sb = comm.isend(np.full(8, -10 * r - step, dtype=np.int64), nxt, tag=7)
+        got = cl.wait_all([sa, ra, sa, rb, ra, sb, sb])
+        assert got[1] == got[4] == (prv, 6, 8) and got[3] == (prv, 7, 8)
+        assert got[0] is got[2] is got[5] is got[6] is None
+        assert (a == 10 * prv + step).all() and (b == -10 * prv - step).all()
+    comm.barrier()
+
+
+def test_a_request_of_a_freed_communicator_refuses_to_wait(comm):
+    """Waiting after free() raises the library's error instead of touching a freed communicator."""
+    from mpi4py import MPI
+
+    c = cl.Communicator(MPI.COMM_WORLD, timeout=30.0)
+    queued = c.irecv(np.zeros(4), (comm.rank + 1) % comm.size, tag=8)   # only queued: nothing posted
+    c.free()
+    for attempt in (queued.wait, queued.test, lambda: cl.wait_all([queued])):
+        with pytest.raises(cl.CommunicatorBroken, match="freed"):
+            attempt()
+    comm.barrier()

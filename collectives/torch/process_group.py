@@ -665,6 +665,7 @@ class ProcessGroupCollectives(dist.ProcessGroup):
         route prices each block."""
         comm = self.comm
         p, me = self._size, self._rank
+        comm._ensure_usable()   # a group broken by an earlier failure refuses, as every call does
         if comm.emulate:
             self._rooted_alltoallv(what, send, recv, nbytes, root)
             return
