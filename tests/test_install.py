@@ -49,7 +49,10 @@ def test_license_and_changelog():
     text = _source("LICENSE")
     assert "BSD 3-Clause License" in text
     assert "Copyright (c) 2026, the collectives developers" in text
-    assert _pyproject()["project"]["license"] == {"text": "BSD-3-Clause"}
+    assert _pyproject()["project"]["license"] == "BSD-3-Clause"   # an SPDX expression (PEP 639)
+    from importlib.metadata import metadata
+
+    assert metadata("collectives-mpi")["License-Expression"] == "BSD-3-Clause"
     log = _source("CHANGELOG.md")
     assert "## [Unreleased]" in log and f"## [{collectives.__version__}]" in log
 
